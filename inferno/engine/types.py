@@ -1,0 +1,173 @@
+"""Dialect-neutral core requests and the events the engine answers with.
+
+Requests are pydantic models (they are the boundary every dialect translates into); events are small
+slotted dataclasses because one is made per generated token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+class ToolCall(BaseModel):
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class Message(BaseModel):
+    role: Role
+    content: str = ""
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None  # the tool's name on a tool result
+    images: list[str] | None = None  # reserved: no vision models yet
+
+
+class Tool(BaseModel):
+    name: str = Field(min_length=1, max_length=256)
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ToolChoice(BaseModel):
+    mode: Literal["auto", "none", "required", "function"] = "auto"
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _named(self) -> ToolChoice:
+        if self.mode == "function" and not self.name:
+            raise ValueError("tool_choice of a function needs the function's name")
+        return self
+
+
+class SamplingOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(None, ge=0, le=100)
+    top_k: int | None = Field(None, ge=0)
+    top_p: float | None = Field(None, ge=0, le=1)
+    min_p: float | None = Field(None, ge=0, le=1)
+    typical_p: float | None = Field(None, ge=0, le=1)
+    repeat_penalty: float | None = Field(None, ge=0, le=100)
+    repeat_last_n: int | None = Field(None, ge=-1)
+    presence_penalty: float | None = Field(None, ge=-100, le=100)
+    frequency_penalty: float | None = Field(None, ge=-100, le=100)
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list)
+    max_tokens: int | None = Field(None, description="None or negative: until the context is full")
+
+
+class LoadOptions(BaseModel):
+    """Options fixed when a model is loaded; changing one reloads the model. None = the default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_ctx: int | None = Field(None, ge=16, le=1 << 22)
+    n_batch: int | None = Field(None, ge=1, le=1 << 16)
+    n_gpu_layers: int | None = Field(None, ge=-1)
+    n_threads: int | None = Field(None, ge=1, le=1024)
+    use_mlock: bool | None = None
+    use_mmap: bool | None = None
+    flash_attn: bool | None = None
+    rope_freq_base: float | None = Field(None, gt=0)
+    rope_freq_scale: float | None = Field(None, gt=0)
+
+    def merged(self, base: LoadOptions | None) -> LoadOptions:
+        """These options over base: a field set here wins."""
+        if base is None:
+            return self
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
+FormatSpec = Literal["json"] | dict[str, Any] | None
+
+
+class GenerateRequest(BaseModel):
+    """A chat (messages) or a completion (prompt [+ suffix]); exactly one of the two."""
+
+    model: str
+    messages: list[Message] | None = None
+    prompt: str | None = None
+    suffix: str | None = None
+    raw: bool = False  # prompt goes to the model verbatim, no template
+    template: str | None = None  # a Jinja chat template overriding the model's own
+    sampling: SamplingOptions = Field(default_factory=SamplingOptions)
+    format: FormatSpec = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice = Field(default_factory=ToolChoice)
+    logprobs: int | None = Field(None, ge=0, le=20)
+    load: LoadOptions = Field(default_factory=LoadOptions)
+    keep_alive: float | None = None  # seconds; negative = forever; None = the server's default
+    context: list[int] | None = None  # Ollama's generate context: tokens of an earlier exchange
+    return_context: bool = False
+    truncate: bool = False  # drop the oldest prompt tokens instead of refusing a too-long prompt
+
+    @model_validator(mode="after")
+    def _one_input(self) -> GenerateRequest:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("give either messages or prompt")
+        return self
+
+
+class EmbedRequest(BaseModel):
+    model: str
+    inputs: list[str]
+    truncate: bool = True
+    dimensions: int | None = Field(None, ge=1)
+    normalize: bool = True
+    load: LoadOptions = Field(default_factory=LoadOptions)
+    keep_alive: float | None = None
+
+
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+    logprobs: list[dict[str, Any]] | None = None
+
+
+@dataclass(slots=True)
+class ToolCalls:
+    calls: list[ToolCall]
+
+
+@dataclass(slots=True)
+class Done:
+    reason: Literal["stop", "length", "tool_calls", "load", "unload", "cancelled"]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    load_ns: int = 0
+    prompt_eval_ns: int = 0
+    eval_ns: int = 0
+    total_ns: int = 0
+    context: list[int] | None = None
+    cached_tokens: int = 0
+
+
+@dataclass(slots=True)
+class Embeddings:
+    vectors: list[list[float]]
+    prompt_tokens: int
+    load_ns: int = 0
+    total_ns: int = 0
+
+
+Event = TextDelta | ToolCalls | Done
+
+
+@dataclass
+class LoadedModelInfo:
+    """One row of `ps`."""
+
+    name: str
+    path: str
+    size: int
+    context_length: int
+    expires_at: float | None  # epoch seconds; None = never
+    busy: bool
+    load_options: dict[str, Any] = field(default_factory=dict)

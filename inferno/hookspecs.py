@@ -1,0 +1,49 @@
+"""The plugin contract. Every hook is documented in docs/plugins.md and tested (tests/test_hooks_documented.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    import click
+
+    from inferno.host import Inferno
+    from inferno.sources import ModelSource
+
+hookspec = pluggy.HookspecMarker("inferno")
+hookimpl = pluggy.HookimplMarker("inferno")
+
+
+@hookspec
+def register_model_sources(register: Callable[[ModelSource], None]) -> None:
+    """Call register(source) for each ModelSource this plugin provides. Sync only."""
+
+
+@hookspec
+def read_model_metadata(path: Path) -> dict[str, Any] | None:
+    """Return normalised metadata fields read from the model file at path, or None. Sync only."""
+
+
+@hookspec
+def register_routes(app: Any, inferno: Inferno) -> None:
+    """Mount an API dialect's routes (a Quart blueprint) on the server's app. Sync only."""
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add click commands to the inferno CLI; called while the CLI is built, never at import. Sync only."""
+
+
+@hookspec
+def startup(inferno: Inferno) -> Any:
+    """Run once when the server starts serving; may be async (awaited)."""
+
+
+@hookspec
+def shutdown(inferno: Inferno) -> Any:
+    """Run once when the server stops, after in-flight requests end; may be async (awaited)."""

@@ -1,0 +1,84 @@
+"""The host object handed to hooks: settings, store, the engine, and pulling models in."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from inferno.config import Settings, load_settings
+from inferno.errors import BadRequestError
+from inferno.metadata import ModelMetadata, read_metadata
+from inferno.sources import Chooser, resolve
+from inferno.store import ModelInfo, Progress, Store, _no_progress, normalize_name
+
+if TYPE_CHECKING:
+    from inferno.engine.scheduler import Scheduler
+
+
+class Inferno:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.store = Store(self.settings.models_dir)
+
+    @cached_property
+    def engine(self) -> Scheduler:
+        from inferno.engine.scheduler import Scheduler
+
+        return Scheduler(self)
+
+    def metadata(self, name: str) -> ModelMetadata:
+        return read_metadata(self.store.get(name).file)
+
+    def pull(self, identifier: str, *, name: str | None = None, link: bool = False,
+             progress: Progress = _no_progress, choose: Chooser | None = None,
+             options: dict[str, Any] | None = None) -> tuple[ModelInfo, str | None]:
+        """Fetch identifier through its source and register it; returns the model and a note for the user."""
+        source, ref = resolve(identifier, self.settings.aliases)
+        target = normalize_name(name or ref.default_name)
+        opts = dict(options or {})
+        if link:
+            opts["link"] = True
+        progress(0, None, f"pulling {ref.identifier}")
+        fetched = source.fetch(ref, progress=progress, staging=self.store.staging_dir(), choose=choose,
+                               options=opts)
+        try:
+            meta = read_metadata(fetched.path)
+            if meta.architecture is None:
+                raise BadRequestError(f"{fetched.path.name} is not a GGUF model file")
+        except BaseException:
+            if fetched.mode == "move":
+                with contextlib.suppress(OSError):
+                    fetched.path.unlink()
+            raise
+        extra = {
+            "max_context": meta.context_length,
+            "quantization_type": meta.quantization,
+            "architecture": meta.architecture,
+            "parameter_count": meta.parameter_count,
+            **(fetched.extra or {}),
+        }
+        progress(0, None, "writing manifest")
+        info = self.store.add(target, fetched.path, source=ref.identifier, mode=fetched.mode,
+                              progress=progress, extra=extra, sha256=fetched.sha256,
+                              filename=fetched.filename)
+        progress(1, 1, "success")
+        return info, fetched.note
+
+    def ensure(self, name: str, *, progress: Progress = _no_progress, choose: Chooser | None = None) -> ModelInfo:
+        """The local model called name, pulled first when it is not here (as `ollama run` does)."""
+        if self.store.exists(name):
+            return self.store.get(name)
+        _, ref = resolve(name, self.settings.aliases)
+        if self.store.exists(ref.default_name):
+            return self.store.get(ref.default_name)
+        return self.pull(name, progress=progress, choose=choose)[0]
+
+    def resolve_path(self, name: str) -> Path:
+        return self.store.get(name).file
+
+
+def choose_first(question: str, options: Sequence[str]) -> str:
+    return options[0]

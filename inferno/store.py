@@ -1,0 +1,247 @@
+"""The model store: <models_dir>/<name>/info.json beside the GGUF (or a link to a file imported in place).
+
+A model exists only once its info.json is in place, and info.json is written last, by rename: a download or
+copy that dies half way leaves no listed model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from inferno.errors import BadRequestError, ModelNotFoundError
+
+_PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+_NAME = re.compile(rf"^(?P<base>{_PART})(?::(?P<tag>{_PART}))?$")
+INFO = "info.json"
+PARTIAL = ".partial"
+_CHUNK = 4 * 1024 * 1024
+
+Progress = Callable[[int, "int | None", str], None]
+
+
+def _no_progress(completed: int, total: int | None, status: str) -> None:
+    pass
+
+
+def normalize_name(name: str) -> str:
+    """Canonical store name: `name:latest` is `name`; anything that could leave the store is refused."""
+    if not isinstance(name, str) or not name:
+        raise BadRequestError("model name must not be empty", param="model")
+    m = _NAME.match(name)
+    if not m or ".." in name:
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        raise BadRequestError(
+            f"invalid model name {shown!r}: use letters, digits, '.', '_', '-' and an optional ':tag'",
+            param="model")
+    base, tag = m.group("base"), m.group("tag")
+    return base if tag in (None, "latest") else f"{base}:{tag}"
+
+
+def display_name(name: str) -> str:
+    """Ollama shows every model with its tag: `smollm2` → `smollm2:latest`."""
+    return name if ":" in name else f"{name}:latest"
+
+
+class ModelInfo(BaseModel):
+    """What info.json holds. Unknown keys are kept, so plugins can record their own facts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    path: str
+    filename: str
+    source: str
+    downloaded_at: datetime
+    size: int = Field(ge=0)
+    sha256: str
+    linked: bool = False
+    max_context: int | None = None
+    quantization_type: str | None = None
+    architecture: str | None = None
+    parameter_count: int | None = None
+
+    @property
+    def file(self) -> Path:
+        return Path(self.path)
+
+    @property
+    def digest(self) -> str:
+        return f"sha256:{self.sha256}"
+
+
+def sha256_file(path: Path, progress: Progress = _no_progress, status: str = "verifying") -> str:
+    total = path.stat().st_size
+    h = hashlib.sha256()
+    done = 0
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            done += len(chunk)
+            progress(done, total, status)
+    return h.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _dir(self, name: str) -> Path:
+        d = self.root / normalize_name(name)
+        # Belt and braces: the name rules already forbid separators and "..".
+        if d.resolve().parent != self.root.resolve():
+            raise BadRequestError(f"invalid model name {name!r}", param="model")
+        return d
+
+    def staging_dir(self) -> Path:
+        """Where sources download: same filesystem as the store, so the final move is a rename."""
+        d = self.root / PARTIAL
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def exists(self, name: str) -> bool:
+        try:
+            return (self._dir(name) / INFO).is_file()
+        except BadRequestError:
+            return False
+
+    def get(self, name: str) -> ModelInfo:
+        canonical = normalize_name(name)
+        path = self._dir(canonical) / INFO
+        try:
+            return ModelInfo.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
+            raise ModelNotFoundError(name) from None
+        except (ValidationError, OSError) as e:
+            raise ModelNotFoundError(name) from e
+
+    def list(self) -> list[ModelInfo]:
+        out = []
+        if not self.root.is_dir():
+            return out
+        for d in sorted(self.root.iterdir()):
+            if d.name.startswith(".") or not (d / INFO).is_file():
+                continue
+            with contextlib.suppress(ValidationError, OSError):
+                out.append(ModelInfo.model_validate_json((d / INFO).read_bytes()))
+        return out
+
+    def add(self, name: str, file: Path, *, source: str, mode: str = "copy",
+            progress: Progress = _no_progress, extra: dict[str, Any] | None = None,
+            sha256: str | None = None, filename: str | None = None) -> ModelInfo:
+        """Register file under name. mode: "copy", "move" (a finished download) or "link" (in place)."""
+        canonical = normalize_name(name)
+        file = Path(file)
+        if not file.is_file():
+            raise BadRequestError(f"no such file: {file}")
+        d = self._dir(canonical)
+        d.mkdir(parents=True, exist_ok=True)
+        size = file.stat().st_size
+        if mode == "link":
+            target = file.resolve()
+            digest = sha256 or sha256_file(target, progress)
+        else:
+            target = d / (filename or file.name)
+            digest = self._place(file, target, mode, progress, sha256)
+        old = self._previous_file(d)
+        info = ModelInfo(name=canonical, path=str(target), filename=target.name, source=source,
+                         downloaded_at=datetime.now(timezone.utc), size=size, sha256=digest,
+                         linked=mode == "link", **(extra or {}))
+        _atomic_write_text(d / INFO, info.model_dump_json(indent=2))
+        if old is not None and old != target and old.parent == d:
+            with contextlib.suppress(OSError):
+                old.unlink()
+        return info
+
+    def _previous_file(self, d: Path) -> Path | None:
+        try:
+            return ModelInfo.model_validate_json((d / INFO).read_bytes()).file
+        except (OSError, ValidationError):
+            return None
+
+    def _place(self, file: Path, target: Path, mode: str, progress: Progress, sha256: str | None) -> str:
+        """Put file at target through a temp name in the target's folder; return its sha256."""
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".gguf")
+        tmp = Path(tmp_name)
+        try:
+            if mode == "move":
+                os.close(fd)
+                os.replace(file, tmp)
+                digest = sha256 or sha256_file(tmp, progress)
+            else:
+                h = hashlib.sha256()
+                total, done = file.stat().st_size, 0
+                with os.fdopen(fd, "wb") as out, file.open("rb") as src:
+                    while chunk := src.read(_CHUNK):
+                        out.write(chunk)
+                        h.update(chunk)
+                        done += len(chunk)
+                        progress(done, total, "copying")
+                    out.flush()
+                    os.fsync(out.fileno())
+                digest = h.hexdigest()
+            os.replace(tmp, target)
+            return digest
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+
+    def remove(self, name: str) -> ModelInfo:
+        info = self.get(name)
+        shutil.rmtree(self._dir(name))
+        return info
+
+    def copy(self, source: str, destination: str) -> ModelInfo:
+        info = self.get(source)
+        dst = normalize_name(destination)
+        if dst == info.name:
+            raise BadRequestError("source and destination are the same model")
+        d = self._dir(dst)
+        d.mkdir(parents=True, exist_ok=True)
+        extra = info.model_dump(exclude={"name", "path", "downloaded_at", "linked"})
+        if info.linked:
+            target = info.file
+        else:
+            target = d / info.filename
+            tmp = d / f".tmp-{info.filename}"
+            try:  # a hard link costs no space; fall back to a copy across filesystems
+                os.link(info.file, tmp)
+            except OSError:
+                shutil.copyfile(info.file, tmp)
+            os.replace(tmp, target)
+        new = ModelInfo(name=dst, path=str(target), linked=info.linked,
+                        downloaded_at=datetime.now(timezone.utc), **extra)
+        _atomic_write_text(d / INFO, new.model_dump_json(indent=2))
+        return new
+
+    def update(self, name: str, **fields: Any) -> ModelInfo:
+        info = self.get(name)
+        data = info.model_dump() | fields
+        new = ModelInfo.model_validate(data)
+        _atomic_write_text(self._dir(name) / INFO, new.model_dump_json(indent=2))
+        return new

