@@ -12,7 +12,7 @@ import click
 from inferno import __version__
 
 
-def _host():  # noqa: ANN202 - imported lazily to keep --help fast
+def _host():
     from inferno.host import Inferno
 
     return Inferno()
@@ -50,7 +50,7 @@ def interactive_choose(question: str, options: Sequence[str]) -> str:
     return options[index - 1]
 
 
-def do_pull(identifier: str, name: str | None = None, link: bool = False, quiet: bool = False):  # noqa: ANN201
+def do_pull(identifier: str, name: str | None = None, link: bool = False, quiet: bool = False):
     from inferno.cli.progress import ProgressBar
 
     bar = ProgressBar(quiet=quiet)

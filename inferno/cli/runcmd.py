@@ -1,7 +1,264 @@
+"""`inferno run`: a chat REPL (or one answer) against a model loaded in this process."""
+
 from __future__ import annotations
+
+import json
+import sys
+from typing import Any
 
 import click
 
+HELP = """Available commands:
+  /set system <text>          set the system prompt
+  /set context <n>            set the context window (reloads the model)
+  /set parameter <name> <v>   set a sampling parameter (temperature, top_k, top_p, min_p, seed,
+                              repeat_penalty, repeat_last_n, presence_penalty, frequency_penalty,
+                              num_predict, stop, num_thread)
+  /show context               current context window and the model's maximum
+  /show info                  the model's details
+  /clear                      forget the conversation (keeps the system prompt)
+  /reset                      forget the conversation and the system prompt
+  /bye                        leave (Ctrl-D works too)
+  /help, /?                   this help
+Ctrl-C stops an answer without leaving."""
+
+_INT_PARAMS = {"top_k", "repeat_last_n", "seed", "num_predict", "num_thread"}
+_FLOAT_PARAMS = {"temperature", "top_p", "min_p", "typical_p", "repeat_penalty", "presence_penalty",
+                 "frequency_penalty"}
+
+
+class Session:
+    def __init__(self, host: Any, name: str, sampling: dict[str, Any], load: dict[str, Any],
+                 fmt: str | None, system: str | None, verbose: bool) -> None:
+        from inferno.engine.types import Message
+
+        self.host, self.name, self.sampling, self.load, self.fmt = host, name, sampling, load, fmt
+        self.system = system
+        self.history: list[Message] = []
+        self.verbose = verbose
+
+    def messages(self) -> list[Any]:
+        from inferno.engine.types import Message
+
+        head = [Message(role="system", content=self.system)] if self.system else []
+        return head + self.history
+
+    def ask(self, text: str, out: Any = None) -> str:
+        """Stream one answer to out; Ctrl-C stops it and keeps what was said."""
+        from inferno.engine.types import Done, GenerateRequest, LoadOptions, Message, SamplingOptions, TextDelta
+
+        out = out or sys.stdout
+        self.history.append(Message(role="user", content=text))
+        req = GenerateRequest(model=self.name, messages=self.messages(), format=self.fmt,  # type: ignore[arg-type]
+                              sampling=SamplingOptions(**self.sampling), load=LoadOptions(**self.load),
+                              keep_alive=-1)
+        handle = self.host.engine.submit(req)
+        parts: list[str] = []
+        done: Any = None
+        try:
+            for event in handle:
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                    out.write(event.text)
+                    out.flush()
+                elif isinstance(event, Done):
+                    done = event
+        except KeyboardInterrupt:
+            handle.cancel()
+            for event in handle:  # drain to the Done so the model is free for the next turn
+                if isinstance(event, Done):
+                    done = event
+        except BaseException:
+            self.history.pop()
+            raise
+        out.write("\n")
+        answer = "".join(parts)
+        self.history.append(Message(role="assistant", content=answer))
+        if self.verbose and done is not None:
+            rate = done.completion_tokens / (done.eval_ns / 1e9) if done.eval_ns else 0.0
+            click.echo(f"prompt tokens: {done.prompt_tokens}, answer tokens: {done.completion_tokens}, "
+                       f"{rate:.1f} tokens/s", err=True)
+        return answer
+
+    def command(self, line: str) -> bool:
+        """Handle a /command; False means leave."""
+        words = line.split(maxsplit=2)
+        cmd = words[0].lower()
+        if cmd in ("/bye", "/exit", "/quit"):
+            return False
+        if cmd in ("/help", "/?"):
+            click.echo(HELP)
+        elif cmd == "/clear":
+            self.history.clear()
+            click.echo("Cleared session context")
+        elif cmd == "/reset":
+            self.history.clear()
+            self.system = None
+            click.echo("Cleared session context and system prompt")
+        elif cmd == "/set" and len(words) >= 2:
+            self._set(words[1].lower(), words[2] if len(words) > 2 else "")
+        elif cmd == "/show" and len(words) >= 2:
+            self._show(words[1].lower())
+        else:
+            click.echo(f"Unknown command {line!r}. Type /? for help")
+        return True
+
+    def _set(self, what: str, value: str) -> None:
+        if what == "system":
+            self.system = value or None
+            click.echo("Set system message.")
+        elif what == "context":
+            try:
+                n = int(value)
+                if n < 16:
+                    raise ValueError
+            except ValueError:
+                click.echo("Usage: /set context <n>, n at least 16")
+                return
+            self.load["n_ctx"] = n
+            click.echo(f"Set context to {n} (the model reloads on the next message).")
+        elif what == "parameter":
+            name, _, raw = value.partition(" ")
+            self._parameter(name.strip().lower(), raw.strip())
+        else:
+            click.echo("Usage: /set system <text> | /set context <n> | /set parameter <name> <value>")
+
+    def _parameter(self, name: str, raw: str) -> None:
+        try:
+            if name in _INT_PARAMS:
+                value: Any = int(raw)
+            elif name in _FLOAT_PARAMS:
+                value = float(raw)
+            elif name == "stop":
+                value = [*self.sampling.get("stop", []), raw]
+            else:
+                click.echo(f"Unknown parameter {name!r}")
+                return
+        except ValueError:
+            click.echo(f"Bad value for {name}: {raw!r}")
+            return
+        if name == "num_predict":
+            self.sampling["max_tokens"] = value
+        elif name == "num_thread":
+            self.load["n_threads"] = value
+        else:
+            self.sampling[name] = value
+        from inferno.engine.types import SamplingOptions
+
+        try:
+            SamplingOptions(**self.sampling)
+        except ValueError as e:
+            self.sampling.pop(name, None)
+            click.echo(f"Bad value for {name}: {e.errors()[0]['msg']}")  # type: ignore[attr-defined]
+            return
+        click.echo(f"Set parameter '{name}' to '{raw}'")
+
+    def _show(self, what: str) -> None:
+        meta = self.host.metadata(self.name)
+        if what == "context":
+            loaded = {m.name: m for m in self.host.engine.loaded()}
+            current = loaded[self.name].context_length if self.name in loaded else \
+                self.load.get("n_ctx") or min(meta.context_length or 4096, self.host.settings.default_context)
+            click.echo(f"context window: {current} tokens (model maximum: {meta.context_length or 'unknown'})")
+        elif what == "info":
+            from inferno.metadata import format_parameter_size
+
+            click.echo(f"  architecture   {meta.architecture}\n  parameters     "
+                       f"{format_parameter_size(meta.parameter_count)}\n  context length "
+                       f"{meta.context_length}\n  quantization   {meta.quantization}")
+        else:
+            click.echo("Usage: /show context | /show info")
+
+
+def _repl(session: Session) -> None:
+    tty = sys.stdin.isatty()
+    if tty:
+        import contextlib
+
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401 - line editing and history for input()
+    while True:
+        try:
+            line = input(">>> " if tty else "")
+        except EOFError:
+            break
+        except KeyboardInterrupt:
+            click.echo("\nUse Ctrl-D or /bye to exit.")
+            continue
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("/"):
+            if not session.command(line):
+                break
+            continue
+        session.ask(line)
+
+
+@click.command()
+@click.argument("model")
+@click.argument("prompt", nargs=-1)
+@click.option("--n-ctx", type=click.IntRange(16), help="Context window in tokens.")
+@click.option("--threads", type=click.IntRange(1), help="CPU threads.")
+@click.option("--temperature", type=click.FloatRange(0), help="Sampling temperature.")
+@click.option("--top-k", type=click.IntRange(0))
+@click.option("--top-p", type=click.FloatRange(0, 1))
+@click.option("--seed", type=int, help="Seed for reproducible answers.")
+@click.option("--max-tokens", type=int, help="Longest answer in tokens.")
+@click.option("--format", "fmt", type=click.Choice(["json"]), help="Constrain the answer to JSON.")
+@click.option("--system", help="System prompt.")
+@click.option("--verbose", is_flag=True, help="Print token counts and speed after each answer.")
+def run(model: str, prompt: tuple[str, ...], n_ctx: int | None, threads: int | None, temperature: float | None,
+        top_k: int | None, top_p: float | None, seed: int | None, max_tokens: int | None, fmt: str | None,
+        system: str | None, verbose: bool) -> None:
+    """Chat with a model (pulled first if it is not local). With PROMPT or piped stdin: one answer."""
+    from inferno.cli.models import interactive_choose
+    from inferno.cli.progress import ProgressBar
+    from inferno.host import Inferno
+
+    host = Inferno()
+    bar = ProgressBar()
+    try:
+        info = host.ensure(model, progress=bar, choose=interactive_choose)
+    finally:
+        bar.close()
+    sampling = {k: v for k, v in {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed,
+                                  "max_tokens": max_tokens}.items() if v is not None}
+    load = {k: v for k, v in {"n_ctx": n_ctx, "n_threads": threads}.items() if v is not None}
+    session = Session(host, info.name, sampling, load, fmt, system, verbose)
+    try:
+        text = " ".join(prompt)
+        if not text and not sys.stdin.isatty():
+            text = sys.stdin.read().strip()
+            if not text:
+                raise click.UsageError("nothing on stdin to answer")
+        if text:
+            session.ask(text)
+        else:
+            _repl(session)
+    finally:
+        host.engine.close()
+
 
 def add_commands(cli: click.Group) -> None:
-    pass
+    cli.add_command(run)
+    cli.add_command(ps)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def ps(as_json: bool) -> None:
+    """List the models loaded by the running server (INFERNO_HOST)."""
+    from inferno.cli.servecmd import server_ps
+
+    models = server_ps()
+    if as_json:
+        click.echo(json.dumps(models, indent=2))
+        return
+    from inferno.cli.models import human_size, table
+
+    rows = [["NAME", "SIZE", "CONTEXT", "UNTIL"]]
+    for m in models:
+        rows.append([m["name"], human_size(int(m.get("size", 0))), str(m.get("context_length", "-")),
+                     m.get("expires_at") or "forever"])
+    click.echo(table(rows))

@@ -1,7 +1,91 @@
+"""`inferno serve`: the HTTP server (every dialect plugin's routes) on INFERNO_HOST, 127.0.0.1:8000."""
+
 from __future__ import annotations
+
+import logging
+import os
+from typing import Any
 
 import click
 
 
+def server_url() -> str:
+    from inferno.config import load_settings
+
+    s = load_settings()
+    host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{s.port}"
+
+
+def server_ps() -> list[dict[str, Any]]:
+    """The running server's loaded models (`inferno ps`)."""
+    import httpx
+
+    from inferno.errors import UnavailableError
+
+    url = server_url()
+    headers = {}
+    if key := os.environ.get("INFERNO_API_KEY"):
+        headers["Authorization"] = f"Bearer {key}"
+    try:
+        r = httpx.get(f"{url}/inferno/ps", headers=headers, timeout=10)
+    except httpx.HTTPError as e:
+        raise UnavailableError(f"no server answers at {url}: is `inferno serve` running? ({e})") from None
+    if r.status_code != 200:
+        raise UnavailableError(f"the server at {url} answered {r.status_code}: {r.text[:200]}")
+    return r.json()["models"]
+
+
+@click.command()
+@click.argument("model", required=False)
+@click.option("--host", help="Address to bind (default 127.0.0.1; INFERNO_HOST).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default 8000; INFERNO_HOST=host:port).")
+@click.option("--n-ctx", type=click.IntRange(16), help="Context window for loaded models.")
+@click.option("--threads", type=click.IntRange(1), help="CPU threads per model.")
+@click.option("--n-gpu-layers", type=click.IntRange(-1), help="Layers to offload to a GPU (-1: all).")
+@click.option("--keep-alive", help="How long an idle model stays loaded (5m, 1h, -1 forever, 0).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
+def serve(model: str | None, host: str | None, port: int | None, n_ctx: int | None, threads: int | None,
+          n_gpu_layers: int | None, keep_alive: str | None, log_level: str) -> None:
+    """Serve every local model over the Ollama (/api) and OpenAI (/v1) APIs.
+
+    With MODEL, that model is pulled if needed and loaded before requests come. On an empty store the
+    built-in default model (smollm2) is pulled first, so a fresh install answers at once.
+    """
+    import asyncio
+
+    from inferno.cli.models import interactive_choose
+    from inferno.cli.progress import ProgressBar
+    from inferno.config import load_settings
+    from inferno.engine.types import LoadOptions
+    from inferno.host import Inferno
+    from inferno.server import serve as run_server
+
+    settings = load_settings()
+    updates: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "keep_alive": keep_alive}.items()
+                               if v is not None}
+    settings = settings.model_validate(settings.model_dump() | updates)
+    logging.basicConfig(level=getattr(logging, log_level.upper()), format="%(message)s")
+    inferno = Inferno(settings)
+    if model is None and not inferno.store.list():
+        model = settings.default_model
+        click.echo(f"no models yet: pulling the default model {model}", err=True)
+    name = None
+    if model is not None:
+        bar = ProgressBar()
+        try:
+            name = inferno.ensure(model, progress=bar, choose=interactive_choose).name
+        finally:
+            bar.close()
+    options = LoadOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers)
+    inferno.engine.set_defaults(name, options)
+
+    def ready(url: str) -> None:
+        click.echo(f"Inferno serving on {url} (Ollama API at /api, OpenAI API at /v1)", err=True)
+
+    asyncio.run(run_server(inferno, preload=name, preload_options=options, ready=ready))
+
+
 def add_commands(cli: click.Group) -> None:
-    pass
+    cli.add_command(serve)

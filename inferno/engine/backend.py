@@ -17,8 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from inferno.engine import chat
-from inferno.engine.types import Done, EmbedRequest, Embeddings, Event, GenerateRequest, LoadOptions, TextDelta, \
-    ToolCalls
+from inferno.engine.types import (
+    Done,
+    Embeddings,
+    EmbedRequest,
+    Event,
+    GenerateRequest,
+    LoadOptions,
+    TextDelta,
+    ToolCalls,
+)
 from inferno.errors import BadRequestError, ModelLoadError, UnavailableError
 from inferno.metadata import ModelMetadata
 

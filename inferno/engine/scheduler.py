@@ -14,8 +14,17 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from inferno.engine.types import Done, EmbedRequest, Embeddings, Event, GenerateRequest, LoadedModelInfo, \
-    LoadOptions
+from inferno.engine.types import (
+    Done,
+    Embeddings,
+    EmbedRequest,
+    Event,
+    GenerateRequest,
+    LoadedModelInfo,
+    LoadOptions,
+    TokenizeRequest,
+    Tokens,
+)
 from inferno.errors import BusyError, InfernoError, ModelLoadError
 
 if TYPE_CHECKING:
@@ -60,7 +69,7 @@ class RequestHandle:
                 if isinstance(item, _Failure):
                     raise item.error
                 yield item
-                if isinstance(item, Done | Embeddings):
+                if isinstance(item, Done | Embeddings | Tokens):
                     self.finished = True
                     return
         finally:
@@ -75,7 +84,7 @@ class RequestHandle:
                 if isinstance(item, _Failure):
                     raise item.error
                 yield item
-                if isinstance(item, Done | Embeddings):
+                if isinstance(item, Done | Embeddings | Tokens):
                     self.finished = True
                     return
         finally:
@@ -84,6 +93,26 @@ class RequestHandle:
 
     async def result(self) -> list[Any]:
         return [e async for e in self]
+
+    async def primed(self) -> AsyncIterator[Any]:
+        """Wait for the first event, then stream: errors before any output (an unknown model, a prompt
+        too long, a load failure) raise here, while the caller can still answer with a proper status."""
+        it = self.__aiter__()
+        try:
+            first = await it.__anext__()
+        except BaseException:
+            await it.aclose()
+            raise
+
+        async def rest() -> AsyncIterator[Any]:
+            try:
+                yield first
+                async for item in it:
+                    yield item
+            finally:
+                await it.aclose()
+
+        return rest()
 
 
 class _Job:
@@ -174,6 +203,10 @@ class Scheduler:
     def embed(self, request: EmbedRequest) -> RequestHandle:
         """Queue an embedding; the handle yields one Embeddings event."""
         return self._enqueue(request, request.load, request.keep_alive, _run_embed)
+
+    def tokenize(self, request: TokenizeRequest) -> RequestHandle:
+        """Tokenize request.text (or detokenize request.tokens) with the model's vocabulary; one Tokens event."""
+        return self._enqueue(request, request.load, request.keep_alive, _run_tokenize)
 
     def load(self, name: str, options: LoadOptions | None = None, keep_alive: float | None = None) -> RequestHandle:
         """Load (or keep) a model without generating; yields Done(reason="load")."""
@@ -298,6 +331,20 @@ def _run_generate(model: LoadedModel, job: _Job, load_ns: int) -> None:
 
 def _run_embed(model: LoadedModel, job: _Job, load_ns: int) -> None:
     job.handle._put(model.embed(job.request, load_ns))
+
+
+def _run_tokenize(model: LoadedModel, job: _Job, load_ns: int) -> None:
+    req: TokenizeRequest = job.request
+    if req.tokens is not None:
+        bad = [t for t in req.tokens if not 0 <= t < model.llama.n_vocab()]
+        if bad:
+            from inferno.errors import BadRequestError
+
+            raise BadRequestError(f"token {bad[0]} is outside the vocabulary of {model.name}", param="tokens")
+        job.handle._put(Tokens(tokens=list(req.tokens), text=model.detokenize(list(req.tokens))))
+    else:
+        text = req.text or ""
+        job.handle._put(Tokens(tokens=model.tokenize(text, add_bos=False, special=False), text=text))
 
 
 def _run_load(model: LoadedModel, job: _Job, load_ns: int) -> None:

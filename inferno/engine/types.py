@@ -157,6 +157,20 @@ class Embeddings:
     total_ns: int = 0
 
 
+@dataclass(slots=True)
+class Tokens:
+    tokens: list[int]
+    text: str
+
+
+class TokenizeRequest(BaseModel):
+    model: str
+    text: str | None = None
+    tokens: list[int] | None = None  # given: detokenize them instead
+    load: LoadOptions = Field(default_factory=LoadOptions)
+    keep_alive: float | None = None
+
+
 Event = TextDelta | ToolCalls | Done
 
 

@@ -100,7 +100,7 @@ def read_gguf(path: Path) -> dict[str, Any]:
         "eos_token_id": eos_id,
         "bos_token": token_text(bos_id),
         "eos_token": token_text(eos_id),
-        "pooling_type": {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}.get(pooling, None)
+        "pooling_type": {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}.get(pooling)
         if isinstance(pooling, int) else None,
         "model_info": {k: v for k, v in kv.items() if not k.startswith("tokenizer.")},
     }

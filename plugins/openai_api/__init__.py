@@ -1,1 +1,21 @@
-"""OpenAI dialect."""
+"""The OpenAI dialect: /v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings (SSE streaming).
+
+It talks only to the engine's core requests and events; it knows nothing of the Ollama dialect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inferno.hookspecs import hookimpl
+
+
+@hookimpl
+def register_routes(app: Any, inferno: Any) -> None:
+    from inferno.server import error_shape
+
+    from .routes import make_blueprint
+    from .translate import error_body
+
+    app.register_blueprint(make_blueprint(inferno))
+    error_shape(app, "/v1", error_body)

@@ -1,0 +1,289 @@
+"""The Quart app factory and the hypercorn runner. Dialects mount their routes through register_routes;
+the host adds only /health, /inferno/ps, /openapi.json and the cross-cutting concerns (API key, CORS,
+body size limit, access log, error shapes, graceful shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import inspect
+import json
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from inferno.errors import AuthenticationError, BadRequestError, InfernoError, NotFoundError
+
+if TYPE_CHECKING:
+    from quart import Quart
+
+    from inferno.host import Inferno
+
+log = logging.getLogger("inferno.access")
+ErrorShape = Callable[[InfernoError], dict[str, Any]]
+_LOCAL_ORIGINS = ("http://localhost", "https://localhost", "http://127.0.0.1", "https://127.0.0.1",
+                  "http://[::1]", "https://[::1]", "app://", "file://", "tauri://", "vscode-webview://")
+
+
+def ollama_style(error: InfernoError) -> dict[str, Any]:
+    return {"error": error.message}
+
+
+def error_shape(app: Quart, prefix: str, shape: ErrorShape) -> None:
+    """Let a dialect answer errors under its URL prefix in its own JSON shape."""
+    app.extensions.setdefault("inferno_error_shapes", {})[prefix] = shape
+
+
+def _shape_for(app: Quart, path: str) -> ErrorShape:
+    shapes: dict[str, ErrorShape] = app.extensions.get("inferno_error_shapes", {})
+    best = max((p for p in shapes if path.startswith(p)), key=len, default=None)
+    return shapes[best] if best is not None else ollama_style
+
+
+def error_response(app: Quart, path: str, error: InfernoError) -> Any:
+    from quart import Response
+
+    body = json.dumps(_shape_for(app, path)(error))
+    return Response(body, status=error.status, content_type="application/json")
+
+
+async def read_json(model: Any) -> Any:
+    """The request's JSON body validated by a pydantic model; anything wrong is a BadRequestError."""
+    from pydantic import ValidationError
+    from quart import request
+
+    raw = await request.get_data()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise BadRequestError(f"request body is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise BadRequestError("request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        message, param = _first_error(e)
+        raise BadRequestError(message, param=param) from None
+    except RecursionError:
+        raise BadRequestError("request body is nested too deeply") from None
+
+
+def _first_error(e: Any) -> tuple[str, str | None]:
+    err = e.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    return (f"invalid {loc or 'body'}: {err['msg']}" if loc else err["msg"]), (loc or None)
+
+
+def body(model: Any) -> Callable[[Any], Any]:
+    """Mark a view with the pydantic model of its JSON body, for /openapi.json."""
+
+    def mark(view: Any) -> Any:
+        view._inferno_body = model
+        return view
+
+    return mark
+
+
+def _origin_allowed(origin: str, allowed: list[str]) -> bool:
+    if "*" in allowed or origin in allowed:
+        return True
+    return any(origin == o or origin.startswith(o + ":") for o in _LOCAL_ORIGINS)
+
+
+def _is_local_host(host_header: str) -> bool:
+    host = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
+    host = host.strip("[]").lower()
+    return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0", "") or host.endswith(".localhost") \
+        or host.startswith("127.")
+
+
+def create_app(inferno: Inferno) -> Quart:
+    from quart import Quart, Response, request
+
+    from inferno.plugins import load_plugins, pm
+
+    app = Quart("inferno")
+    settings = inferno.settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["RESPONSE_TIMEOUT"] = None  # generations stream for as long as they take
+    app.config["BODY_TIMEOUT"] = 600
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
+    app.extensions["inferno"] = inferno
+    app.extensions["inferno_ready"] = True
+    open_paths = {"/", "/health"}
+
+    @app.before_request
+    async def guard() -> Any:
+        request.environ_started = time.perf_counter()  # type: ignore[attr-defined]
+        origin = request.headers.get("Origin")
+        if request.method == "OPTIONS" and origin:
+            return Response("", status=204)
+        bound_local = app.extensions.get("inferno_bound_local", False)
+        if bound_local and not _is_local_host(request.headers.get("Host", "")):
+            # DNS rebinding: a page on evil.example resolving to 127.0.0.1 must not reach us.
+            return error_response(app, request.path, BadRequestError("host not allowed"))
+        if settings.api_key and request.path not in open_paths and request.method != "OPTIONS":
+            sent = request.headers.get("Authorization", "")
+            token = sent[7:] if sent.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
+            if not hmac.compare_digest(token.encode(), settings.api_key.encode()):
+                return error_response(app, request.path, AuthenticationError(
+                    "missing or wrong API key: send Authorization: Bearer <INFERNO_API_KEY>"))
+        return None
+
+    @app.after_request
+    async def finish(response: Any) -> Any:
+        origin = request.headers.get("Origin")
+        if origin and _origin_allowed(origin, settings.origins):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE, HEAD, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+                "Access-Control-Request-Headers",
+                "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, x-stainless-*")
+            response.headers["Access-Control-Max-Age"] = "600"
+        started = getattr(request, "environ_started", None)
+        log.info(json.dumps({"method": request.method, "path": request.path, "status": response.status_code,
+                             "ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
+                             "remote": request.remote_addr}))
+        return response
+
+    @app.errorhandler(InfernoError)
+    async def inferno_error(error: InfernoError) -> Any:
+        return error_response(app, request.path, error)
+
+    @app.errorhandler(404)
+    async def not_found(_: Any) -> Any:
+        return error_response(app, request.path, NotFoundError(f"no route {request.method} {request.path}"))
+
+    @app.errorhandler(405)
+    async def bad_method(_: Any) -> Any:
+        err = BadRequestError(f"method {request.method} not allowed on {request.path}")
+        err.status = 405
+        return error_response(app, request.path, err)
+
+    @app.errorhandler(413)
+    async def too_large(_: Any) -> Any:
+        err = BadRequestError(f"request body is larger than {settings.max_body_bytes} bytes")
+        err.status = 413
+        return error_response(app, request.path, err)
+
+    @app.errorhandler(Exception)
+    async def unexpected(error: Exception) -> Any:
+        from werkzeug.exceptions import HTTPException
+
+        if isinstance(error, HTTPException):
+            err = InfernoError(error.description or error.name)
+            err.status = error.code or 500
+            return error_response(app, request.path, err)
+        logging.getLogger("inferno").exception("unhandled error on %s", request.path)
+        return error_response(app, request.path, InfernoError(f"internal error: {type(error).__name__}"))
+
+    @app.get("/health")
+    async def health() -> Any:
+        ready = app.extensions.get("inferno_ready", True)
+        return {"status": "ok" if ready else "loading"}, 200 if ready else 503
+
+    @app.get("/inferno/ps")
+    async def ps() -> Any:
+        return {"models": [_ps_row(m) for m in inferno.engine.loaded()]}
+
+    @app.get("/openapi.json")
+    async def openapi() -> Any:
+        return openapi_document(app)
+
+    load_plugins()
+    pm.hook.register_routes(app=app, inferno=inferno)
+    return app
+
+
+def _ps_row(m: Any) -> dict[str, Any]:
+    from datetime import datetime, timezone
+
+    expires = datetime.fromtimestamp(m.expires_at, timezone.utc).isoformat() if m.expires_at else None
+    return {"name": m.name, "path": m.path, "size": m.size, "context_length": m.context_length,
+            "expires_at": expires, "busy": m.busy, "load_options": m.load_options}
+
+
+def openapi_document(app: Quart) -> dict[str, Any]:
+    from inferno import __version__
+
+    paths: dict[str, Any] = {}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        path = "/".join(p.split(":")[-1] if p.startswith("{") else p for p in path.split("/"))
+        path = path.replace("{path}", "{path}")
+        view = app.view_functions.get(rule.endpoint)
+        for method in sorted((rule.methods or set()) - {"OPTIONS", "HEAD"}):
+            op: dict[str, Any] = {"operationId": f"{rule.endpoint}_{method.lower()}",
+                                  "summary": (inspect.getdoc(view) or "").split("\n")[0],
+                                  "responses": {"200": {"description": "OK"},
+                                                "400": {"description": "Bad request"},
+                                                "404": {"description": "Not found"}}}
+            params = [{"name": arg, "in": "path", "required": True, "schema": {"type": "string"}}
+                      for arg in sorted(rule.arguments)]
+            if params:
+                op["parameters"] = params
+            model = getattr(view, "_inferno_body", None)
+            if model is not None and method in ("POST", "PUT", "DELETE", "PATCH"):
+                op["requestBody"] = {"required": True, "content": {"application/json": {
+                    "schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}}}
+            paths.setdefault(path, {})[method.lower()] = op
+    return {"openapi": "3.1.0", "info": {"title": "Inferno", "version": __version__}, "paths": paths}
+
+
+async def _call_hook(results: list[Any]) -> None:
+    for r in results:
+        if inspect.isawaitable(r):
+            await r
+
+
+async def serve(inferno: Inferno, *, preload: str | None = None, preload_options: Any = None,
+                ready: Callable[[str], None] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; then stop accepting, let streams end (bounded), unload models."""
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+
+    from inferno.plugins import pm
+
+    settings = inferno.settings
+    app = create_app(inferno)
+    app.extensions["inferno_bound_local"] = settings.host in ("127.0.0.1", "localhost", "::1")
+    config = Config()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    config.bind = [f"{host}:{settings.port}"]
+    config.graceful_timeout = 10.0
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread / Windows
+            pass
+    await _call_hook(pm.hook.startup(inferno=inferno))
+
+    async def preload_model() -> None:
+        if not preload:
+            return
+        app.extensions["inferno_ready"] = False
+        try:
+            await inferno.engine.load(preload, preload_options, keep_alive=-1).result()
+        except InfernoError as e:  # keep serving the other models; say why this one is not loaded
+            logging.getLogger("inferno").error("could not preload %s: %s", preload, e.message)
+        finally:
+            app.extensions["inferno_ready"] = True
+
+    if ready:
+        ready(f"http://{host}:{settings.port}")
+    try:
+        await asyncio.gather(hypercorn_serve(app, config, shutdown_trigger=stop.wait),  # type: ignore[arg-type]
+                             preload_model())
+    finally:
+        await _call_hook(pm.hook.shutdown(inferno=inferno))
+        await asyncio.to_thread(inferno.engine.close)

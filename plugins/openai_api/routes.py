@@ -1,0 +1,234 @@
+"""The /v1 routes: models, chat completions, completions, embeddings; SSE streaming."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from inferno.engine.types import Done, Embeddings, EmbedRequest, GenerateRequest, TextDelta, TokenizeRequest, ToolCalls
+from inferno.errors import BadRequestError, InfernoError
+from inferno.host import Inferno
+from inferno.server import body, read_json
+from inferno.store import display_name
+
+from . import translate as t
+from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _sse(obj: Any) -> bytes:
+    return f"data: {_json(obj)}\n\n".encode()
+
+
+def make_blueprint(inferno: Inferno) -> Any:
+    from quart import Blueprint, Response
+
+    bp = Blueprint("openai_api", __name__, url_prefix="/v1")
+    engine = inferno.engine
+
+    def stream_response(gen: AsyncIterator[bytes]) -> Any:
+        response = Response(gen, content_type="text/event-stream",
+                            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        response.timeout = None
+        return response
+
+    async def sse_guard(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks:
+                yield _sse(chunk)
+        except InfernoError as e:  # headers are sent: the error travels as an event
+            yield _sse(t.error_body(e))
+            return
+        yield b"data: [DONE]\n\n"
+
+    def model_card(info: Any) -> dict[str, Any]:
+        return {"id": display_name(info.name), "object": "model", "created": int(info.downloaded_at.timestamp()),
+                "owned_by": "inferno"}
+
+    @bp.get("/models")
+    async def list_models() -> Any:
+        """List the local models."""
+        return {"object": "list", "data": [model_card(m) for m in inferno.store.list()]}
+
+    @bp.get("/models/<path:model_id>")
+    async def get_model(model_id: str) -> Any:
+        """One local model."""
+        return model_card(inferno.store.get(model_id))
+
+    @bp.post("/chat/completions")
+    @body(ChatCompletionRequest)
+    async def chat_completions() -> Any:
+        """Chat completion, streamed as server-sent events when stream is true."""
+        req: ChatCompletionRequest = await read_json(ChatCompletionRequest)
+        core = t.chat_request(req)
+        rid = t.new_id("chatcmpl")
+        if req.stream:
+            first = await engine.submit(core).primed()
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            return stream_response(sse_guard(_chat_chunks(engine, core, first, req, rid, include_usage)))
+        choices, dones = [], []
+        for index in range(req.n):
+            text, calls, logprobs, done = await _collect(engine.submit(core))
+            message: dict[str, Any] = {"role": "assistant", "content": text if not calls or text else None}
+            if calls:
+                message["tool_calls"] = t.tool_calls_out(calls)
+            choices.append({"index": index, "message": message,
+                            "logprobs": t.chat_logprobs(logprobs) if core.logprobs is not None else None,
+                            "finish_reason": t.FINISH[done.reason]})
+            dones.append(done)
+        return t.envelope("chat.completion", rid, req.model, choices, usage=_sum_usage(dones))
+
+    @bp.post("/completions")
+    @body(CompletionRequest)
+    async def completions() -> Any:
+        """Text completion of a prompt (legacy endpoint)."""
+        req: CompletionRequest = await read_json(CompletionRequest)
+        prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+        if not prompts:
+            raise BadRequestError("prompt must not be empty", param="prompt")
+        rid = t.new_id("cmpl")
+        cores = [t.completion_request(req, p) for p in prompts]
+        if req.stream:
+            first = await engine.submit(cores[0]).primed()
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            return stream_response(sse_guard(_completion_chunks(engine, cores, first, req, rid, include_usage)))
+        choices, dones = [], []
+        for core in cores:
+            for _ in range(req.n):
+                text, _calls, logprobs, done = await _collect(engine.submit(core))
+                if req.echo:
+                    text = (core.prompt or "") + text
+                choices.append({"index": len(choices), "text": text,
+                                "logprobs": _completion_logprobs(logprobs) if req.logprobs is not None else None,
+                                "finish_reason": t.FINISH[done.reason]})
+                dones.append(done)
+        return {"id": rid, "object": "text_completion", "created": int(time.time()),
+                "model": req.model, "system_fingerprint": t.FINGERPRINT, "choices": choices,
+                "usage": _sum_usage(dones)}
+
+    @bp.post("/embeddings")
+    @body(EmbeddingRequest)
+    async def embeddings() -> Any:
+        """Embeddings of one or many inputs (strings or token arrays)."""
+        req: EmbeddingRequest = await read_json(EmbeddingRequest)
+        inputs = await _texts(engine, req)
+        if not inputs:
+            raise BadRequestError("input must not be empty", param="input")
+        handle = engine.embed(EmbedRequest(model=req.model, inputs=inputs, dimensions=req.dimensions,
+                                           keep_alive=t._keep_alive(req.keep_alive)))
+        result: Embeddings = (await handle.result())[-1]
+        data = []
+        for i, vec in enumerate(result.vectors):
+            emb: Any = vec
+            if req.encoding_format == "base64":
+                emb = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        return {"object": "list", "data": data, "model": req.model,
+                "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}}
+
+    return bp
+
+
+async def _texts(engine: Any, req: EmbeddingRequest) -> list[str]:
+    value = req.input
+    if isinstance(value, str):
+        return [value]
+    if not value:
+        return []
+    if all(isinstance(v, str) for v in value):
+        return list(value)  # type: ignore[arg-type]
+    arrays = [value] if all(isinstance(v, int) for v in value) else value
+    texts = []
+    for tokens in arrays:
+        if not isinstance(tokens, list) or not all(isinstance(x, int) for x in tokens):
+            raise BadRequestError("input must be a string, a list of strings, or token arrays", param="input")
+        out = (await engine.tokenize(TokenizeRequest(model=req.model, tokens=tokens)).result())[-1]
+        texts.append(out.text)
+    return texts
+
+
+async def _collect(handle: Any) -> tuple[str, list[Any], list[dict[str, Any]], Done]:
+    text, calls, logprobs = [], [], []
+    done = Done(reason="stop")
+    async for event in handle:
+        if isinstance(event, TextDelta):
+            text.append(event.text)
+            logprobs.extend(event.logprobs or [])
+        elif isinstance(event, ToolCalls):
+            calls.extend(event.calls)
+        elif isinstance(event, Done):
+            done = event
+    return "".join(text), calls, logprobs, done
+
+
+def _sum_usage(dones: list[Done]) -> dict[str, Any]:
+    total = Done(reason="stop", prompt_tokens=dones[0].prompt_tokens if dones else 0,
+                 completion_tokens=sum(d.completion_tokens for d in dones),
+                 cached_tokens=dones[0].cached_tokens if dones else 0)
+    return t.usage(total)
+
+
+def _completion_logprobs(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"tokens": [e["token"] for e in entries], "token_logprobs": [e["logprob"] for e in entries],
+            "top_logprobs": [{x["token"]: x["logprob"] for x in e.get("top_logprobs", [])} for e in entries],
+            "text_offset": []}
+
+
+async def _chat_chunks(engine: Any, core: GenerateRequest, first: AsyncIterator[Any],
+                       req: ChatCompletionRequest, rid: str, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+    dones: list[Done] = []
+    for index in range(req.n):
+        events = first if index == 0 else await engine.submit(core).primed()
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None,
+                  index: int = index) -> dict[str, Any]:
+            return t.envelope("chat.completion.chunk", rid, req.model,
+                              [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}])
+
+        yield chunk({"role": "assistant", "content": ""})
+        async for event in events:
+            if isinstance(event, TextDelta):
+                if event.text or event.logprobs:
+                    lp = t.chat_logprobs(event.logprobs) if event.logprobs else None
+                    yield chunk({"content": event.text}, logprobs=lp)
+            elif isinstance(event, ToolCalls):
+                yield chunk({"tool_calls": t.tool_calls_out(event.calls, stream=True)})
+            elif isinstance(event, Done):
+                dones.append(event)
+                yield chunk({}, t.FINISH[event.reason])
+    if include_usage:
+        yield t.envelope("chat.completion.chunk", rid, req.model, [], usage=_sum_usage(dones))
+
+
+async def _completion_chunks(engine: Any, cores: list[GenerateRequest], first: AsyncIterator[Any],
+                             req: CompletionRequest, rid: str, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+    dones: list[Done] = []
+    index = 0
+    for i, core in enumerate(cores):
+        for k in range(req.n):
+            events = first if i == 0 and k == 0 else await engine.submit(core).primed()
+
+            def chunk(text: str, finish: str | None = None, index: int = index) -> dict[str, Any]:
+                return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": req.model,
+                        "system_fingerprint": t.FINGERPRINT,
+                        "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish}]}
+
+            if req.echo:
+                yield chunk(core.prompt or "")
+            async for event in events:
+                if isinstance(event, TextDelta) and event.text:
+                    yield chunk(event.text)
+                elif isinstance(event, Done):
+                    dones.append(event)
+                    yield chunk("", t.FINISH[event.reason])
+            index += 1
+    if include_usage:
+        yield {"id": rid, "object": "text_completion", "created": int(time.time()), "model": req.model, "choices": [],
+               "usage": _sum_usage(dones)}

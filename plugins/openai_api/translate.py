@@ -1,0 +1,155 @@
+"""OpenAI bodies → core requests, and core events → OpenAI response objects."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from inferno.config import parse_duration
+from inferno.engine.types import (
+    Done,
+    GenerateRequest,
+    LoadOptions,
+    Message,
+    SamplingOptions,
+    Tool,
+    ToolCall,
+    ToolChoice,
+)
+from inferno.errors import BadRequestError, InfernoError
+
+from .schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, ImagePart, NamedToolChoice, _Sampling
+
+FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "cancelled": "stop", "load": "stop",
+          "unload": "stop"}
+FINGERPRINT = "fp_inferno"
+
+
+def error_body(error: InfernoError) -> dict[str, Any]:
+    kind = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+            405: "invalid_request_error", 413: "invalid_request_error", 503: "server_busy"}.get(
+        error.status, "invalid_request_error" if error.status < 500 else "api_error")
+    code = "model_not_found" if error.status == 404 and error.param == "model" else error.code
+    return {"error": {"message": error.message, "type": kind, "param": error.param, "code": code}}
+
+
+def _keep_alive(value: str | float | None) -> float | None:
+    if value is None:
+        return None
+    seconds = parse_duration(value)
+    return -1.0 if seconds is None else seconds
+
+
+def _sampling(body: _Sampling, max_tokens: int | None) -> SamplingOptions:
+    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    if len(stop) > 16:
+        raise BadRequestError("at most 16 stop sequences", param="stop")
+    return SamplingOptions(temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=stop,
+                           presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
+                           top_k=body.top_k, min_p=body.min_p, typical_p=body.typical_p,
+                           repeat_penalty=body.repeat_penalty, max_tokens=max_tokens)
+
+
+def _content(m: ChatMessage) -> str:
+    if m.content is None:
+        return ""
+    if isinstance(m.content, str):
+        return m.content
+    if any(isinstance(p, ImagePart) for p in m.content):
+        raise BadRequestError("this server's models do not accept images or audio", param="messages")
+    return "\n".join(p.text for p in m.content if not isinstance(p, ImagePart))
+
+
+def _messages(body: ChatCompletionRequest) -> list[Message]:
+    out: list[Message] = []
+    names: dict[str, str] = {}
+    for i, m in enumerate(body.messages):
+        calls = None
+        if m.tool_calls:
+            calls = []
+            for c in m.tool_calls:
+                try:
+                    args = json.loads(c.function.arguments or "{}")
+                except json.JSONDecodeError:
+                    raise BadRequestError(f"messages[{i}]: tool call arguments are not JSON",
+                                          param="messages") from None
+                if not isinstance(args, dict):
+                    raise BadRequestError(f"messages[{i}]: tool call arguments must be a JSON object",
+                                          param="messages")
+                calls.append(ToolCall(id=c.id or f"call_{uuid.uuid4().hex[:24]}", name=c.function.name,
+                                      arguments=args))
+                names[c.id] = c.function.name
+        role = {"developer": "system", "function": "tool"}.get(m.role, m.role)
+        name = m.name if role == "tool" and m.name else names.get(m.tool_call_id or "")
+        out.append(Message(role=role, content=_content(m), tool_calls=calls,  # type: ignore[arg-type]
+                           tool_call_id=m.tool_call_id, name=name))
+    return out
+
+
+def chat_request(body: ChatCompletionRequest) -> GenerateRequest:
+    fmt: Any = None
+    if body.response_format is not None and body.response_format.type != "text":
+        if body.response_format.type == "json_object":
+            fmt = "json"
+        else:
+            spec = body.response_format.json_schema
+            fmt = (spec.schema_ if spec and spec.schema_ is not None else {})
+    tools = [Tool(name=t.function.name, description=t.function.description, parameters=t.function.parameters)
+             for t in body.tools or []]
+    choice = ToolChoice()
+    if isinstance(body.tool_choice, NamedToolChoice):
+        choice = ToolChoice(mode="function", name=body.tool_choice.function.name)
+    elif body.tool_choice is not None:
+        choice = ToolChoice(mode=body.tool_choice)
+    if choice.mode in ("required", "function") and not tools:
+        raise BadRequestError("tool_choice needs tools", param="tool_choice")
+    return GenerateRequest(
+        model=body.model, messages=_messages(body), sampling=_sampling(body, body.max_completion_tokens
+                                                                         or body.max_tokens),
+        format=fmt, tools=tools or None, tool_choice=choice,
+        logprobs=(body.top_logprobs or 0) if body.logprobs else None,
+        load=LoadOptions(n_ctx=body.num_ctx), keep_alive=_keep_alive(body.keep_alive))
+
+
+def completion_request(body: CompletionRequest, prompt: str) -> GenerateRequest:
+    return GenerateRequest(
+        model=body.model, prompt=prompt, suffix=body.suffix or None, raw=True,
+        sampling=_sampling(body, body.max_tokens), logprobs=body.logprobs,
+        load=LoadOptions(n_ctx=body.num_ctx), keep_alive=_keep_alive(body.keep_alive))
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def usage(done: Done | None) -> dict[str, Any]:
+    p, c = (done.prompt_tokens, done.completion_tokens) if done else (0, 0)
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
+            "prompt_tokens_details": {"cached_tokens": done.cached_tokens if done else 0}}
+
+
+def tool_calls_out(calls: list[ToolCall], stream: bool = False) -> list[dict[str, Any]]:
+    out = []
+    for i, c in enumerate(calls):
+        d: dict[str, Any] = {"id": c.id, "type": "function",
+                             "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+        if stream:
+            d["index"] = i
+        out.append(d)
+    return out
+
+
+def chat_logprobs(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    def one(e: dict[str, Any]) -> dict[str, Any]:
+        return {"token": e["token"], "logprob": e["logprob"], "bytes": list(e["token"].encode()),
+                "top_logprobs": [{"token": t["token"], "logprob": t["logprob"], "bytes": list(t["token"].encode())}
+                                 for t in e.get("top_logprobs", [])]}
+
+    return {"content": [one(e) for e in entries]}
+
+
+def envelope(kind: str, rid: str, model: str, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"id": rid, "object": kind, "created": int(time.time()), "model": model,
+            "system_fingerprint": FINGERPRINT, "choices": choices, **extra}
