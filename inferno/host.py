@@ -45,27 +45,29 @@ class Inferno:
         fetched = source.fetch(ref, progress=progress, staging=self.store.staging_dir(), choose=choose,
                                options=opts)
         try:
-            meta = read_metadata(fetched.path)
-            if meta.architecture is None:
-                raise BadRequestError(f"{fetched.path.name} is not a GGUF model file")
+            info = self.import_file(fetched.path, target, source=ref.identifier, mode=fetched.mode,
+                                    progress=progress, filename=fetched.filename, sha256=fetched.sha256,
+                                    extra=fetched.extra)
         except BaseException:
             if fetched.mode == "move":
                 with contextlib.suppress(OSError):
                     fetched.path.unlink()
             raise
-        extra = {
-            "max_context": meta.context_length,
-            "quantization_type": meta.quantization,
-            "architecture": meta.architecture,
-            "parameter_count": meta.parameter_count,
-            **(fetched.extra or {}),
-        }
-        progress(0, None, "writing manifest")
-        info = self.store.add(target, fetched.path, source=ref.identifier, mode=fetched.mode,
-                              progress=progress, extra=extra, sha256=fetched.sha256,
-                              filename=fetched.filename)
         progress(1, 1, "success")
         return info, fetched.note
+
+    def import_file(self, path: Path, name: str, *, source: str, mode: str = "copy",
+                    progress: Progress = _no_progress, filename: str | None = None, sha256: str | None = None,
+                    extra: dict[str, Any] | None = None) -> ModelInfo:
+        """Register a GGUF file on this machine under name, with its metadata in info.json."""
+        meta = read_metadata(path)
+        if meta.architecture is None:
+            raise BadRequestError(f"{Path(path).name} is not a GGUF model file")
+        fields = {"max_context": meta.context_length, "quantization_type": meta.quantization,
+                  "architecture": meta.architecture, "parameter_count": meta.parameter_count, **(extra or {})}
+        progress(0, None, "writing manifest")
+        return self.store.add(name, Path(path), source=source, mode=mode, progress=progress, extra=fields,
+                              sha256=sha256, filename=filename)
 
     def ensure(self, name: str, *, progress: Progress = _no_progress, choose: Chooser | None = None) -> ModelInfo:
         """The local model called name, pulled first when it is not here (as `ollama run` does)."""

@@ -37,6 +37,7 @@ class ModelMetadata(BaseModel):
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     pooling_type: str | None = None
+    has_fim: bool | None = None  # fill-in-the-middle tokens: the model can "insert" (suffix)
     # The raw scalar key/values of the file (general.*, <arch>.*), for Ollama's /api/show model_info.
     model_info: dict[str, Any] = {}
 

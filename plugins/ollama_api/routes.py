@@ -1,0 +1,198 @@
+"""Ollama's generation routes: /api/generate, /api/chat, /api/embed, /api/embeddings (NDJSON streaming)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from inferno.engine.types import Done, EmbedRequest, Embeddings, GenerateRequest, Message, TextDelta, Tool, \
+    ToolCall, ToolCalls
+from inferno.errors import BadRequestError, InfernoError
+from inferno.host import Inferno
+from inferno.server import body, read_json
+
+from . import translate as t
+from .schemas import ChatBody, EmbedBody, EmbeddingsBody, GenerateBody
+
+
+def ndjson(obj: Any) -> bytes:
+    return (json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+
+
+def stream_response(gen: AsyncIterator[dict[str, Any]]) -> Any:
+    from quart import Response
+
+    async def guarded() -> AsyncIterator[bytes]:
+        try:
+            async for obj in gen:
+                yield ndjson(obj)
+        except InfernoError as e:  # the status line is sent: the error is the last line
+            yield ndjson({"error": e.message})
+
+    response = Response(guarded(), content_type="application/x-ndjson")
+    response.timeout = None
+    return response
+
+
+def _check_capabilities(inferno: Inferno, model: str, images: list[str] | None, think: Any) -> str:
+    name = inferno.store.get(model).name
+    if images:
+        raise BadRequestError(f'"{model}" does not support images')
+    if think not in (None, False, "", "false"):
+        raise BadRequestError(f'"{model}" does not support thinking')
+    return name
+
+
+async def _load_or_unload(inferno: Inferno, model: str, keep_alive: float | None, key: str,
+                          empty: Any) -> dict[str, Any]:
+    """Empty prompt / messages: load the model (or unload it with keep_alive 0), as Open WebUI expects."""
+    if keep_alive == 0:
+        inferno.engine.unload(model)
+        reason = "unload"
+    else:
+        await inferno.engine.load(model, keep_alive=keep_alive).result()
+        reason = "load"
+    return {"model": model, "created_at": t.now(), key: empty, "done": True, "done_reason": reason}
+
+
+def make_blueprint(inferno: Inferno) -> Any:
+    from quart import Blueprint
+
+    bp = Blueprint("ollama_generate", __name__)
+    engine = inferno.engine
+
+    @bp.post("/api/generate")
+    @body(GenerateBody)
+    async def generate() -> Any:
+        """Generate a completion for a prompt (streamed as NDJSON unless stream is false)."""
+        req: GenerateBody = await read_json(GenerateBody)
+        _check_capabilities(inferno, req.model, req.images, req.think)
+        sampling, load = t.options(req.options)
+        keep = t.keep_alive(req.keep_alive)
+        if not req.prompt and not req.suffix:
+            return await _load_or_unload(inferno, req.model, keep, "response", "")
+        core: dict[str, Any] = {"model": req.model, "sampling": sampling, "load": load, "keep_alive": keep,
+                                "format": t.fmt(req.format), "context": req.context, "return_context": True}
+        filled = t.go_template(req.template, req.system, req.prompt) if req.template else None
+        if req.raw or req.suffix or filled is not None:
+            core.update(prompt=filled if filled is not None else req.prompt, suffix=req.suffix, raw=True)
+        else:
+            messages = ([Message(role="system", content=req.system)] if req.system else []) + \
+                [Message(role="user", content=req.prompt)]
+            core.update(messages=messages, template=req.template)
+        handle = engine.submit(GenerateRequest(**core))
+        if req.stream:
+            events = await handle.primed()
+            return stream_response(_generate_chunks(req.model, events))
+        text, done = [], Done(reason="stop")
+        async for event in handle:
+            if isinstance(event, TextDelta):
+                text.append(event.text)
+            elif isinstance(event, Done):
+                done = event
+        return {"model": req.model, "created_at": t.now(), "response": "".join(text), "done": True,
+                "context": done.context or [], **t.final_metrics(done)}
+
+    @bp.post("/api/chat")
+    @body(ChatBody)
+    async def chat() -> Any:
+        """Chat with a model: messages, tools, format (streamed as NDJSON unless stream is false)."""
+        req: ChatBody = await read_json(ChatBody)
+        images = [i for m in req.messages for i in (m.images or [])]
+        _check_capabilities(inferno, req.model, images, req.think)
+        sampling, load = t.options(req.options)
+        keep = t.keep_alive(req.keep_alive)
+        empty = {"role": "assistant", "content": ""}
+        if not req.messages:
+            return await _load_or_unload(inferno, req.model, keep, "message", empty)
+        messages = [Message(role=m.role, content=m.content, name=m.tool_name,
+                            tool_calls=[ToolCall(id=c.id or f"call_{i}", name=c.function.name,
+                                                 arguments=c.function.arguments)
+                                        for i, c in enumerate(m.tool_calls)] if m.tool_calls else None)
+                    for m in req.messages]
+        tools = [Tool(name=x.function.name, description=x.function.description,
+                      parameters=x.function.parameters) for x in req.tools or []]
+        handle = engine.submit(GenerateRequest(model=req.model, messages=messages, sampling=sampling, load=load,
+                                               keep_alive=keep, format=t.fmt(req.format), tools=tools or None))
+        if req.stream:
+            events = await handle.primed()
+            return stream_response(_chat_chunks(req.model, events))
+        text, calls, done = [], [], Done(reason="stop")
+        async for event in handle:
+            if isinstance(event, TextDelta):
+                text.append(event.text)
+            elif isinstance(event, ToolCalls):
+                calls.extend(event.calls)
+            elif isinstance(event, Done):
+                done = event
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(text)}
+        if calls:
+            message["tool_calls"] = _calls(calls)
+        return {"model": req.model, "created_at": t.now(), "message": message, "done": True,
+                **t.final_metrics(done)}
+
+    @bp.post("/api/embed")
+    @body(EmbedBody)
+    async def embed() -> Any:
+        """Embeddings of one or many inputs, L2-normalised."""
+        req: EmbedBody = await read_json(EmbedBody)
+        inputs = [req.input] if isinstance(req.input, str) else list(req.input)
+        inputs = [i for i in inputs if i != ""] if isinstance(req.input, str) else inputs
+        _, load = t.options(req.options)
+        keep = t.keep_alive(req.keep_alive)
+        if not inputs:
+            await engine.load(req.model, load, keep).result()
+            return {"model": req.model, "embeddings": [], "total_duration": 0, "load_duration": 0,
+                    "prompt_eval_count": 0}
+        result: Embeddings = (await engine.embed(EmbedRequest(
+            model=req.model, inputs=inputs, truncate=req.truncate, dimensions=req.dimensions, load=load,
+            keep_alive=keep)).result())[-1]
+        return {"model": req.model, "embeddings": result.vectors, "total_duration": result.total_ns,
+                "load_duration": result.load_ns, "prompt_eval_count": result.prompt_tokens}
+
+    @bp.post("/api/embeddings")
+    @body(EmbeddingsBody)
+    async def embeddings() -> Any:
+        """Legacy single embedding, not normalised."""
+        req: EmbeddingsBody = await read_json(EmbeddingsBody)
+        _, load = t.options(req.options)
+        if not req.prompt:
+            await engine.load(req.model, load, t.keep_alive(req.keep_alive)).result()
+            return {"embedding": []}
+        result: Embeddings = (await engine.embed(EmbedRequest(
+            model=req.model, inputs=[req.prompt], normalize=False, load=load,
+            keep_alive=t.keep_alive(req.keep_alive))).result())[-1]
+        return {"embedding": result.vectors[0]}
+
+    return bp
+
+
+def _calls(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    return [{"id": c.id, "function": {"index": i, "name": c.name, "arguments": c.arguments}}
+            for i, c in enumerate(calls)]
+
+
+async def _generate_chunks(model: str, events: AsyncIterator[Any]) -> AsyncIterator[dict[str, Any]]:
+    async for event in events:
+        if isinstance(event, TextDelta) and event.text:
+            yield {"model": model, "created_at": t.now(), "response": event.text, "done": False}
+        elif isinstance(event, Done):
+            yield {"model": model, "created_at": t.now(), "response": "", "done": True,
+                   "context": event.context or [], **t.final_metrics(event)}
+
+
+async def _chat_chunks(model: str, events: AsyncIterator[Any]) -> AsyncIterator[dict[str, Any]]:
+    async for event in events:
+        if isinstance(event, TextDelta) and event.text:
+            yield {"model": model, "created_at": t.now(), "message": {"role": "assistant", "content": event.text},
+                   "done": False}
+        elif isinstance(event, ToolCalls):
+            yield {"model": model, "created_at": t.now(),
+                   "message": {"role": "assistant", "content": "", "tool_calls": _calls(event.calls)},
+                   "done": False}
+        elif isinstance(event, Done):
+            yield {"model": model, "created_at": t.now(), "message": {"role": "assistant", "content": ""},
+                   "done": True, **t.final_metrics(event)}
+
+

@@ -1,0 +1,115 @@
+"""Ollama bodies → core requests; core events → Ollama chunks (durations in nanoseconds)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from inferno.config import parse_duration
+from inferno.engine.types import Done, LoadOptions, SamplingOptions
+from inferno.errors import BadRequestError
+
+log = logging.getLogger("inferno.ollama")
+
+_SAMPLING = {"temperature": float, "top_k": int, "top_p": float, "min_p": float, "typical_p": float,
+             "repeat_penalty": float, "repeat_last_n": int, "presence_penalty": float,
+             "frequency_penalty": float, "seed": int}
+_LOAD = {"num_ctx": ("n_ctx", int), "num_batch": ("n_batch", int), "num_gpu": ("n_gpu_layers", int),
+         "num_thread": ("n_threads", int), "use_mmap": ("use_mmap", bool), "use_mlock": ("use_mlock", bool),
+         "flash_attn": ("flash_attn", bool), "rope_frequency_base": ("rope_freq_base", float),
+         "rope_frequency_scale": ("rope_freq_scale", float)}
+_IGNORED = {"num_keep", "tfs_z", "mirostat", "mirostat_tau", "mirostat_eta", "penalize_newline", "numa",
+            "num_gqa", "low_vram", "f16_kv", "vocab_only", "main_gpu", "logits_all", "embedding_only"}
+
+
+def now() -> str:
+    """RFC3339 UTC with sub-second digits, as Ollama writes created_at."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def rfc3339(when: datetime) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _typed(key: str, value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise BadRequestError(f"option {key!r} must be {kind.__name__}, not {type(value).__name__} ({value!r})",
+                          param="options")
+
+
+def options(opts: dict[str, Any] | None) -> tuple[SamplingOptions, LoadOptions]:
+    """Split Ollama's options into sampling and load options; unknown keys are logged and ignored."""
+    sampling: dict[str, Any] = {}
+    load: dict[str, Any] = {}
+    for key, value in (opts or {}).items():
+        if value is None:
+            continue
+        if key in _SAMPLING:
+            sampling[key] = _typed(key, value, _SAMPLING[key])
+        elif key == "num_predict":
+            sampling["max_tokens"] = _typed(key, value, int)
+        elif key == "stop":
+            stops = [value] if isinstance(value, str) else value
+            if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+                raise BadRequestError("option 'stop' must be a string or a list of strings", param="options")
+            sampling["stop"] = stops
+        elif key in _LOAD:
+            field, kind = _LOAD[key]
+            load[field] = _typed(key, value, kind)
+        elif key not in _IGNORED:
+            log.info("ignoring unknown option %r", key)
+    if load.get("n_gpu_layers") is not None and load["n_gpu_layers"] < -1:
+        load["n_gpu_layers"] = -1
+    try:
+        return SamplingOptions(**sampling), LoadOptions(**load)
+    except ValueError as e:
+        err = e.errors()[0]  # type: ignore[attr-defined]
+        raise BadRequestError(f"option {err['loc'][0]!r}: {err['msg']}", param="options") from None
+
+
+def keep_alive(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    seconds = parse_duration(value)
+    return -1.0 if seconds is None else seconds
+
+
+def fmt(value: Any) -> Any:
+    if value in (None, ""):
+        return None
+    if value == "json" or isinstance(value, dict):
+        return value
+    raise BadRequestError('format must be "json" or a JSON schema object', param="format")
+
+
+def final_metrics(done: Done) -> dict[str, Any]:
+    reason = {"cancelled": "stop", "tool_calls": "stop"}.get(done.reason, done.reason)
+    return {"done_reason": reason, "total_duration": done.total_ns, "load_duration": done.load_ns,
+            "prompt_eval_count": done.prompt_tokens, "prompt_eval_duration": done.prompt_eval_ns,
+            "eval_count": done.completion_tokens, "eval_duration": done.eval_ns}
+
+
+def go_template(template: str, system: str | None, prompt: str) -> str | None:
+    """Ollama templates are Go templates; the common simple ones ({{ .System }}, {{ .Prompt }}) are
+    filled in here. Anything else is taken as a Jinja chat template (None returned)."""
+    if ".Prompt" not in template:
+        return None
+    import re
+
+    def sub(match: re.Match[str]) -> str:
+        key = match.group(1)
+        return {"System": system or "", "Prompt": prompt, "Response": ""}.get(key, "")
+
+    text = re.sub(r"\{\{-?\s*if\s+\.System\s*-?\}\}(.*?)\{\{-?\s*end\s*-?\}\}",
+                  lambda m: m.group(1) if system else "", template, flags=re.S)
+    return re.sub(r"\{\{-?\s*\.(\w+)\s*-?\}\}", sub, text)
