@@ -53,7 +53,7 @@ class Settings(BaseModel):
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
     keep_alive: str = "5m"
     max_loaded_models: int = Field(2, ge=1)
-    max_queue: int = Field(64, ge=0)
+    max_queue: int = Field(64, ge=1)
     num_parallel: int = Field(1, ge=1)
     origins: list[str] = Field(default_factory=list)
     api_key: str | None = None

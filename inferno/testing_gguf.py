@@ -15,7 +15,7 @@ TINY_TEMPLATE = (
 
 
 def write_tiny_gguf(path: Path, *, seed: int = 0, n_embd: int = 64, n_layer: int = 2, n_ff: int = 128,
-                    n_head: int = 4, context_length: int = 256, file_type_f16: bool = False) -> Path:
+                    n_head: int = 4, context_length: int = 2048, file_type_f16: bool = False) -> Path:
     import numpy as np
     from gguf import GGUFWriter, LlamaFileType, TokenType
 

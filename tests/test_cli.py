@@ -23,11 +23,11 @@ def test_pull_list_show_cp_rm(home: Path, tiny_gguf: Path) -> None:
     assert code == 0
     header, row = out.strip().splitlines()
     assert header.split() == ["NAME", "SIZE", "QUANT", "CONTEXT", "FAMILY", "MODIFIED"]
-    assert row.split()[:5] == ["mymodel", "470", "KB", "F32", "256"]
+    assert row.split()[:5] == ["mymodel", "470", "KB", "F32", "2048"]
     assert invoke("ls")[1] == out
     code, out, _ = invoke("show", "mymodel")
     assert code == 0
-    for expected in ("architecture      llama", "context length    256", "quantization      F32",
+    for expected in ("architecture      llama", "context length    2048", "quantization      F32",
                      "rope              freq_base 10000.0", "chat template", "source"):
         assert expected in out
     assert invoke("cp", "mymodel", "my-copy")[0] == 0

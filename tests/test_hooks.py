@@ -68,7 +68,7 @@ def test_hook_read_model_metadata(tiny_gguf: Path) -> None:
     with _Registered(Plugin()):
         meta = read_metadata(tiny_gguf)
     assert meta.context_length == 4242 and meta.architecture == "llama"
-    assert read_metadata(tiny_gguf).context_length == 256
+    assert read_metadata(tiny_gguf).context_length == 2048
 
 
 def test_hook_register_routes(host: Inferno) -> None:

@@ -12,13 +12,13 @@ from inferno.testing_gguf import TINY_TEMPLATE
 def test_tiny_gguf_metadata(tiny_gguf: Path) -> None:
     meta = read_metadata(tiny_gguf)
     assert meta.architecture == "llama"
-    assert meta.context_length == 256 and meta.embedding_length == 64 and meta.block_count == 2
+    assert meta.context_length == 2048 and meta.embedding_length == 64 and meta.block_count == 2
     assert meta.quantization == "F32"
     assert meta.rope_freq_base == 10000.0
     assert meta.chat_template == TINY_TEMPLATE
     assert meta.bos_token == "<s>" and meta.eos_token == "</s>"
     assert meta.parameter_count and meta.parameter_count > 100_000
-    assert meta.model_info["llama.context_length"] == 256
+    assert meta.model_info["llama.context_length"] == 2048
 
 
 def test_smollm2_metadata(smollm2_path: Path) -> None:

@@ -54,7 +54,7 @@ def test_pull_local_copy_and_link(home: Path, tiny_gguf: Path) -> None:
     host = Inferno()
     info, _ = host.pull(str(tiny_gguf), name="copied")
     assert not info.linked and Path(info.path).parent == host.store.root / "copied"
-    assert info.architecture == "llama" and info.quantization_type == "F32" and info.max_context == 256
+    assert info.architecture == "llama" and info.quantization_type == "F32" and info.max_context == 2048
     info, _ = host.pull(str(tiny_gguf), name="linked", link=True)
     assert info.linked and Path(info.path) == tiny_gguf.resolve()
 

@@ -111,7 +111,7 @@ class LoadedModel:
             raise ModelLoadError(f"cannot load {name} ({path.name}): {e}") from e
         self.n_ctx = self.llama.n_ctx()
         self.vocab = self.llama._model.vocab
-        self._eog = llama_cpp.llama_token_is_eog
+        self._eog = getattr(llama_cpp, "llama_vocab_is_eog", None) or llama_cpp.llama_token_is_eog
         self._set_embeddings = llama_cpp.llama_set_embeddings
         self._pooling_none = llama_cpp.LLAMA_POOLING_TYPE_NONE
         self.add_bos = self.llama._model.add_bos_token()

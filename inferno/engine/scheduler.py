@@ -259,7 +259,7 @@ class Scheduler:
         with self.lock:
             if self._closed:
                 raise BusyError("server is shutting down")
-            if self.queued >= self.settings.max_queue + self.settings.num_parallel * max(1, len(self.workers)):
+            if self.queued >= self.settings.max_queue:  # submitted but not started, across all models
                 raise BusyError()
             worker = self.workers.get(info.name)
             if worker is None:
