@@ -111,7 +111,7 @@ def test_context_above_the_trained_length_warns(host: Inferno) -> None:
 
 
 def test_cancel_mid_stream_frees_the_model(host: Inferno) -> None:
-    long = gen(sampling=SamplingOptions(max_tokens=-1), load=LoadOptions(n_ctx=2048))
+    long = gen(sampling=SamplingOptions(max_tokens=-1, ignore_eos=True), load=LoadOptions(n_ctx=2048))
     handle = host.engine.submit(long)
     it = iter(handle)
     next(it)
@@ -127,7 +127,7 @@ def test_cancel_mid_stream_frees_the_model(host: Inferno) -> None:
 
 def test_abandoned_stream_is_cancelled(host: Inferno) -> None:
     async def go() -> Done:
-        handle = host.engine.submit(gen(sampling=SamplingOptions(max_tokens=-1), load=LoadOptions(n_ctx=2048)))
+        handle = host.engine.submit(gen(sampling=SamplingOptions(max_tokens=-1, ignore_eos=True), load=LoadOptions(n_ctx=2048)))
         async for _ in handle:
             break  # the consumer leaves, as a disconnected HTTP client does
         follow = await host.engine.submit(gen(load=LoadOptions(n_ctx=2048))).result()
@@ -139,7 +139,7 @@ def test_abandoned_stream_is_cancelled(host: Inferno) -> None:
 
 def test_full_queue_is_busy(home: Path, tiny_gguf: Path) -> None:
     host = make_host(home, tiny_gguf, INFERNO_MAX_QUEUE="1")
-    long = gen(sampling=SamplingOptions(max_tokens=-1), load=LoadOptions(n_ctx=2048))
+    long = gen(sampling=SamplingOptions(max_tokens=-1, ignore_eos=True), load=LoadOptions(n_ctx=2048))
     handles = []
     try:
         first = host.engine.submit(long)

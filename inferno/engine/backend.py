@@ -193,6 +193,7 @@ class LoadedModel:
         t_first = 0
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         want_logprobs = req.logprobs is not None
+        ignore_eos = req.sampling.ignore_eos
         if limit > 0:
             for tok in self.llama.generate(
                     tokens, top_k=int(s["top_k"]), top_p=s["top_p"], min_p=s["min_p"],
@@ -204,7 +205,7 @@ class LoadedModel:
                 if cancelled.is_set():
                     reason = "cancelled"
                     break
-                if self._eog(self.vocab, tok):
+                if self._eog(self.vocab, tok) and not ignore_eos:
                     reason = "stop"
                     break
                 generated.append(tok)

@@ -61,6 +61,7 @@ class SamplingOptions(BaseModel):
     seed: int | None = None
     stop: list[str] = Field(default_factory=list)
     max_tokens: int | None = Field(None, description="None or negative: until the context is full")
+    ignore_eos: bool = False  # keep going past end-of-generation tokens (benchmarks, load tests)
 
 
 class LoadOptions(BaseModel):
