@@ -106,7 +106,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         data.update(loaded)
     data["home"] = home
     aliases = dict(DEFAULT_ALIASES)
-    aliases.update(data.get("aliases") or {})  # type: ignore[arg-type]
+    aliases.update(data.get("aliases") or {})  # type: ignore
     data["aliases"] = aliases
     simple = {
         "INFERNO_KEEP_ALIVE": "keep_alive",

@@ -6,6 +6,7 @@ body size limit, access log, error shapes, graceful shutdown).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import inspect
 import json
@@ -117,7 +118,7 @@ def create_app(inferno: Inferno) -> Quart:
 
     @app.before_request
     async def guard() -> Any:
-        request.environ_started = time.perf_counter()  # type: ignore[attr-defined]
+        request.environ_started = time.perf_counter()  # type: ignore
         origin = request.headers.get("Origin")
         if request.method == "OPTIONS" and origin:
             return Response("", status=204)
@@ -262,10 +263,8 @@ async def serve(inferno: Inferno, *, preload: str | None = None, preload_options
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread / Windows
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread / Windows
-            pass
     await _call_hook(pm.hook.startup(inferno=inferno))
 
     async def preload_model() -> None:
@@ -282,7 +281,7 @@ async def serve(inferno: Inferno, *, preload: str | None = None, preload_options
     if ready:
         ready(f"http://{host}:{settings.port}")
     try:
-        await asyncio.gather(hypercorn_serve(app, config, shutdown_trigger=stop.wait),  # type: ignore[arg-type]
+        await asyncio.gather(hypercorn_serve(app, config, shutdown_trigger=stop.wait),
                              preload_model())
     finally:
         await _call_hook(pm.hook.shutdown(inferno=inferno))

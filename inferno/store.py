@@ -6,6 +6,7 @@ copy that dies half way leaves no listed model.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import os
@@ -141,7 +142,7 @@ class Store:
         except (ValidationError, OSError) as e:
             raise ModelNotFoundError(name) from e
 
-    def list(self) -> list[ModelInfo]:
+    def list(self) -> builtins.list[ModelInfo]:
         out = []
         if not self.root.is_dir():
             return out

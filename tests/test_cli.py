@@ -51,7 +51,7 @@ def test_errors_are_one_red_line_and_exit_1(home: Path, tmp_path: Path) -> None:
         (("rm", "nope"), "not found"),
         (("cp", "nope", "x"), "not found"),
     ]:
-        code, out, err = invoke(*args)
+        code, _out, err = invoke(*args)
         assert code == 1, args
         last = err.strip().splitlines()[-1]  # progress lines may come first; the error is one line
         assert last.startswith("Error: ") and message in last and err.count("Error") == 1
@@ -80,6 +80,6 @@ def test_help_imports_no_heavy_module() -> None:
 
 
 def test_help_lists_the_commands() -> None:
-    code, out, _ = invoke("--help")
+    _code, out, _ = invoke("--help")
     for command in ("pull", "list", "show", "rm", "cp", "run", "serve", "ps", "plugins", "version"):
         assert f"  {command} " in out

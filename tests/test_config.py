@@ -20,7 +20,7 @@ def test_durations(value: str | float, seconds: float | None) -> None:
 @pytest.mark.parametrize("value", ["5 minutes", "abc", "", "m5", True, float("nan")])
 def test_bad_durations(value: object) -> None:
     with pytest.raises(BadRequestError):
-        parse_duration(value)  # type: ignore[arg-type]
+        parse_duration(value)  # type: ignore
 
 
 def test_environment_overrides_config_file(tmp_path: Path) -> None:

@@ -9,15 +9,23 @@ from pathlib import Path
 import pytest
 
 from inferno.config import load_settings
-from inferno.engine.types import Done, GenerateRequest, LoadOptions, Message, SamplingOptions, TextDelta, \
-    TokenizeRequest, Tokens
+from inferno.engine.types import (
+    Done,
+    GenerateRequest,
+    LoadOptions,
+    Message,
+    SamplingOptions,
+    TextDelta,
+    TokenizeRequest,
+    Tokens,
+)
 from inferno.errors import BadRequestError, BusyError, ModelNotFoundError
 from inferno.host import Inferno
 
 
 def gen(model: str = "tiny", prompt: str = "hello", **kw: object) -> GenerateRequest:
     sampling = kw.pop("sampling", SamplingOptions(max_tokens=8, seed=1))
-    return GenerateRequest(model=model, prompt=prompt, sampling=sampling, **kw)  # type: ignore[arg-type]
+    return GenerateRequest(model=model, prompt=prompt, sampling=sampling, **kw)  # type: ignore
 
 
 def run(host: Inferno, req: GenerateRequest) -> tuple[str, Done]:
@@ -38,7 +46,7 @@ def make_host(home: Path, tiny_gguf: Path, **env: str) -> Inferno:
 
 
 def test_events_and_counters(host: Inferno) -> None:
-    text, done = run(host, gen(sampling=SamplingOptions(max_tokens=6, seed=3)))
+    _text, done = run(host, gen(sampling=SamplingOptions(max_tokens=6, seed=3)))
     assert done.reason == "length" and done.completion_tokens == 6
     assert done.prompt_tokens > 0 and done.load_ns > 0 and done.eval_ns > 0 and done.prompt_eval_ns > 0
     assert done.total_ns >= done.load_ns + done.eval_ns
@@ -127,7 +135,8 @@ def test_cancel_mid_stream_frees_the_model(host: Inferno) -> None:
 
 def test_abandoned_stream_is_cancelled(host: Inferno) -> None:
     async def go() -> Done:
-        handle = host.engine.submit(gen(sampling=SamplingOptions(max_tokens=-1, ignore_eos=True), load=LoadOptions(n_ctx=2048)))
+        endless = SamplingOptions(max_tokens=-1, ignore_eos=True)
+        handle = host.engine.submit(gen(sampling=endless, load=LoadOptions(n_ctx=2048)))
         async for _ in handle:
             break  # the consumer leaves, as a disconnected HTTP client does
         follow = await host.engine.submit(gen(load=LoadOptions(n_ctx=2048))).result()

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
 import pytest
 
-from inferno.engine.types import Done, EmbedRequest, Embeddings, GenerateRequest, Message, SamplingOptions, \
-    TextDelta, Tool, ToolCalls, ToolChoice
+from inferno.engine.types import (
+    Done,
+    Embeddings,
+    EmbedRequest,
+    GenerateRequest,
+    Message,
+    SamplingOptions,
+    TextDelta,
+    Tool,
+    ToolCalls,
+    ToolChoice,
+)
 from inferno.errors import BadRequestError
 from inferno.host import Inferno
 
@@ -17,8 +28,8 @@ GREEDY = SamplingOptions(temperature=0, max_tokens=60)
 
 def chat(host: Inferno, text: str, **kw: object) -> tuple[str, list[object], Done]:
     messages = kw.pop("messages", [Message(role="user", content=text)])
-    events = list(host.engine.submit(GenerateRequest(model="smollm2", messages=messages,  # type: ignore[arg-type]
-                                                     sampling=kw.pop("sampling", GREEDY), **kw)))  # type: ignore[arg-type]
+    events = list(host.engine.submit(GenerateRequest(model="smollm2", messages=messages,  # type: ignore
+                                                     sampling=kw.pop("sampling", GREEDY), **kw)))  # type: ignore
     done = events[-1]
     assert isinstance(done, Done)
     return "".join(e.text for e in events if isinstance(e, TextDelta)), events, done
@@ -92,6 +103,6 @@ def test_conversation_reuses_the_cached_prefix(smol_host: Inferno) -> None:
                                                                                            max_tokens=20))
         history.append(Message(role="assistant", content=text))
         prompts.append(done)
-    for before, after in zip(prompts, prompts[1:], strict=False):
+    for before, after in itertools.pairwise(prompts):
         # everything up to the previous answer was already in the KV cache
         assert after.cached_tokens >= before.prompt_tokens - 1

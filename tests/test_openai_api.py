@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+from typing import Any
 
 import httpx
 import openai
@@ -13,8 +14,8 @@ from openai import OpenAI
 
 from .conftest import Server
 
-MSG = [{"role": "user", "content": "Name three primary colours"}]
-TOOLS = [{"type": "function", "function": {
+MSG: list[Any] = [{"role": "user", "content": "Name three primary colours"}]
+TOOLS: list[Any] = [{"type": "function", "function": {
     "name": "get_weather", "description": "Weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
 
@@ -33,7 +34,7 @@ def test_models(client: OpenAI) -> None:
 
 
 def test_chat_completion(client: OpenAI) -> None:
-    r = client.chat.completions.create(model="smollm2", messages=MSG, temperature=0, max_tokens=60)  # type: ignore[arg-type]
+    r = client.chat.completions.create(model="smollm2", messages=MSG, temperature=0, max_tokens=60)
     assert r.object == "chat.completion" and r.id.startswith("chatcmpl-")
     choice = r.choices[0]
     assert choice.finish_reason == "stop" and choice.message.role == "assistant"
@@ -42,7 +43,7 @@ def test_chat_completion(client: OpenAI) -> None:
 
 
 def test_streaming_with_usage(client: OpenAI) -> None:
-    chunks = list(client.chat.completions.create(model="smollm2", messages=MSG, stream=True,  # type: ignore[arg-type]
+    chunks = list(client.chat.completions.create(model="smollm2", messages=MSG, stream=True,
                                                  stream_options={"include_usage": True}, max_tokens=8))
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -63,38 +64,43 @@ def test_raw_sse_framing(server: Server) -> None:
     json.loads(events[0][6:])
 
 
+def json_schema_format(schema: dict[str, Any]) -> Any:
+    return {"type": "json_schema", "json_schema": {"name": "c", "schema": schema}}
+
+
 def test_json_schema_response_format(client: OpenAI) -> None:
     schema = {"type": "object", "properties": {"colour": {"type": "string"}}, "required": ["colour"]}
     r = client.chat.completions.create(
         model="smollm2", messages=[{"role": "user", "content": "What colour is grass? Answer in JSON."}],
-        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}}, max_tokens=40)
+        response_format=json_schema_format(schema), max_tokens=40)
     assert isinstance(json.loads(r.choices[0].message.content or "")["colour"], str)
     r = client.chat.completions.create(model="smollm2", messages=MSG, response_format={"type": "json_object"},
-                                       max_tokens=60)  # type: ignore[arg-type]
+                                       max_tokens=60)
     json.loads(r.choices[0].message.content or "")
 
 
 def test_forced_tool_call(client: OpenAI) -> None:
     r = client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Weather in Paris?"}],
-                                       tools=TOOLS, tool_choice="required", max_tokens=60)  # type: ignore[arg-type]
+                                       tools=TOOLS, tool_choice="required", max_tokens=60)
     choice = r.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
     call = choice.message.tool_calls[0]
-    assert call.type == "function" and call.function.name == "get_weather"  # type: ignore[union-attr]
-    assert "city" in json.loads(call.function.arguments)  # type: ignore[union-attr]
+    assert call.type == "function" and call.function.name == "get_weather"
+    assert "city" in json.loads(call.function.arguments)
 
 
 def test_tool_call_streamed_and_result_round_trip(client: OpenAI) -> None:
     chunks = list(client.chat.completions.create(
-        model="smollm2", messages=[{"role": "user", "content": "Weather in Oslo?"}], tools=TOOLS,  # type: ignore[arg-type]
+        model="smollm2", messages=[{"role": "user", "content": "Weather in Oslo?"}], tools=TOOLS,
         tool_choice={"type": "function", "function": {"name": "get_weather"}}, stream=True, max_tokens=60))
     calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     assert calls and calls[0].function and calls[0].function.name == "get_weather" and calls[0].index == 0
-    follow = client.chat.completions.create(model="smollm2", max_tokens=20, messages=[
+    history: list[Any] = [
         {"role": "user", "content": "Weather in Oslo?"},
         {"role": "assistant", "tool_calls": [{"id": calls[0].id, "type": "function",
                                               "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]},
-        {"role": "tool", "tool_call_id": calls[0].id, "content": "sunny, 20 C"}])  # type: ignore[arg-type]
+        {"role": "tool", "tool_call_id": calls[0].id, "content": "sunny, 20 C"}]
+    follow = client.chat.completions.create(model="smollm2", max_tokens=20, messages=history)
     assert follow.choices[0].message.content
 
 
@@ -147,9 +153,9 @@ def test_bad_requests_get_openai_shaped_errors(server: Server, kwargs: dict[str,
 
 def test_sdk_raises_the_right_exceptions(client: OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
-        client.chat.completions.create(model="nope", messages=MSG)  # type: ignore[arg-type]
+        client.chat.completions.create(model="nope", messages=MSG)
     with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model="smollm2", messages=MSG, max_tokens=0)  # type: ignore[arg-type]
+        client.chat.completions.create(model="smollm2", messages=MSG, max_tokens=0)
     assert "max_tokens" in str(info.value)
 
 

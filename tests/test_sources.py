@@ -26,7 +26,7 @@ def test_alias_goes_to_pypi_with_the_alias_as_name() -> None:
 def test_pypi_identifiers(identifier: str, dist: str, filename: str | None) -> None:
     source, ref = resolve(identifier, ALIASES)
     assert source.name == "pypi"
-    assert ref.dist == dist and ref.filename == filename  # type: ignore[attr-defined]
+    assert ref.dist == dist and ref.filename == filename  # type: ignore
 
 
 @pytest.mark.parametrize("identifier", ["pypi:", "pypi:bad name", "pypi:x:../../evil.gguf", "pypi:x:notgguf.bin"])

@@ -22,7 +22,7 @@ def human_size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n} {unit}" if unit == "B" else f"{n:.0f} {unit}" if n >= 100 else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
+        n /= 1000  # type: ignore
     return str(n)
 
 

@@ -49,7 +49,7 @@ class Session:
 
         out = out or sys.stdout
         self.history.append(Message(role="user", content=text))
-        req = GenerateRequest(model=self.name, messages=self.messages(), format=self.fmt,  # type: ignore[arg-type]
+        req = GenerateRequest(model=self.name, messages=self.messages(), format=self.fmt,  # type: ignore
                               sampling=SamplingOptions(**self.sampling), load=LoadOptions(**self.load),
                               keep_alive=-1)
         handle = self.host.engine.submit(req)
@@ -149,7 +149,7 @@ class Session:
             SamplingOptions(**self.sampling)
         except ValueError as e:
             self.sampling.pop(name, None)
-            click.echo(f"Bad value for {name}: {e.errors()[0]['msg']}")  # type: ignore[attr-defined]
+            click.echo(f"Bad value for {name}: {e.errors()[0]['msg']}")  # type: ignore
             return
         click.echo(f"Set parameter '{name}' to '{raw}'")
 

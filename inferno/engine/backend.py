@@ -24,6 +24,7 @@ from inferno.engine.types import (
     Event,
     GenerateRequest,
     LoadOptions,
+    Message,
     TextDelta,
     ToolCalls,
 )

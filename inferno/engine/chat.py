@@ -27,6 +27,10 @@ def _raise(message: str) -> None:
     raise TemplateError(f"chat template: {message}")
 
 
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
 @lru_cache(maxsize=32)
 def _compile(source: str) -> Any:
     from jinja2 import TemplateSyntaxError
@@ -37,8 +41,9 @@ def _compile(source: str) -> Any:
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
     env.filters["tojson"] = lambda v, indent=None, ensure_ascii=False: json.dumps(
         v, indent=indent, ensure_ascii=ensure_ascii)
-    env.globals["raise_exception"] = _raise
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    env_globals: dict[str, Any] = env.globals
+    env_globals["raise_exception"] = _raise
+    env_globals["strftime_now"] = _strftime_now
     try:
         return env.from_string(source)
     except TemplateSyntaxError as e:

@@ -11,7 +11,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from inferno.engine.types import (
@@ -61,7 +61,7 @@ class RequestHandle:
     def cancel(self) -> None:
         self.cancelled.set()
 
-    async def __aiter__(self) -> AsyncIterator[Any]:
+    async def __aiter__(self) -> AsyncGenerator[Any, None]:
         assert self._aq is not None, "submitted outside an event loop: iterate synchronously"
         try:
             while True:
@@ -94,7 +94,7 @@ class RequestHandle:
     async def result(self) -> list[Any]:
         return [e async for e in self]
 
-    async def primed(self) -> AsyncIterator[Any]:
+    async def primed(self) -> AsyncGenerator[Any, None]:
         """Wait for the first event, then stream: errors before any output (an unknown model, a prompt
         too long, a load failure) raise here, while the caller can still answer with a proper status."""
         it = self.__aiter__()
@@ -104,7 +104,7 @@ class RequestHandle:
             await it.aclose()
             raise
 
-        async def rest() -> AsyncIterator[Any]:
+        async def rest() -> AsyncGenerator[Any, None]:
             try:
                 yield first
                 async for item in it:

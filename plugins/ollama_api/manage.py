@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from inferno.errors import BadRequestError, InfernoError
@@ -183,10 +184,11 @@ def make_blueprint(inferno: Inferno) -> Any:
             filename, digest = ggufs[0]
             if not store.has_blob(digest):
                 raise BadRequestError(f"blob {digest} was not uploaded; POST it to /api/blobs/{digest}")
-            source = ("blob", store.blob_path(digest), filename)
+            blob: Path | None = store.blob_path(digest)
+            parent_name = None
         elif req.from_:
-            store.get(req.from_)
-            source = ("model", req.from_, None)
+            parent_name = store.get(req.from_).name
+            blob, filename = None, None
         else:
             raise BadRequestError("give from (a model) or files (an uploaded GGUF)", param="from")
         extra: dict[str, Any] = {}
@@ -199,16 +201,13 @@ def make_blueprint(inferno: Inferno) -> Any:
             extra["parameters"] = sampling.model_dump(exclude_none=True, exclude_defaults=True)
 
         def work(progress: Any) -> None:
-            kind, where, filename = source
             progress(0, None, "parsing modelfile")
-            if kind == "model":
-                parent = store.get(str(where)).name
-                if parent != target:
-                    store.copy(str(where), target)
-                extra["parent_model"] = display_name(parent)
-            else:
-                inferno.import_file(where, target, filename=filename, source=f"blob:{where.name}",
-                                    progress=progress)
+            if parent_name is not None:
+                if parent_name != target:
+                    store.copy(parent_name, target)
+                extra["parent_model"] = display_name(parent_name)
+            elif blob is not None:
+                inferno.import_file(blob, target, filename=filename, source=f"blob:{blob.name}", progress=progress)
             if extra:
                 store.update(target, **extra)
             progress(0, None, "writing manifest")
@@ -236,8 +235,9 @@ async def _run_with_progress(work: Any) -> AsyncIterator[dict[str, Any]]:
     task.add_done_callback(lambda _: q.put_nowait(None))
     yield {"status": "pulling manifest"}
     while (item := await q.get()) is not None:
-        if item.get("total") and last.get("status") == item["status"] and \
-                item["completed"] - last.get("completed", 0) < item["total"] / 200 and item["completed"] < item["total"]:
+        total, done = item.get("total"), item.get("completed", 0)
+        if total and last.get("status") == item["status"] and done < total and \
+                done - last.get("completed", 0) < total / 200:
             continue  # thin out byte-level progress: about 200 lines per phase is plenty
         last = item
         yield item

@@ -6,8 +6,17 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from inferno.engine.types import Done, EmbedRequest, Embeddings, GenerateRequest, Message, TextDelta, Tool, \
-    ToolCall, ToolCalls
+from inferno.engine.types import (
+    Done,
+    Embeddings,
+    EmbedRequest,
+    GenerateRequest,
+    Message,
+    TextDelta,
+    Tool,
+    ToolCall,
+    ToolCalls,
+)
 from inferno.errors import BadRequestError, InfernoError
 from inferno.host import Inferno
 from inferno.server import body, read_json

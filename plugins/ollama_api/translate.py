@@ -73,7 +73,7 @@ def options(opts: dict[str, Any] | None) -> tuple[SamplingOptions, LoadOptions]:
     try:
         return SamplingOptions(**sampling), LoadOptions(**load)
     except ValueError as e:
-        err = e.errors()[0]  # type: ignore[attr-defined]
+        err = e.errors()[0]  # type: ignore
         raise BadRequestError(f"option {err['loc'][0]!r}: {err['msg']}", param="options") from None
 
 

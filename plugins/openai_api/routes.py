@@ -143,13 +143,14 @@ async def _texts(engine: Any, req: EmbeddingRequest) -> list[str]:
     if not value:
         return []
     if all(isinstance(v, str) for v in value):
-        return list(value)  # type: ignore[arg-type]
+        return list(value)  # type: ignore
     arrays = [value] if all(isinstance(v, int) for v in value) else value
     texts = []
     for tokens in arrays:
         if not isinstance(tokens, list) or not all(isinstance(x, int) for x in tokens):
             raise BadRequestError("input must be a string, a list of strings, or token arrays", param="input")
-        out = (await engine.tokenize(TokenizeRequest(model=req.model, tokens=tokens)).result())[-1]
+        ids = [int(x) for x in tokens]  # type: ignore
+        out = (await engine.tokenize(TokenizeRequest(model=req.model, tokens=ids)).result())[-1]
         texts.append(out.text)
     return texts
 

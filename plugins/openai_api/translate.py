@@ -83,7 +83,7 @@ def _messages(body: ChatCompletionRequest) -> list[Message]:
                 names[c.id] = c.function.name
         role = {"developer": "system", "function": "tool"}.get(m.role, m.role)
         name = m.name if role == "tool" and m.name else names.get(m.tool_call_id or "")
-        out.append(Message(role=role, content=_content(m), tool_calls=calls,  # type: ignore[arg-type]
+        out.append(Message(role=role, content=_content(m), tool_calls=calls,  # type: ignore
                            tool_call_id=m.tool_call_id, name=name))
     return out
 

