@@ -38,7 +38,8 @@ DEFAULT_SAMPLING = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0,
 
 def default_threads() -> int:
     """Every core the process may use: on small machines llama.cpp decodes fastest with all of them
-    (benchmarks/threads.py measures it); llama-cpp-python's default of half the cores halves speed on 2."""
+    (benchmarks/threads.py: 1.15x llama-cpp-python's default of half the cores on 2 cores; twice the cores
+    is 3x slower, as OpenMP threads then fight for them)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
@@ -304,6 +305,10 @@ class _Output:
 
     def feed(self, piece: str, logprobs: list[dict[str, Any]] | None) -> bool:
         """Add piece; True when a stop string was reached."""
+        if not self.stops and not self.watch_tools:  # the common case: nothing to hold back
+            if piece or logprobs:
+                self.emit(TextDelta(piece, logprobs))
+            return False
         self.pending += piece
         for stop in self.stops:
             i = self.pending.find(stop)
