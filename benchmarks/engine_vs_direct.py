@@ -20,7 +20,7 @@ from pathlib import Path
 
 from inferno.config import load_settings
 from inferno.engine.backend import default_threads
-from inferno.engine.types import GenerateRequest, LoadOptions, Message, SamplingOptions, TextDelta
+from inferno.engine.types import Done, GenerateRequest, LoadOptions, Message, SamplingOptions, TextDelta
 from inferno.host import Inferno
 
 PROMPT = "Run {i}. Write a detailed essay about the history of the printing press and its effect on Europe."
@@ -76,7 +76,7 @@ def engine(host: Inferno, name: str, threads: int, n_ctx: int, reps: int, tokens
                 first = time.perf_counter()
             done = event
         end = time.perf_counter()
-        assert done is not None and done.completion_tokens == tokens, done  # type: ignore
+        assert isinstance(done, Done) and done.completion_tokens == tokens, done
         ttft.append(first - t0)
         rates.append((tokens - 1) / (end - first))
     return ttft, rates

@@ -47,18 +47,20 @@ class Inferno:
         try:
             info = self.import_file(fetched.path, target, source=ref.identifier, mode=fetched.mode,
                                     progress=progress, filename=fetched.filename, sha256=fetched.sha256,
-                                    extra=fetched.extra)
+                                    extra=fetched.extra, parts=list(zip(fetched.parts or [],
+                                                                        fetched.part_names or [], strict=True)))
         except BaseException:
             if fetched.mode == "move":
-                with contextlib.suppress(OSError):
-                    fetched.path.unlink()
+                for p in [fetched.path, *(fetched.parts or [])]:
+                    with contextlib.suppress(OSError):
+                        p.unlink()
             raise
         progress(1, 1, "success")
         return info, fetched.note
 
     def import_file(self, path: Path, name: str, *, source: str, mode: str = "copy",
                     progress: Progress = _no_progress, filename: str | None = None, sha256: str | None = None,
-                    extra: dict[str, Any] | None = None) -> ModelInfo:
+                    extra: dict[str, Any] | None = None, parts: list[tuple[Path, str]] | None = None) -> ModelInfo:
         """Register a GGUF file on this machine under name, with its metadata in info.json."""
         meta = read_metadata(path)
         if meta.architecture is None:
@@ -67,7 +69,7 @@ class Inferno:
                   "architecture": meta.architecture, "parameter_count": meta.parameter_count, **(extra or {})}
         progress(0, None, "writing manifest")
         return self.store.add(name, Path(path), source=source, mode=mode, progress=progress, extra=fields,
-                              sha256=sha256, filename=filename)
+                              sha256=sha256, filename=filename, parts=parts)
 
     def ensure(self, name: str, *, progress: Progress = _no_progress, choose: Chooser | None = None) -> ModelInfo:
         """The local model called name, pulled first when it is not here (as `ollama run` does)."""

@@ -40,6 +40,8 @@ class Fetched:
     extra: dict[str, Any] | None = None
     note: str | None = None  # one line for the user ("picked Q4_K_M", …)
     filename: str | None = None  # the name to keep in the store, when path is a temporary name
+    parts: list[Path] | None = None  # the other files of a split GGUF, moved in beside path
+    part_names: list[str] | None = None
 
 
 class ModelSource(Protocol):

@@ -155,8 +155,12 @@ class Store:
 
     def add(self, name: str, file: Path, *, source: str, mode: str = "copy",
             progress: Progress = _no_progress, extra: dict[str, Any] | None = None,
-            sha256: str | None = None, filename: str | None = None) -> ModelInfo:
-        """Register file under name. mode: "copy", "move" (a finished download) or "link" (in place)."""
+            sha256: str | None = None, filename: str | None = None,
+            parts: builtins.list[tuple[Path, str]] | None = None) -> ModelInfo:
+        """Register file under name. mode: "copy", "move" (a finished download) or "link" (in place).
+
+        parts: the other files of a split GGUF as (file, name), placed beside it (llama.cpp finds them there).
+        """
         canonical = normalize_name(name)
         file = Path(file)
         if not file.is_file():
@@ -170,10 +174,15 @@ class Store:
         else:
             target = d / (filename or file.name)
             digest = self._place(file, target, mode, progress, sha256)
+        extra = dict(extra or {})
+        for part, part_name in parts or []:
+            size += part.stat().st_size
+            self._place(part, d / part_name, "move" if mode == "move" else "copy", _no_progress, "-")
+            extra.setdefault("parts", []).append(part_name)
         old = self._previous_file(d)
         info = ModelInfo(name=canonical, path=str(target), filename=target.name, source=source,
                          downloaded_at=datetime.now(timezone.utc), size=size, sha256=digest,
-                         linked=mode == "link", **(extra or {}))
+                         linked=mode == "link", **extra)
         _atomic_write_text(d / INFO, info.model_dump_json(indent=2))
         if old is not None and old != target and old.parent == d:
             with contextlib.suppress(OSError):
@@ -231,12 +240,13 @@ class Store:
             target = info.file
         else:
             target = d / info.filename
-            tmp = d / f".tmp-{info.filename}"
-            try:  # a hard link costs no space; fall back to a copy across filesystems
-                os.link(info.file, tmp)
-            except OSError:
-                shutil.copyfile(info.file, tmp)
-            os.replace(tmp, target)
+            for name in [info.filename, *((info.model_extra or {}).get("parts") or [])]:
+                tmp = d / f".tmp-{name}"
+                try:  # a hard link costs no space; fall back to a copy across filesystems
+                    os.link(info.file.parent / name, tmp)
+                except OSError:
+                    shutil.copyfile(info.file.parent / name, tmp)
+                os.replace(tmp, d / name)
         new = ModelInfo(name=dst, path=str(target), linked=info.linked,
                         downloaded_at=datetime.now(timezone.utc), **extra)
         _atomic_write_text(d / INFO, new.model_dump_json(indent=2))
