@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import threading
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,18 @@ class Inferno:
         """Fetch identifier through its source and register it; returns the model and a note for the user."""
         source, ref = resolve(identifier, self.settings.aliases)
         target = normalize_name(name or ref.default_name)
+        asked_at = datetime.now(timezone.utc)
+        with _pull_lock(target):
+            # A concurrent pull of the same model finished while we waited: it is ours too.
+            if self.store.exists(target):
+                existing = self.store.get(target)
+                if existing.source == ref.identifier and existing.downloaded_at >= asked_at:
+                    progress(1, 1, "success")
+                    return existing, None
+            return self._pull_locked(source, ref, target, link, progress, choose, options)
+
+    def _pull_locked(self, source: Any, ref: Any, target: str, link: bool, progress: Progress,
+                     choose: Chooser | None, options: dict[str, Any] | None) -> tuple[ModelInfo, str | None]:
         opts = dict(options or {})
         if link:
             opts["link"] = True
@@ -84,5 +97,11 @@ class Inferno:
         return self.store.get(name).file
 
 
-def choose_first(question: str, options: Sequence[str]) -> str:
-    return options[0]
+_pull_locks: dict[str, threading.Lock] = {}
+_pull_locks_guard = threading.Lock()
+
+
+def _pull_lock(name: str) -> threading.Lock:
+    """One lock per model name: two pulls of one model in this process download it once."""
+    with _pull_locks_guard:
+        return _pull_locks.setdefault(name, threading.Lock())

@@ -83,7 +83,7 @@ class ModelInfo(BaseModel):
         return f"sha256:{self.sha256}"
 
 
-def sha256_file(path: Path, progress: Progress = _no_progress, status: str = "verifying") -> str:
+def sha256_file(path: Path, progress: Progress = _no_progress, status: str = "verifying sha256 digest") -> str:
     total = path.stat().st_size
     h = hashlib.sha256()
     done = 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import queue
 import threading
 import time
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from inferno.host import Inferno
 
 _STOP = object()
+log = logging.getLogger("inferno.engine")
 
 
 class _Failure:
@@ -328,7 +331,14 @@ class Scheduler:
 
 
 def _run_generate(model: LoadedModel, job: _Job, load_ns: int) -> None:
-    model.generate(job.request, job.handle.cancelled, job.handle._put, load_ns)
+    def emit(event: Any) -> None:
+        if isinstance(event, Done):  # one line per request for operators (and the tests' evidence)
+            log.info(json.dumps({"event": "generation", "model": model.name, "reason": event.reason,
+                                 "prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
+                                 "cached_tokens": event.cached_tokens, "total_ms": round(event.total_ns / 1e6, 1)}))
+        job.handle._put(event)
+
+    model.generate(job.request, job.handle.cancelled, emit, load_ns)
 
 
 def _run_embed(model: LoadedModel, job: _Job, load_ns: int) -> None:

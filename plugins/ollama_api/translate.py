@@ -56,6 +56,8 @@ def options(opts: dict[str, Any] | None) -> tuple[SamplingOptions, LoadOptions]:
             continue
         if key in _SAMPLING:
             sampling[key] = _typed(key, value, _SAMPLING[key])
+        elif key == "ignore_eos":  # an extension (llama.cpp server's name): keep going past end-of-text
+            sampling["ignore_eos"] = _typed(key, value, bool)
         elif key == "num_predict":
             sampling["max_tokens"] = _typed(key, value, int)
         elif key == "stop":

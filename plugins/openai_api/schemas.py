@@ -95,6 +95,7 @@ class _Sampling(_Body):
     typical_p: float | None = Field(None, ge=0, le=1)
     repeat_penalty: float | None = Field(None, ge=0, le=100)
     num_ctx: int | None = Field(None, ge=16, le=1 << 22)
+    ignore_eos: bool = False
     keep_alive: str | float | None = None
 
 

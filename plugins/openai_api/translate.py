@@ -49,7 +49,7 @@ def _sampling(body: _Sampling, max_tokens: int | None) -> SamplingOptions:
     return SamplingOptions(temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=stop,
                            presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
                            top_k=body.top_k, min_p=body.min_p, typical_p=body.typical_p,
-                           repeat_penalty=body.repeat_penalty, max_tokens=max_tokens)
+                           repeat_penalty=body.repeat_penalty, max_tokens=max_tokens, ignore_eos=body.ignore_eos)
 
 
 def _content(m: ChatMessage) -> str:

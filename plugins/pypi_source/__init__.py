@@ -94,7 +94,7 @@ class PypiSource:
         for line in proc.stdout:
             m = _RAW_PROGRESS.search(line)
             if m:
-                progress(int(m.group(1)), int(m.group(2)), f"downloading {dist}")
+                progress(int(m.group(1)), int(m.group(2)), f"pulling {dist}")
             elif line.strip():
                 tail = [*tail[-20:], line.rstrip()]
         if proc.wait() != 0:

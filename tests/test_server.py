@@ -1,0 +1,186 @@
+"""Cross-cutting server behaviour: API key, body limit, access log, disconnects, shutdown, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import ollama
+import openai
+import pytest
+
+from inferno.config import load_settings
+from inferno.host import Inferno
+
+from .conftest import Server, start_server, stop_server
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, smollm2_path: Path):
+    home = tmp_path_factory.mktemp("keyed")
+    h = Inferno(load_settings({"INFERNO_HOME": str(home)}))
+    h.import_file(tiny_gguf, "tiny", source="t")
+    h.import_file(smollm2_path, "smollm2", source="t", mode="link")
+    s = start_server(home, {"INFERNO_API_KEY": "s3cret", "INFERNO_MAX_QUEUE": "1"})
+    yield s
+    stop_server(s)
+
+
+def test_api_key_is_required_except_on_root_and_health(keyed: Server) -> None:
+    assert httpx.get(keyed.url + "/", timeout=10).status_code == 200
+    assert httpx.get(keyed.url + "/health", timeout=10).status_code == 200
+    r = httpx.get(keyed.url + "/v1/models", timeout=10)
+    assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+    r = httpx.get(keyed.url + "/api/tags", timeout=10)
+    assert r.status_code == 401 and set(r.json()) == {"error"}
+    wrong = httpx.get(keyed.url + "/api/tags", headers={"Authorization": "Bearer nope"}, timeout=10)
+    assert wrong.status_code == 401
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=keyed.url + "/v1", api_key="wrong", max_retries=0).models.list()
+    ok = openai.OpenAI(base_url=keyed.url + "/v1", api_key="s3cret", max_retries=0)
+    assert {m.id for m in ok.models.list()} == {"smollm2:latest", "tiny:latest"}
+    client = ollama.Client(host=keyed.url, headers={"Authorization": "Bearer s3cret"})
+    assert {m.model for m in client.list().models} == {"smollm2:latest", "tiny:latest"}
+
+
+def test_queue_full_is_503_in_both_shapes(keyed: Server) -> None:
+    headers = {"Authorization": "Bearer s3cret"}
+    # SmolLM2 takes a second or more for 300 tokens here: long enough to hold the model while we knock
+    long = {"model": "smollm2", "prompt": "x", "stream": False,
+            "options": {"num_predict": 300, "num_ctx": 2048, "ignore_eos": True}}
+    statuses: list[int] = []
+
+    def occupy() -> None:
+        statuses.append(httpx.post(keyed.url + "/api/generate", json=long, headers=headers, timeout=120).status_code)
+
+    # one running, one waiting (the queue's single place): the next is refused
+    workers = [threading.Thread(target=occupy) for _ in range(2)]
+    for w in workers:
+        w.start()
+        time.sleep(0.3)
+    try:
+        r = httpx.post(keyed.url + "/api/generate", json=long, headers=headers, timeout=30)
+        assert r.status_code == 503 and r.json() == {"error": "server busy, please try again"}
+        r = httpx.post(keyed.url + "/v1/completions", json={"model": "smollm2", "prompt": "x"}, headers=headers,
+                       timeout=30)
+        assert r.status_code == 503 and r.json()["error"]["message"] == "server busy, please try again"
+    finally:
+        for w in workers:
+            w.join()
+    assert statuses == [200, 200]
+
+
+def test_body_size_limit(server: Server) -> None:
+    r = httpx.post(server.url + "/v1/chat/completions", content=b"x" * (65 * 1024 * 1024), timeout=60,
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "error" in r.json()
+
+
+def test_access_log_has_a_json_line_per_request(server: Server) -> None:
+    httpx.get(server.url + "/api/version", timeout=10)
+    time.sleep(0.2)
+    lines = [json.loads(x) for x in server.log.read_text().splitlines() if x.startswith("{")]
+    assert any(x["path"] == "/api/version" and x["status"] == 200 and x["method"] == "GET" for x in lines)
+
+
+def _generation_log(server: Server) -> list[dict[str, object]]:
+    lines = [json.loads(x) for x in server.log.read_text().splitlines() if x.startswith("{")]
+    return [x for x in lines if x.get("event") == "generation"]
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/generate", {"prompt": "Tell me a long story."}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Tell me a long story."}], "stream": True,
+                              "max_tokens": 1500}),
+])
+def test_client_disconnect_cancels_generation(server: Server, path: str, body: dict[str, object]) -> None:
+    body = {**body, "model": "smollm2", "options": {"num_predict": 1500, "ignore_eos": True}, "ignore_eos": True}
+    before = len(_generation_log(server))
+    with httpx.stream("POST", server.url + path, json=body, timeout=60) as r:
+        for _ in r.iter_lines():
+            break  # go away after the first chunk
+    r = httpx.post(server.url + "/api/generate", json={"model": "smollm2", "prompt": "y", "stream": False,
+                                                       "options": {"num_predict": 2}}, timeout=120)
+    assert r.status_code == 200 and r.json()["eval_count"] == 2
+    finished = _generation_log(server)[before:]
+    assert finished[0]["reason"] == "cancelled" and finished[0]["completion_tokens"] < 1500
+
+
+def test_openai_async_client(server: Server) -> None:
+    async def go() -> tuple[str, list[str]]:
+        client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+        r = await client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
+                                                 max_tokens=3)
+        stream = await client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
+                                                      max_tokens=3, stream=True)
+        parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+        return r.choices[0].finish_reason, parts
+
+    finish, parts = asyncio.run(go())
+    assert finish in ("length", "stop") and parts
+
+
+def test_logprobs_and_n(server: Server) -> None:
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4,
+                                       logprobs=True, top_logprobs=3, n=2, extra_body={"ignore_eos": True})
+    assert [c.index for c in r.choices] == [0, 1]
+    lp = r.choices[0].logprobs
+    assert lp and lp.content and len(lp.content) == 4
+    assert all(t.logprob <= 0 and len(t.top_logprobs) == 3 for t in lp.content)
+    assert r.usage and r.usage.completion_tokens == 8
+
+
+def test_open_webui_connection_sequence(server: Server) -> None:
+    base = server.url
+    assert httpx.get(base + "/api/version", timeout=10).status_code == 200
+    assert httpx.get(base + "/api/tags", timeout=10).json()["models"]
+    assert "models" in httpx.get(base + "/api/ps", timeout=10).json()
+    with httpx.stream("POST", base + "/api/chat", timeout=60, json={
+            "model": "smollm2:latest", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+            "options": {"num_predict": 5}}) as r:
+        lines = [json.loads(x) for x in r.iter_lines() if x]
+    assert lines[-1]["done"] is True
+    r = httpx.post(base + "/api/generate", json={"model": "smollm2:latest", "keep_alive": 0}, timeout=30)
+    assert r.json()["done_reason"] == "unload"
+    time.sleep(0.3)
+    assert "smollm2:latest" not in {m["name"] for m in httpx.get(base + "/api/ps", timeout=10).json()["models"]}
+
+
+def test_concurrent_pulls_download_once(server: Server, tiny_gguf: Path) -> None:
+    results: list[list[dict[str, object]]] = []
+
+    def pull() -> None:
+        r = httpx.post(server.url + "/api/pull", json={"model": str(tiny_gguf), "stream": True}, timeout=60)
+        results.append([json.loads(x) for x in r.text.splitlines() if x])
+
+    threads = [threading.Thread(target=pull) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r[-1] == {"status": "success"} for r in results)
+    copies = [r for r in results if any(str(x.get("status", "")).startswith("copying") for x in r)]
+    assert len(copies) == 1  # the second waited for the first and took its result
+
+
+def test_sigterm_during_a_stream_shuts_down_cleanly(tmp_path: Path, smollm2_path: Path) -> None:
+    home = tmp_path / "home"
+    Inferno(load_settings({"INFERNO_HOME": str(home)})).import_file(smollm2_path, "smollm2", source="t", mode="link")
+    s = start_server(home)
+    body = {"model": "smollm2", "prompt": "x", "options": {"num_predict": 150, "ignore_eos": True}}
+    with httpx.stream("POST", s.url + "/api/generate", json=body, timeout=60) as r:
+        it = r.iter_lines()
+        next(it)
+        started = time.monotonic()
+        s.proc.send_signal(signal.SIGTERM)
+        lines = [json.loads(x) for x in it if x]
+    assert s.proc.wait(timeout=30) == 0
+    assert lines and lines[-1]["done"] is True  # the stream in flight was finished, not cut
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(s.url + "/health", timeout=2)
