@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import ollama
@@ -88,7 +89,7 @@ def test_access_log_has_a_json_line_per_request(server: Server) -> None:
     assert any(x["path"] == "/api/version" and x["status"] == 200 and x["method"] == "GET" for x in lines)
 
 
-def _generation_log(server: Server) -> list[dict[str, object]]:
+def _generation_log(server: Server) -> list[dict[str, Any]]:
     lines = [json.loads(x) for x in server.log.read_text().splitlines() if x.startswith("{")]
     return [x for x in lines if x.get("event") == "generation"]
 
@@ -177,7 +178,6 @@ def test_sigterm_during_a_stream_shuts_down_cleanly(tmp_path: Path, smollm2_path
     with httpx.stream("POST", s.url + "/api/generate", json=body, timeout=60) as r:
         it = r.iter_lines()
         next(it)
-        started = time.monotonic()
         s.proc.send_signal(signal.SIGTERM)
         lines = [json.loads(x) for x in it if x]
     assert s.proc.wait(timeout=30) == 0
