@@ -39,10 +39,10 @@ def make_blueprint(inferno: Inferno) -> Any:
         response.timeout = None
         return response
 
-    async def sse_guard(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    async def sse_guard(chunks: AsyncIterator[dict[str, Any] | bytes]) -> AsyncIterator[bytes]:
         try:
             async for chunk in chunks:
-                yield _sse(chunk)
+                yield chunk if isinstance(chunk, bytes) else _sse(chunk)
         except InfernoError as e:  # headers are sent: the error travels as an event
             yield _sse(t.error_body(e))
             return
@@ -183,7 +183,8 @@ def _completion_logprobs(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def _chat_chunks(engine: Any, core: GenerateRequest, first: AsyncIterator[Any],
-                       req: ChatCompletionRequest, rid: str, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+                       req: ChatCompletionRequest, rid: str, include_usage: bool
+                       ) -> AsyncIterator[dict[str, Any] | bytes]:
     dones: list[Done] = []
     for index in range(req.n):
         events = first if index == 0 else await engine.submit(core).primed()
@@ -193,12 +194,17 @@ async def _chat_chunks(engine: Any, core: GenerateRequest, first: AsyncIterator[
             return t.envelope("chat.completion.chunk", rid, req.model,
                               [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}])
 
-        yield chunk({"role": "assistant", "content": ""})
+        # The per-token chunk differs only in its text: build it from two fixed halves instead of a dict.
+        first_chunk = chunk({"role": "assistant", "content": ""})
+        head, _, _ = _json(first_chunk).partition('"delta":')
+        prefix, suffix = f"data: {head}\"delta\":{{\"content\":", "},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
+        yield first_chunk
         async for event in events:
             if isinstance(event, TextDelta):
-                if event.text or event.logprobs:
-                    lp = t.chat_logprobs(event.logprobs) if event.logprobs else None
-                    yield chunk({"content": event.text}, logprobs=lp)
+                if event.logprobs:
+                    yield chunk({"content": event.text}, logprobs=t.chat_logprobs(event.logprobs))
+                elif event.text:
+                    yield (prefix + json.dumps(event.text, ensure_ascii=False) + suffix).encode()
             elif isinstance(event, ToolCalls):
                 yield chunk({"tool_calls": t.tool_calls_out(event.calls, stream=True)})
             elif isinstance(event, Done):

@@ -1,0 +1,178 @@
+"""Streamed chat through `inferno serve` (/v1/chat/completions, SSE) against llama-cpp-python called
+directly: same model, threads and prompt, 128 tokens, each request with its own first line (no cache hit).
+Then 4 concurrent streaming clients: failures, aggregate tok/s and median time to first token.
+
+    python benchmarks/serve_vs_direct.py [MODEL_PATH] [--reps 5] [--clients 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from inferno.engine.backend import default_threads
+from inferno.engine.chat import render_chat
+from inferno.engine.types import Message
+from inferno.metadata import read_metadata
+
+QUESTION = "Request {i}. Write a detailed essay about the history of the printing press."
+
+
+def direct(path: Path, threads: int, reps: int, tokens: int) -> dict[str, list[float]]:
+    from llama_cpp import Llama
+
+    meta = read_metadata(path)
+    llama = Llama(model_path=str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
+    out: dict[str, list[float]] = {"ttft": [], "rate": []}
+    for i in range(reps):
+        text = render_chat(meta.chat_template, [Message(role="user", content=QUESTION.format(i=f"d{i}"))],
+                           tools=None, bos_token=meta.bos_token or "", eos_token=meta.eos_token or "")
+        prompt = llama.tokenize(text.encode(), add_bos=True, special=True)
+        t0 = time.perf_counter()
+        first, n = 0.0, 0
+        for tok in llama.generate(prompt, temp=0.0, top_k=40, top_p=0.9, min_p=0.0, repeat_penalty=1.1):
+            llama.detokenize([tok])
+            n += 1
+            first = first or time.perf_counter()
+            if n >= tokens:
+                break
+        out["ttft"].append(first - t0)
+        out["rate"].append((n - 1) / (time.perf_counter() - first))
+    llama.close()
+    return out
+
+
+_clients = threading.local()
+
+
+def stream_once(url: str, i: str, tokens: int) -> tuple[float, float, int]:
+    """One streamed chat on this thread's keep-alive connection, as a real client holds one."""
+    if not hasattr(_clients, "client"):
+        _clients.client = httpx.Client(timeout=300)
+    body = {"model": "bench", "messages": [{"role": "user", "content": QUESTION.format(i=i)}], "stream": True,
+            "max_tokens": tokens, "temperature": 0, "ignore_eos": True, "stream_options": {"include_usage": True}}
+    t0 = time.perf_counter()
+    first = last = 0.0
+    n = 0
+    with _clients.client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if "error" in chunk:
+                raise RuntimeError(chunk["error"])
+            if chunk.get("usage"):
+                n = chunk["usage"]["completion_tokens"]
+            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                last = time.perf_counter()
+                first = first or last
+    return first - t0, (n - 1) / (last - first) if last > first else 0.0, n
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", nargs="?",
+                    default=str(Path.home() / ".cache/inferno-tests/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=default_threads())
+    args = ap.parse_args()
+    path = Path(args.model)
+    d: dict[str, list[float]] = {"ttft": [], "rate": []}
+    s: dict[str, list[float]] = {"ttft": [], "rate": []}
+    with tempfile.TemporaryDirectory() as home:
+        port = free_port()
+        env = {**os.environ, "INFERNO_HOME": home, "INFERNO_HOST": f"127.0.0.1:{port}"}
+        subprocess.run([sys.executable, "-m", "inferno", "pull", str(path), "--name", "bench", "--link", "-q"],
+                       env=env, check=True)
+        url = f"http://127.0.0.1:{port}"
+        for r in range(args.rounds):
+            # direct in its own process-free moment: the server is not running while it measures
+            part = direct(path, args.threads, args.reps, args.tokens)
+            d["ttft"] += part["ttft"]
+            d["rate"] += part["rate"]
+            server = subprocess.Popen([sys.executable, "-m", "inferno", "serve", "bench", "--threads",
+                                       str(args.threads), "--n-ctx", "2048", "--log-level", "warning"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                for _ in range(300):
+                    try:
+                        if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    time.sleep(0.1)
+                stream_once(url, "warm", 4)
+                for i in range(args.reps):
+                    ttft, rate, _ = stream_once(url, f"s{r}-{i}", args.tokens)
+                    s["ttft"].append(ttft)
+                    s["rate"].append(rate)
+                if r == args.rounds - 1:
+                    concurrent = run_concurrent(url, args.clients, args.tokens)
+            finally:
+                server.terminate()
+                server.wait(timeout=60)
+    med = statistics.median
+    print(f"model {path.name}, threads {args.threads}, {args.tokens} tokens, {len(d['rate'])} streams each (medians)")
+    print(f"decode tok/s     direct {med(d['rate']):8.1f}   served {med(s['rate']):8.1f}   "
+          f"ratio {med(s['rate']) / med(d['rate']):.3f}  (target >= 0.95)")
+    print(f"first token ms   direct {1000 * med(d['ttft']):8.1f}   served {1000 * med(s['ttft']):8.1f}   "
+          f"delta {1000 * (med(s['ttft']) - med(d['ttft'])):+.1f} ms  (target <= +20 ms)")
+    print(concurrent)
+
+
+def run_concurrent(url: str, clients: int, tokens: int, per_client: int = 2) -> str:
+    ttfts: list[float] = []
+    failures: list[str] = []
+    served = [0] * clients
+    total_tokens = 0
+    lock = threading.Lock()
+
+    def client(k: int) -> None:
+        nonlocal total_tokens
+        for j in range(per_client):
+            try:
+                ttft, _, n = stream_once(url, f"c{k}-{j}", tokens)
+            except Exception as e:
+                with lock:
+                    failures.append(f"{type(e).__name__}: {e}")
+                continue
+            with lock:
+                ttfts.append(ttft)
+                served[k] += 1
+                total_tokens += n
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return (f"{clients} concurrent clients x {per_client} streams: {len(failures)} failed, every client served: "
+            f"{all(served)}, aggregate {total_tokens / wall:.1f} tok/s, median first token "
+            f"{1000 * statistics.median(ttfts):.0f} ms" + (f"; failures: {failures[:3]}" if failures else ""))
+
+
+if __name__ == "__main__":
+    main()
