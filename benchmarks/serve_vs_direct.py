@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -27,30 +28,6 @@ from inferno.engine.types import Message
 from inferno.metadata import read_metadata
 
 QUESTION = "Request {i}. Write a detailed essay about the history of the printing press."
-
-
-def direct(path: Path, threads: int, reps: int, tokens: int) -> dict[str, list[float]]:
-    from llama_cpp import Llama
-
-    meta = read_metadata(path)
-    llama = Llama(model_path=str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
-    out: dict[str, list[float]] = {"ttft": [], "rate": []}
-    for i in range(reps):
-        text = render_chat(meta.chat_template, [Message(role="user", content=QUESTION.format(i=f"d{i}"))],
-                           tools=None, bos_token=meta.bos_token or "", eos_token=meta.eos_token or "")
-        prompt = llama.tokenize(text.encode(), add_bos=True, special=True)
-        t0 = time.perf_counter()
-        first, n = 0.0, 0
-        for tok in llama.generate(prompt, temp=0.0, top_k=40, top_p=0.9, min_p=0.0, repeat_penalty=1.1):
-            llama.detokenize([tok])
-            n += 1
-            first = first or time.perf_counter()
-            if n >= tokens:
-                break
-        out["ttft"].append(first - t0)
-        out["rate"].append((n - 1) / (time.perf_counter() - first))
-    llama.close()
-    return out
 
 
 _clients = threading.local()
@@ -87,17 +64,52 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def direct_worker(path: Path, threads: int, tokens: int) -> None:
+    """Answer "i" lines on stdin with one direct measurement each (JSON), so both sides can alternate."""
+    for line in sys.stdin:
+        part = direct_once(path, threads, line.strip(), tokens)
+        print(json.dumps(part), flush=True)
+
+
+_llama: dict[str, object] = {}
+
+
+def direct_once(path: Path, threads: int, i: str, tokens: int) -> dict[str, float]:
+    from llama_cpp import Llama
+
+    if "llama" not in _llama:
+        _llama["llama"] = Llama(model_path=str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads,
+                                verbose=False)
+    llama: Any = _llama["llama"]
+    meta = read_metadata(path)
+    text = render_chat(meta.chat_template, [Message(role="user", content=QUESTION.format(i=i))], tools=None,
+                       bos_token=meta.bos_token or "", eos_token=meta.eos_token or "")
+    prompt = llama.tokenize(text.encode(), add_bos=True, special=True)
+    t0 = time.perf_counter()
+    first, n = 0.0, 0
+    for tok in llama.generate(prompt, temp=0.0, top_k=40, top_p=0.9, min_p=0.0, repeat_penalty=1.1):
+        llama.detokenize([tok])
+        n += 1
+        first = first or time.perf_counter()
+        if n >= tokens:
+            break
+    return {"ttft": first - t0, "rate": (n - 1) / (time.perf_counter() - first)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", nargs="?",
                     default=str(Path.home() / ".cache/inferno-tests/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=12)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=default_threads())
+    ap.add_argument("--direct-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     path = Path(args.model)
+    if args.direct_worker:
+        direct_worker(path, args.threads, args.tokens)
+        return
     d: dict[str, list[float]] = {"ttft": [], "rate": []}
     s: dict[str, list[float]] = {"ttft": [], "rate": []}
     with tempfile.TemporaryDirectory() as home:
@@ -106,36 +118,51 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "inferno", "pull", str(path), "--name", "bench", "--link", "-q"],
                        env=env, check=True)
         url = f"http://127.0.0.1:{port}"
-        for r in range(args.rounds):
-            # direct in its own process-free moment: the server is not running while it measures
-            part = direct(path, args.threads, args.reps, args.tokens)
-            d["ttft"] += part["ttft"]
-            d["rate"] += part["rate"]
-            server = subprocess.Popen([sys.executable, "-m", "inferno", "serve", "bench", "--threads",
-                                       str(args.threads), "--n-ctx", "2048", "--log-level", "warning"], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                for _ in range(300):
-                    try:
-                        if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    time.sleep(0.1)
-                stream_once(url, "warm", 4)
-                for i in range(args.reps):
-                    ttft, rate, _ = stream_once(url, f"s{r}-{i}", args.tokens)
-                    s["ttft"].append(ttft)
-                    s["rate"].append(rate)
-                if r == args.rounds - 1:
-                    concurrent = run_concurrent(url, args.clients, args.tokens)
-            finally:
-                server.terminate()
-                server.wait(timeout=60)
+        server = subprocess.Popen([sys.executable, "-m", "inferno", "serve", "bench", "--threads", str(args.threads),
+                                   "--n-ctx", "2048", "--log-level", "warning"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        worker = subprocess.Popen([sys.executable, __file__, str(path), "--direct-worker", "--threads",
+                                   str(args.threads), "--tokens", str(args.tokens)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        assert worker.stdin is not None and worker.stdout is not None
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+            stream_once(url, "warm", 4)
+            worker.stdin.write("warm\n")
+            worker.stdin.flush()
+            worker.stdout.readline()
+            # Alternate one direct and one served request, so drifts in machine speed hit both alike;
+            # the idle side sleeps meanwhile (each is its own process).
+            for i in range(args.reps):
+                worker.stdin.write(f"d{i}\n")
+                worker.stdin.flush()
+                part = json.loads(worker.stdout.readline())
+                d["ttft"].append(part["ttft"])
+                d["rate"].append(part["rate"])
+                time.sleep(0.2)
+                ttft, rate, _ = stream_once(url, f"s{i}", args.tokens)
+                s["ttft"].append(ttft)
+                s["rate"].append(rate)
+                time.sleep(0.2)
+            worker.stdin.close()
+            worker.wait(timeout=60)
+            concurrent = run_concurrent(url, args.clients, args.tokens)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+            if worker.poll() is None:
+                worker.kill()
     med = statistics.median
-    print(f"model {path.name}, threads {args.threads}, {args.tokens} tokens, {len(d['rate'])} streams each (medians)")
+    pair = [sr / dr for sr, dr in zip(s["rate"], d["rate"], strict=True)]
+    print(f"model {path.name}, threads {args.threads}, {args.tokens} tokens, {args.reps} alternating pairs (medians)")
     print(f"decode tok/s     direct {med(d['rate']):8.1f}   served {med(s['rate']):8.1f}   "
-          f"ratio {med(s['rate']) / med(d['rate']):.3f}  (target >= 0.95)")
+          f"ratio {med(pair):.3f} (median of pairs)  (target >= 0.95)")
     print(f"first token ms   direct {1000 * med(d['ttft']):8.1f}   served {1000 * med(s['ttft']):8.1f}   "
           f"delta {1000 * (med(s['ttft']) - med(d['ttft'])):+.1f} ms  (target <= +20 ms)")
     print(concurrent)

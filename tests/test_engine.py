@@ -24,7 +24,7 @@ from inferno.host import Inferno
 
 
 def gen(model: str = "tiny", prompt: str = "hello", **kw: object) -> GenerateRequest:
-    sampling = kw.pop("sampling", SamplingOptions(max_tokens=8, seed=1))
+    sampling = kw.pop("sampling", SamplingOptions(max_tokens=8, seed=1, ignore_eos=True))
     return GenerateRequest(model=model, prompt=prompt, sampling=sampling, **kw)  # type: ignore
 
 
@@ -46,11 +46,11 @@ def make_host(home: Path, tiny_gguf: Path, **env: str) -> Inferno:
 
 
 def test_events_and_counters(host: Inferno) -> None:
-    _text, done = run(host, gen(sampling=SamplingOptions(max_tokens=6, seed=3)))
+    _text, done = run(host, gen(sampling=SamplingOptions(max_tokens=6, seed=3, ignore_eos=True)))
     assert done.reason == "length" and done.completion_tokens == 6
     assert done.prompt_tokens > 0 and done.load_ns > 0 and done.eval_ns > 0 and done.prompt_eval_ns > 0
     assert done.total_ns >= done.load_ns + done.eval_ns
-    _, again = run(host, gen(sampling=SamplingOptions(max_tokens=6, seed=3)))
+    _, again = run(host, gen(sampling=SamplingOptions(max_tokens=6, seed=3, ignore_eos=True)))
     assert again.load_ns == 0  # still loaded
 
 
@@ -77,7 +77,7 @@ def test_prompt_longer_than_context_names_both_numbers(host: Inferno) -> None:
     with pytest.raises(BadRequestError, match=r"prompt is 40\d tokens but the context window is 256"):
         run(host, req)
     _, done = run(host, gen(prompt="x" * 400, load=LoadOptions(n_ctx=256), truncate=True,
-                            sampling=SamplingOptions(max_tokens=4)))
+                            sampling=SamplingOptions(max_tokens=4, ignore_eos=True)))
     assert done.completion_tokens == 4
 
 
@@ -128,7 +128,7 @@ def test_cancel_mid_stream_frees_the_model(host: Inferno) -> None:
     done = rest[-1]
     assert isinstance(done, Done) and done.reason == "cancelled" and done.completion_tokens < 2000
     started = time.monotonic()
-    _, after = run(host, gen(load=LoadOptions(n_ctx=2048), sampling=SamplingOptions(max_tokens=2)))
+    _, after = run(host, gen(load=LoadOptions(n_ctx=2048), sampling=SamplingOptions(max_tokens=2, ignore_eos=True)))
     assert after.completion_tokens == 2
     assert time.monotonic() - started < 30  # bounded, not a timing claim: it did not wait for 4000 tokens
 

@@ -60,7 +60,8 @@ def test_chat(client: ollama.Client) -> None:
 
 
 def test_chat_streaming(client: ollama.Client) -> None:
-    chunks = list(client.chat(model="smollm2:latest", messages=MSG, stream=True, options={"num_predict": 6}))
+    chunks = list(client.chat(model="smollm2:latest", messages=MSG, stream=True,
+                          options={"num_predict": 6, "ignore_eos": True}))
     assert all(not c.done for c in chunks[:-1]) and chunks[-1].done
     assert chunks[-1].done_reason == "length" and chunks[-1].eval_count == 6
     assert "".join(c.message.content or "" for c in chunks)
@@ -81,7 +82,7 @@ def test_generate_with_context_system_and_raw(client: ollama.Client) -> None:
     second = client.generate(model="smollm2", prompt="What is my name?", context=first.context,
                              options={"num_predict": 10, "temperature": 0})
     assert second.prompt_eval_count and second.prompt_eval_count > len(first.context)
-    raw = client.generate(model="tiny", prompt="<|user|>hi", raw=True, options={"num_predict": 2})
+    raw = client.generate(model="tiny", prompt="<|user|>hi", raw=True, options={"num_predict": 2, "ignore_eos": True})
     assert raw.eval_count == 2
     sys_ = client.generate(model="smollm2", prompt="hi", system="Answer in French.", options={"num_predict": 5})
     assert sys_.done
@@ -139,7 +140,8 @@ def test_load_unload_and_ps(client: ollama.Client) -> None:
 
 
 def test_options_unknown_ignored_bad_rejected(client: ollama.Client) -> None:
-    r = client.generate(model="tiny", prompt="x", options={"num_predict": 2, "made_up_option": 1, "mirostat": 0})
+    r = client.generate(model="tiny", prompt="x", options={"num_predict": 2, "made_up_option": 1, "mirostat": 0,
+                                                                  "ignore_eos": True})
     assert r.eval_count == 2
     with pytest.raises(ollama.ResponseError) as info:
         client.generate(model="tiny", prompt="x", options={"temperature": "hot"})

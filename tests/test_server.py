@@ -106,7 +106,7 @@ def test_client_disconnect_cancels_generation(server: Server, path: str, body: d
         for _ in r.iter_lines():
             break  # go away after the first chunk
     r = httpx.post(server.url + "/api/generate", json={"model": "smollm2", "prompt": "y", "stream": False,
-                                                       "options": {"num_predict": 2}}, timeout=120)
+                                                       "options": {"num_predict": 2, "ignore_eos": True}}, timeout=120)
     assert r.status_code == 200 and r.json()["eval_count"] == 2
     finished = _generation_log(server)[before:]
     assert finished[0]["reason"] == "cancelled" and finished[0]["completion_tokens"] < 1500

@@ -7,6 +7,7 @@ unload(), loaded(). Everything else is internal, so a batching engine can replac
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -47,28 +48,48 @@ class _Failure:
 class RequestHandle:
     """The caller's end of one request: iterate its events (async or sync), cancel it at any time."""
 
+    # Waking the event loop costs CPU that llama.cpp's threads want on small machines: tokens that come
+    # faster than this are handed over together (the first one and the last never wait).
+    WAKE_INTERVAL = 0.02
+
     def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self.loop = loop
         self.cancelled = threading.Event()
-        self._aq: asyncio.Queue[Any] | None = asyncio.Queue() if loop else None
+        self._pending: collections.deque[Any] = collections.deque()
+        self._ready = asyncio.Event() if loop else None
+        self._last_wake = 0.0
         self._sq: queue.SimpleQueue[Any] | None = None if loop else queue.SimpleQueue()
         self.finished = False
 
     def _put(self, item: Any) -> None:
-        if self._aq is not None and self.loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening any more
-                self.loop.call_soon_threadsafe(self._aq.put_nowait, item)
-        elif self._sq is not None:
+        if self._sq is not None:
             self._sq.put(item)
+            return
+        self._pending.append(item)
+        now = time.monotonic()
+        final = isinstance(item, _Failure | Done | Embeddings | Tokens)
+        if final or now - self._last_wake >= self.WAKE_INTERVAL:
+            self._last_wake = now
+            assert self.loop is not None and self._ready is not None
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening any more
+                self.loop.call_soon_threadsafe(self._ready.set)
 
     def cancel(self) -> None:
         self.cancelled.set()
 
+    async def _next(self) -> Any:
+        assert self._ready is not None, "submitted outside an event loop: iterate synchronously"
+        while not self._pending:
+            self._ready.clear()
+            if self._pending:  # appended between the check and the clear
+                break
+            await self._ready.wait()
+        return self._pending.popleft()
+
     async def __aiter__(self) -> AsyncGenerator[Any, None]:
-        assert self._aq is not None, "submitted outside an event loop: iterate synchronously"
         try:
             while True:
-                item = await self._aq.get()
+                item = await self._next()
                 if isinstance(item, _Failure):
                     raise item.error
                 yield item
