@@ -39,6 +39,12 @@ def register_commands(cli: click.Group) -> None:
     """Add click commands to the inferno CLI; called while the CLI is built, never at import. Sync only."""
 
 
+@hookspec(firstresult=True)
+def quantize_model(inferno: Inferno, source: str, target: str, method: str, progress: Any,
+                   options: dict[str, Any]) -> Any:
+    """Quantize the local model source into a new model target; return its ModelInfo. Sync; first wins."""
+
+
 @hookspec
 def startup(inferno: Inferno) -> Any:
     """Run once when the server starts serving; may be async (awaited)."""

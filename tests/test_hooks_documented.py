@@ -28,7 +28,7 @@ def test_hook_is_documented_with_its_signature(hook: str) -> None:
     assert f"### {hook}\n" in DOCS, f"docs/plugins.md has no section for {hook}"
     section = DOCS.split(f"### {hook}\n", 1)[1].split("\n### ", 1)[0]
     params = list(inspect.signature(getattr(hookspecs, hook)).parameters)
-    m = re.search(rf"^def {hook}\(.*$", section, re.M)
+    m = re.search(rf"^def {hook}\(.*?\)(?: -> [^\n]*)?$", section, re.M | re.S)
     assert m, f"the {hook} section shows no signature"
     tree = ast.parse(m.group(0) + ": ...")
     func = tree.body[0]

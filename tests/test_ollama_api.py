@@ -228,3 +228,16 @@ def test_pull_streams_progress(client: ollama.Client, tiny_gguf: Path) -> None:
     assert "tiny:latest" in {m.model for m in client.list().models}
     done = client.pull(str(tiny_gguf), stream=False)
     assert done.status == "success"
+
+
+def test_create_with_quantize(client: ollama.Client, server: Server) -> None:
+    statuses = [p.status for p in client.create(model="tiny-q8", from_="tiny", quantize="q8_0", stream=True)]
+    assert statuses[-1] == "success" and any(s and s.startswith("quantizing") for s in statuses)
+    shown = client.show("tiny-q8")
+    assert shown.details and shown.details.quantization_level == "Q8_0"
+    r = client.generate(model="tiny-q8", prompt="x", options={"num_predict": 2, "ignore_eos": True})
+    assert r.eval_count == 2
+    client.delete("tiny-q8")
+    bad = httpx.post(server.url + "/api/create", json={"model": "x", "from": "tiny", "quantize": "q9",
+                                                       "stream": False}, timeout=60)
+    assert bad.status_code == 400 and "unknown quantization method" in bad.json()["error"]

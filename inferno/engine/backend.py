@@ -240,9 +240,11 @@ class LoadedModel:
     def _logprobs(self, tok: int, top: int | None) -> list[dict[str, Any]]:
         import numpy as np
 
-        row = self.llama.scores[self.llama.n_tokens - 1] if self.llama.n_tokens else None
-        if row is None:
-            return []
+        # The logits the sampler just chose tok from: the context's last output row (llama-cpp-python
+        # no longer copies them into Llama.scores unless every position's logits were asked for).
+        llama_cpp = import_llama()
+        ptr = llama_cpp.llama_get_logits_ith(self.llama._ctx.ctx, -1)
+        row = np.ctypeslib.as_array(ptr, shape=(self.llama.n_vocab(),)).astype(np.float64)
         m = float(np.max(row))
         logz = m + math.log(float(np.sum(np.exp(row - m))))
         entry: dict[str, Any] = {"token": self.detokenize([tok]), "logprob": float(row[tok]) - logz}
@@ -252,6 +254,43 @@ class LoadedModel:
             entry["top_logprobs"] = [{"token": self.detokenize([int(t)]), "logprob": float(row[t]) - logz}
                                      for t in best]
         return [entry]
+
+    def score(self, text: str) -> tuple[list[int], list[float]]:
+        """The text's tokens and each one's log-probability given those before it (perplexity).
+
+        Texts longer than one batch are scored in consecutive windows, each starting afresh, as
+        llama.cpp's perplexity tool does with its chunks.
+        """
+        tokens = self.tokenize(text, special=False)
+        if len(tokens) < 2:
+            raise BadRequestError("text to score needs at least two tokens", param="text")
+        window = min(self.n_ctx, self.llama.n_batch)
+        logprobs: list[float] = []
+        for start in range(0, len(tokens), window):
+            chunk = tokens[start:start + window]
+            if len(chunk) >= 2:
+                logprobs += self._score_window(chunk)
+        return tokens, logprobs
+
+    def _score_window(self, tokens: list[int]) -> list[float]:
+        import numpy as np
+
+        llama = self.llama
+        llama.reset()
+        llama._ctx.kv_cache_clear()
+        # Every position's logits for this one evaluation; scores has n_batch rows, and we stay within them.
+        llama._logits_all = True
+        try:
+            llama.eval(tokens)
+            logits = np.asarray(llama.scores[: len(tokens)], dtype=np.float64)
+        finally:
+            llama._logits_all = False
+            llama.n_tokens = 0
+            llama._ctx.kv_cache_clear()
+        m = logits.max(axis=1, keepdims=True)
+        logz = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))[:, 0]
+        picked = logits[np.arange(len(tokens) - 1), tokens[1:]] - logz[:-1]
+        return [float(x) for x in picked]
 
     # embeddings -------------------------------------------------------------------------------------
 

@@ -25,6 +25,8 @@ from inferno.engine.types import (
     GenerateRequest,
     LoadedModelInfo,
     LoadOptions,
+    ScoreRequest,
+    Scores,
     TokenizeRequest,
     Tokens,
 )
@@ -67,7 +69,7 @@ class RequestHandle:
             return
         self._pending.append(item)
         now = time.monotonic()
-        final = isinstance(item, _Failure | Done | Embeddings | Tokens)
+        final = isinstance(item, _Failure | Done | Embeddings | Tokens | Scores)
         if final or now - self._last_wake >= self.WAKE_INTERVAL:
             self._last_wake = now
             assert self.loop is not None and self._ready is not None
@@ -93,7 +95,7 @@ class RequestHandle:
                 if isinstance(item, _Failure):
                     raise item.error
                 yield item
-                if isinstance(item, Done | Embeddings | Tokens):
+                if isinstance(item, Done | Embeddings | Tokens | Scores):
                     self.finished = True
                     return
         finally:
@@ -108,7 +110,7 @@ class RequestHandle:
                 if isinstance(item, _Failure):
                     raise item.error
                 yield item
-                if isinstance(item, Done | Embeddings | Tokens):
+                if isinstance(item, Done | Embeddings | Tokens | Scores):
                     self.finished = True
                     return
         finally:
@@ -231,6 +233,10 @@ class Scheduler:
     def tokenize(self, request: TokenizeRequest) -> RequestHandle:
         """Tokenize request.text (or detokenize request.tokens) with the model's vocabulary; one Tokens event."""
         return self._enqueue(request, request.load, request.keep_alive, _run_tokenize)
+
+    def score(self, request: ScoreRequest) -> RequestHandle:
+        """Log-probability of each token of request.text; one Scores event."""
+        return self._enqueue(request, request.load, request.keep_alive, _run_score)
 
     def load(self, name: str, options: LoadOptions | None = None, keep_alive: float | None = None) -> RequestHandle:
         """Load (or keep) a model without generating; yields Done(reason="load")."""
@@ -378,6 +384,11 @@ def _run_tokenize(model: LoadedModel, job: _Job, load_ns: int) -> None:
     else:
         text = req.text or ""
         job.handle._put(Tokens(tokens=model.tokenize(text, add_bos=False, special=False), text=text))
+
+
+def _run_score(model: LoadedModel, job: _Job, load_ns: int) -> None:
+    tokens, logprobs = model.score(job.request.text)
+    job.handle._put(Scores(tokens=tokens, logprobs=logprobs))
 
 
 def _run_load(model: LoadedModel, job: _Job, load_ns: int) -> None:

@@ -172,6 +172,27 @@ class TokenizeRequest(BaseModel):
     keep_alive: float | None = None
 
 
+class ScoreRequest(BaseModel):
+    """Log-probabilities of a given text under the model (perplexity, evaluation)."""
+
+    model: str
+    text: str
+    load: LoadOptions = Field(default_factory=LoadOptions)
+    keep_alive: float | None = None
+
+
+@dataclass(slots=True)
+class Scores:
+    tokens: list[int]
+    logprobs: list[float]  # one per token after the first
+
+    @property
+    def perplexity(self) -> float:
+        import math
+
+        return math.exp(-sum(self.logprobs) / len(self.logprobs))
+
+
 Event = TextDelta | ToolCalls | Done
 
 

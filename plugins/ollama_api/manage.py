@@ -173,7 +173,9 @@ def make_blueprint(inferno: Inferno) -> Any:
         """Create a model from an existing one or an uploaded GGUF blob, with system/template/parameters."""
         req: CreateBody = await read_json(CreateBody)
         target = normalize_name(req.model)
-        if req.quantize:
+        from inferno.plugins import pm
+
+        if req.quantize and not pm.hook.quantize_model.get_hookimpls():
             raise BadRequestError("quantize needs the quantize plugin, which is not installed", param="quantize")
         if req.messages:
             raise BadRequestError("messages in /api/create are not supported", param="messages")
@@ -202,7 +204,23 @@ def make_blueprint(inferno: Inferno) -> Any:
 
         def work(progress: Any) -> None:
             progress(0, None, "parsing modelfile")
-            if parent_name is not None:
+            if req.quantize:
+                # quantize from the parent (or the uploaded blob, imported under a scratch name first)
+                base = parent_name
+                if base is None and blob is not None:
+                    base = f"tmp-create-{blob.name[7:19]}"
+                    inferno.import_file(blob, base, filename=filename, source=f"blob:{blob.name}",
+                                        progress=progress)
+                assert base is not None
+                try:
+                    pm.hook.quantize_model(inferno=inferno, source=base, target=target, method=req.quantize,
+                                           progress=progress, options={})
+                finally:
+                    if base != parent_name:
+                        store.remove(base)
+                if parent_name is not None:
+                    extra["parent_model"] = display_name(parent_name)
+            elif parent_name is not None:
                 if parent_name != target:
                     store.copy(parent_name, target)
                 extra["parent_model"] = display_name(parent_name)
