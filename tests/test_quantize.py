@@ -46,7 +46,7 @@ def generate(host: Inferno, name: str) -> Done:
 
 @pytest.mark.parametrize("method, quant", [("q8_0", "Q8_0"), ("q4_0", "Q4_0"), ("Q4_K_M", "Q4_K_M")])
 def test_quantize_loads_and_generates(qhost: Inferno, method: str, quant: str) -> None:
-    code, out, err = cli("quantize", "base", "small", "--method", method)
+    code, _, err = cli("quantize", "base", "small", "--method", method)
     assert code == 0, err
     info = qhost.store.get("small")
     assert qhost.metadata("small").quantization == quant
