@@ -106,3 +106,29 @@ def test_conversation_reuses_the_cached_prefix(smol_host: Inferno) -> None:
     for before, after in itertools.pairwise(prompts):
         # everything up to the previous answer was already in the KV cache
         assert after.cached_tokens >= before.prompt_tokens - 1
+
+
+def test_logprobs_are_the_samplers_distribution(smol_host: Inferno) -> None:
+    from inferno.engine.types import ScoreRequest, Scores
+
+    req = GenerateRequest(model="smollm2", prompt="The capital of France is", raw=True, logprobs=3,
+                          sampling=SamplingOptions(temperature=0, max_tokens=1))
+    delta = next(e for e in smol_host.engine.submit(req) if isinstance(e, TextDelta))
+    entry = (delta.logprobs or [])[0]
+    assert entry["token"] == " Paris" and entry["top_logprobs"][0]["token"] == " Paris"  # greedy = top-1
+    assert -1.5 < entry["logprob"] < 0
+    scored = list(smol_host.engine.score(ScoreRequest(model="smollm2", text="The capital of France is Paris")))[-1]
+    assert isinstance(scored, Scores)
+    assert abs(scored.logprobs[-1] - entry["logprob"]) < 0.05  # the same number, computed two ways
+
+
+def test_perplexity_separates_text_from_word_salad(smol_host: Inferno) -> None:
+    from inferno.engine.types import ScoreRequest, Scores
+
+    def ppl(text: str) -> float:
+        out = list(smol_host.engine.score(ScoreRequest(model="smollm2", text=text)))[-1]
+        assert isinstance(out, Scores)
+        return out.perplexity
+
+    assert ppl("The cat sat on the mat and looked out of the window at the rain.") * 10 < \
+        ppl("window rain mat the of cat looked sat out the at and on the.")

@@ -124,7 +124,10 @@ def _list(repo: str, revision: str | None) -> tuple[list[Candidate], str]:
     triples = [(s.rfilename, s.size or 0, s.lfs.sha256 if s.lfs else None) for s in info.siblings or []]
     cands = candidates(triples)
     if not cands:
-        raise SourceError(f"{repo} has no GGUF files")
+        kinds = sorted({t[0].rsplit(".", 1)[-1] for t in triples if t[0].endswith((".safetensors", ".bin", ".pt"))})
+        hint = (f" (it holds {', '.join(kinds)} weights: Inferno runs GGUF files — convert them with llama.cpp's "
+                "convert_hf_to_gguf.py, or look for a -GGUF repository of the same model)") if kinds else ""
+        raise SourceError(f"{repo} has no GGUF files{hint}")
     return cands, info.sha or revision or "main"
 
 
