@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, Field
+
 from inferno.errors import AuthenticationError, BadRequestError, InfernoError, NotFoundError
 
 if TYPE_CHECKING:
@@ -27,6 +29,16 @@ log = logging.getLogger("inferno.access")
 ErrorShape = Callable[[InfernoError], dict[str, Any]]
 _LOCAL_ORIGINS = ("http://localhost", "https://localhost", "http://127.0.0.1", "https://127.0.0.1",
                   "http://[::1]", "https://[::1]", "app://", "file://", "tauri://", "vscode-webview://")
+
+
+class TokenizeBody(BaseModel):
+    model: str = Field(min_length=1, max_length=512)
+    text: str
+
+
+class DetokenizeBody(BaseModel):
+    model: str = Field(min_length=1, max_length=512)
+    tokens: list[int] = Field(max_length=1 << 20)
 
 
 def ollama_style(error: InfernoError) -> dict[str, Any]:
@@ -190,6 +202,26 @@ def create_app(inferno: Inferno) -> Quart:
     @app.get("/inferno/ps")
     async def ps() -> Any:
         return {"models": [_ps_row(m) for m in inferno.engine.loaded()]}
+
+    @app.post("/inferno/tokenize")
+    @body(TokenizeBody)
+    async def tokenize() -> Any:
+        """The model's tokens for a text."""
+        from inferno.engine.types import TokenizeRequest
+
+        req: TokenizeBody = await read_json(TokenizeBody)
+        out = (await inferno.engine.tokenize(TokenizeRequest(model=req.model, text=req.text)).result())[-1]
+        return {"model": req.model, "tokens": out.tokens}
+
+    @app.post("/inferno/detokenize")
+    @body(DetokenizeBody)
+    async def detokenize() -> Any:
+        """The text of a list of tokens."""
+        from inferno.engine.types import TokenizeRequest
+
+        req: DetokenizeBody = await read_json(DetokenizeBody)
+        out = (await inferno.engine.tokenize(TokenizeRequest(model=req.model, tokens=req.tokens)).result())[-1]
+        return {"model": req.model, "text": out.text}
 
     @app.get("/openapi.json")
     async def openapi() -> Any:

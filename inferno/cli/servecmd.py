@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import click
@@ -19,22 +18,15 @@ def server_url() -> str:
 
 
 def server_ps() -> list[dict[str, Any]]:
-    """The running server's loaded models (`inferno ps`)."""
-    import httpx
-
+    """The running server's loaded models (`inferno ps`), through the native client."""
+    from inferno.client import InfernoClient, InfernoClientError
     from inferno.errors import UnavailableError
 
-    url = server_url()
-    headers = {}
-    if key := os.environ.get("INFERNO_API_KEY"):
-        headers["Authorization"] = f"Bearer {key}"
     try:
-        r = httpx.get(f"{url}/inferno/ps", headers=headers, timeout=10)
-    except httpx.HTTPError as e:
-        raise UnavailableError(f"no server answers at {url}: is `inferno serve` running? ({e})") from None
-    if r.status_code != 200:
-        raise UnavailableError(f"the server at {url} answered {r.status_code}: {r.text[:200]}")
-    return r.json()["models"]
+        with InfernoClient(server_url(), max_retries=0, timeout=10) as client:
+            return [m.model_dump() for m in client.ps().models]
+    except InfernoClientError as e:
+        raise UnavailableError(e.message) from None
 
 
 @click.command()

@@ -1,0 +1,105 @@
+"""The synchronous client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from . import _core
+from .errors import APIConnectionError, APITimeoutError, ServerBusyError
+
+
+class Stream:
+    """Iterate parsed objects; leaving the loop early (or close()) drops the connection, which cancels
+    the generation on the server."""
+
+    def __init__(self, response: httpx.Response, kind: str, model: Any) -> None:
+        self.response, self.kind, self.model = response, kind, model
+
+    def __iter__(self) -> Iterator[Any]:
+        parse = _core.parse_sse if self.kind == "sse" else _core.parse_ndjson
+        try:
+            for line in self.response.iter_lines():
+                obj = parse(line)
+                if obj is _core.DONE:
+                    break
+                if obj is not None:
+                    yield self.model.model_validate(obj)
+        except httpx.TimeoutException as e:
+            raise APITimeoutError(f"the stream timed out: {e}") from e
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.response.close()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InfernoClient(_core.Surface):
+    """A client for `inferno serve`, shaped like the `openai` package plus model management.
+
+    base_url defaults to INFERNO_HOST (127.0.0.1:8000), api_key to INFERNO_API_KEY. Connection errors and
+    503 "busy" answers are retried max_retries times with exponential backoff; nothing else is.
+    """
+
+    def __init__(self, base_url: str | None = None, api_key: str | None = None, *, timeout: float = 600.0,
+                 connect_timeout: float = 5.0, max_retries: int = 2, backoff: float = 0.5) -> None:
+        self.base_url = (base_url or _core.default_base_url()).rstrip("/")
+        self.max_retries, self.backoff = max_retries, backoff
+        self._http = httpx.Client(base_url=self.base_url, headers=_core.headers(api_key),
+                                  timeout=httpx.Timeout(timeout, connect=connect_timeout))
+        self._init_surface()
+
+    def _send(self, method: str, path: str, body: Any, stream: bool) -> httpx.Response:
+        delays = _core.backoff_delays(self.max_retries, self.backoff)
+        for attempt in range(len(delays) + 1):
+            try:
+                request = self._http.build_request(method, path, json=body)
+                response = self._http.send(request, stream=stream)
+            except httpx.TimeoutException as e:
+                if attempt < len(delays) and isinstance(e, httpx.ConnectTimeout):
+                    time.sleep(delays[attempt])
+                    continue
+                raise APITimeoutError(f"no answer from {self.base_url} in time: {e}") from e
+            except httpx.TransportError as e:
+                if attempt < len(delays):
+                    time.sleep(delays[attempt])
+                    continue
+                raise APIConnectionError(f"cannot reach {self.base_url}: is `inferno serve` running there? "
+                                         f"({type(e).__name__})") from e
+            if response.status_code < 400:
+                return response
+            content = response.read()
+            response.close()
+            error = _core.error_from(response.status_code, content)
+            if isinstance(error, ServerBusyError) and attempt < len(delays):
+                time.sleep(delays[attempt])
+                continue
+            raise error
+        raise AssertionError("unreachable")
+
+    def _request(self, method: str, path: str, body: Any, model: Any) -> Any:
+        response = self._send(method, path, body, stream=False)
+        if model is None:
+            return None
+        return model.model_validate(response.json())
+
+    def _stream(self, method: str, path: str, body: Any, kind: str, model: Any) -> Stream:
+        return Stream(self._send(method, path, body, stream=True), kind, model)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> InfernoClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,155 @@
+"""Response models: pydantic, attribute access, tolerant of fields this client does not know yet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class FunctionCall(_Model):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCall(_Model):
+    id: str | None = None
+    type: str | None = "function"
+    index: int | None = None
+    function: FunctionCall | None = None
+
+
+class ChatMessage(_Model):
+    role: str = "assistant"
+    content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class Delta(_Model):
+    role: str | None = None
+    content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class PromptTokensDetails(_Model):
+    cached_tokens: int = 0
+
+
+class Usage(_Model):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_tokens_details: PromptTokensDetails | None = None
+
+
+class ChatChoice(_Model):
+    index: int = 0
+    message: ChatMessage
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+class ChatCompletion(_Model):
+    id: str
+    object: str = "chat.completion"
+    created: int = 0
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage | None = None
+
+
+class ChunkChoice(_Model):
+    index: int = 0
+    delta: Delta
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+class ChatCompletionChunk(_Model):
+    id: str
+    object: str = "chat.completion.chunk"
+    created: int = 0
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+
+
+class CompletionChoice(_Model):
+    index: int = 0
+    text: str
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+class Completion(_Model):
+    id: str
+    object: str = "text_completion"
+    created: int = 0
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+
+
+class Embedding(_Model):
+    index: int
+    embedding: list[float] | str
+    object: str = "embedding"
+
+
+class EmbeddingsResponse(_Model):
+    data: list[Embedding]
+    model: str
+    usage: Usage | None = None
+
+
+class Model(_Model):
+    id: str
+    object: str = "model"
+    created: int = 0
+    owned_by: str = "inferno"
+
+
+class ModelList(_Model):
+    data: list[Model]
+    object: str = "list"
+
+
+class PullProgress(_Model):
+    status: str
+    completed: int | None = None
+    total: int | None = None
+    digest: str | None = None
+
+
+class ShowResponse(_Model):
+    modelfile: str = ""
+    parameters: str = ""
+    template: str = ""
+    details: dict[str, Any] = {}
+    model_info: dict[str, Any] = {}
+    capabilities: list[str] = []
+    system: str | None = None
+
+
+class LoadedModel(_Model):
+    name: str
+    size: int = 0
+    context_length: int | None = None
+    expires_at: str | None = None
+    busy: bool = False
+
+
+class PsResponse(_Model):
+    models: list[LoadedModel]
+
+
+class TokenizeResponse(_Model):
+    tokens: list[int]
+
+
+class DetokenizeResponse(_Model):
+    text: str
