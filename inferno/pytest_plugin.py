@@ -1,0 +1,119 @@
+"""Pytest fixtures for plugin authors, registered through the `pytest11` entry point.
+
+    def test_my_source(inferno_home, inferno_register):
+        inferno_register(MyPlugin())            # registered for this test only
+        ...
+
+    def test_my_dialect(inferno_server):
+        server = inferno_server(models={"tiny": inferno_tiny_gguf_path})
+        httpx.post(server.url + "/my/route", ...)
+
+Nothing heavy is imported until a fixture is used.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def inferno_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty INFERNO_HOME for this test (seen by in-process code and by subprocesses)."""
+    home = tmp_path / "inferno-home"
+    monkeypatch.setenv("INFERNO_HOME", str(home))
+    monkeypatch.delenv("INFERNO_API_KEY", raising=False)
+    return home
+
+
+@pytest.fixture
+def inferno_register() -> Iterator[Callable[..., str]]:
+    """register(plugin, name=None) → name; every plugin registered here is unregistered after the test."""
+    from inferno import plugins
+
+    names: list[str] = []
+
+    def register(plugin: object, name: str | None = None) -> str:
+        registered = plugins.register(plugin, name=name)
+        names.append(registered)
+        return registered
+
+    yield register
+    for name in names:
+        plugins.unregister(name)
+
+
+@pytest.fixture(scope="session")
+def inferno_tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic llama GGUF (random weights, byte vocabulary): loads in milliseconds, generates noise."""
+    from inferno.testing_gguf import write_tiny_gguf
+
+    return write_tiny_gguf(tmp_path_factory.mktemp("inferno-gguf") / "tiny.gguf")
+
+
+@dataclass
+class RunningServer:
+    url: str
+    home: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def inferno_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+    """start(models={"name": path}, env={...}) → a real `inferno serve` on a free loopback port, with those
+    GGUF files linked into a fresh store; stopped after the test."""
+    started: list[RunningServer] = []
+
+    def start(models: dict[str, Path] | None = None, env: dict[str, str] | None = None,
+              timeout: float = 60.0) -> RunningServer:
+        import httpx
+
+        from inferno.config import load_settings
+        from inferno.host import Inferno
+
+        home = tmp_path / f"inferno-server-{len(started)}"
+        host = Inferno(load_settings({"INFERNO_HOME": str(home)}))
+        for name, path in (models or {}).items():
+            host.import_file(Path(path), name, source=str(path), mode="link")
+        port = _free_port()
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("INFERNO_")}
+        full_env.update({"INFERNO_HOME": str(home), "INFERNO_HOST": f"127.0.0.1:{port}", **(env or {})})
+        log = home / "server.log"
+        home.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.Popen([sys.executable, "-m", "inferno", "serve"], env=full_env, stdout=log.open("wb"),
+                                stderr=subprocess.STDOUT)
+        server = RunningServer(f"http://127.0.0.1:{port}", home, proc, log)
+        started.append(server)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"inferno serve exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(server.url + "/health", timeout=1).status_code == 200:
+                    return server
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"inferno serve did not start in {timeout}s: {log.read_text()[-2000:]}")
+
+    yield start
+    for server in started:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
