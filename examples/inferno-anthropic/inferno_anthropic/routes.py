@@ -7,8 +7,17 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from inferno.engine.types import Done, GenerateRequest, Message, SamplingOptions, TextDelta, Tool, ToolCall, \
-    ToolCalls, ToolChoice
+from inferno.engine.types import (
+    Done,
+    GenerateRequest,
+    Message,
+    SamplingOptions,
+    TextDelta,
+    Tool,
+    ToolCall,
+    ToolCalls,
+    ToolChoice,
+)
 from inferno.errors import BadRequestError, InfernoError
 from inferno.server import body, read_json
 
