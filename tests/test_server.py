@@ -59,11 +59,18 @@ def test_queue_full_is_503_in_both_shapes(keyed: Server) -> None:
     def occupy() -> None:
         statuses.append(httpx.post(keyed.url + "/api/generate", json=long, headers=headers, timeout=120).status_code)
 
+    def busy() -> bool:
+        models = httpx.get(keyed.url + "/inferno/ps", headers=headers, timeout=10).json()["models"]
+        return any(m["busy"] for m in models)
+
     # one running, one waiting (the queue's single place): the next is refused
     workers = [threading.Thread(target=occupy) for _ in range(2)]
-    for w in workers:
-        w.start()
-        time.sleep(0.3)
+    workers[0].start()
+    deadline = time.monotonic() + 60
+    while not busy() and time.monotonic() < deadline:  # loaded and generating, no longer queued
+        time.sleep(0.05)
+    workers[1].start()
+    time.sleep(0.5)
     try:
         r = httpx.post(keyed.url + "/api/generate", json=long, headers=headers, timeout=30)
         assert r.status_code == 503 and r.json() == {"error": "server busy, please try again"}

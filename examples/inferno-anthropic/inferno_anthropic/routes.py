@@ -59,7 +59,7 @@ def to_core(req: MessagesRequest) -> GenerateRequest:
     choice = ToolChoice()
     if req.tool_choice is not None:
         mode = {"auto": "auto", "none": "none", "any": "required", "tool": "function"}[req.tool_choice.type]
-        choice = ToolChoice(mode=mode, name=req.tool_choice.name)  # type: ignore
+        choice = ToolChoice(mode=mode, name=req.tool_choice.name)
     return GenerateRequest(model=req.model, messages=messages, tools=tools or None, tool_choice=choice,
                            sampling=SamplingOptions(max_tokens=req.max_tokens, temperature=req.temperature,
                                                     top_p=req.top_p, top_k=req.top_k,
