@@ -61,6 +61,7 @@ class Settings(BaseModel):
     default_context: int = Field(4096, ge=16)
     default_model: str = "smollm2"
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    max_prompt_tokens: int = Field(0, ge=0)  # 0: the context window is the only limit
     aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ALIASES))
 
     @field_validator("keep_alive")
@@ -115,6 +116,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         "INFERNO_NUM_PARALLEL": "num_parallel",
         "INFERNO_API_KEY": "api_key",
         "INFERNO_CONTEXT_LENGTH": "default_context",
+        "INFERNO_MAX_BODY_BYTES": "max_body_bytes",
+        "INFERNO_MAX_PROMPT_TOKENS": "max_prompt_tokens",
     }
     for var, field in simple.items():
         if env.get(var):

@@ -17,6 +17,7 @@ from inferno.store import ModelInfo, Progress, Store, _no_progress, normalize_na
 
 if TYPE_CHECKING:
     from inferno.engine.scheduler import Scheduler
+    from inferno.metrics import Metrics
 
 
 class Inferno:
@@ -29,6 +30,12 @@ class Inferno:
         from inferno.engine.scheduler import Scheduler
 
         return Scheduler(self)
+
+    @cached_property
+    def metrics(self) -> Metrics:
+        from inferno.metrics import Metrics
+
+        return Metrics(self.engine)
 
     def metadata(self, name: str) -> ModelMetadata:
         return read_metadata(self.store.get(name).file)

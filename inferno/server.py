@@ -127,6 +127,7 @@ def create_app(inferno: Inferno) -> Quart:
     app.extensions["inferno"] = inferno
     app.extensions["inferno_ready"] = True
     open_paths = {"/", "/health"}
+    metrics = inferno.metrics
 
     @app.before_request
     async def guard() -> Any:
@@ -157,6 +158,8 @@ def create_app(inferno: Inferno) -> Quart:
                 "Access-Control-Request-Headers",
                 "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, x-stainless-*")
             response.headers["Access-Control-Max-Age"] = "600"
+        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.requests.labels(request.method, rule, str(response.status_code)).inc()
         started = getattr(request, "environ_started", None)
         log.info(json.dumps({"method": request.method, "path": request.path, "status": response.status_code,
                              "ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
@@ -196,8 +199,16 @@ def create_app(inferno: Inferno) -> Quart:
 
     @app.get("/health")
     async def health() -> Any:
+        """200 when serving (503 while the preloaded model loads), with the loaded models."""
         ready = app.extensions.get("inferno_ready", True)
-        return {"status": "ok" if ready else "loading"}, 200 if ready else 503
+        loaded = [m.name for m in inferno.engine.loaded()]
+        return {"status": "ok" if ready else "loading", "models": loaded}, 200 if ready else 503
+
+    @app.get("/metrics")
+    async def prometheus() -> Any:
+        """Prometheus metrics."""
+        data, content_type = metrics.render()
+        return Response(data, content_type=content_type)
 
     @app.get("/inferno/ps")
     async def ps() -> Any:
@@ -241,18 +252,19 @@ def _ps_row(m: Any) -> dict[str, Any]:
 
 
 def openapi_document(app: Quart) -> dict[str, Any]:
+    """An OpenAPI 3.1 document of every route, with the pydantic models of the request bodies."""
     from inferno import __version__
 
     paths: dict[str, Any] = {}
+    components: dict[str, Any] = {}
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        path = rule.rule.replace("<", "{").replace(">", "}")
-        path = "/".join(p.split(":")[-1] if p.startswith("{") else p for p in path.split("/"))
-        path = path.replace("{path}", "{path}")
+        path = "/".join("{" + p[1:-1].split(":")[-1] + "}" if p.startswith("<") else p
+                        for p in rule.rule.split("/"))
         view = app.view_functions.get(rule.endpoint)
         for method in sorted((rule.methods or set()) - {"OPTIONS", "HEAD"}):
-            op: dict[str, Any] = {"operationId": f"{rule.endpoint}_{method.lower()}",
+            op: dict[str, Any] = {"operationId": f"{rule.endpoint}_{method.lower()}".replace(".", "_"),
                                   "summary": (inspect.getdoc(view) or "").split("\n")[0],
                                   "responses": {"200": {"description": "OK"},
                                                 "400": {"description": "Bad request"},
@@ -263,10 +275,12 @@ def openapi_document(app: Quart) -> dict[str, Any]:
                 op["parameters"] = params
             model = getattr(view, "_inferno_body", None)
             if model is not None and method in ("POST", "PUT", "DELETE", "PATCH"):
-                op["requestBody"] = {"required": True, "content": {"application/json": {
-                    "schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}}}
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(schema.pop("$defs", {}))
+                op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
             paths.setdefault(path, {})[method.lower()] = op
-    return {"openapi": "3.1.0", "info": {"title": "Inferno", "version": __version__}, "paths": paths}
+    return {"openapi": "3.1.0", "info": {"title": "Inferno", "version": __version__}, "paths": paths,
+            "components": {"schemas": components}}
 
 
 async def _call_hook(results: list[Any]) -> None:

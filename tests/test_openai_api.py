@@ -175,7 +175,8 @@ def test_unknown_route_and_method(server: Server) -> None:
 
 
 def test_health_and_openapi(server: Server) -> None:
-    assert httpx.get(f"{server.url}/health", timeout=10).json() == {"status": "ok"}
+    health = httpx.get(f"{server.url}/health", timeout=10).json()
+    assert health["status"] == "ok" and isinstance(health["models"], list)
     doc = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
     assert doc["openapi"].startswith("3.")
     for path in ("/v1/chat/completions", "/v1/embeddings", "/api/chat", "/api/generate", "/api/pull"):

@@ -191,3 +191,58 @@ def test_sigterm_during_a_stream_shuts_down_cleanly(tmp_path: Path, smollm2_path
     assert lines and lines[-1]["done"] is True  # the stream in flight was finished, not cut
     with pytest.raises(httpx.ConnectError):
         httpx.get(s.url + "/health", timeout=2)
+
+
+def test_metrics_and_health(server: Server) -> None:
+    httpx.post(server.url + "/api/generate", json={"model": "tiny", "prompt": "x", "stream": False,
+                                                    "options": {"num_predict": 3, "ignore_eos": True}}, timeout=60)
+    httpx.post(server.url + "/api/chat", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]},
+               timeout=60)
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    assert 'inferno_http_requests_total{method="POST",route="/api/generate",status="200"}' in text
+    assert 'inferno_http_requests_total{method="POST",route="/api/chat",status="404"}' in text
+    assert 'inferno_completion_tokens_total{model="tiny"}' in text
+    assert "inferno_time_to_first_token_seconds_bucket" in text and "inferno_queue_depth" in text
+    assert "inferno_loaded_models" in text and "inferno_time_per_output_token_seconds" in text
+    assert "tiny" in httpx.get(server.url + "/health", timeout=10).json()["models"]
+
+
+def test_configurable_limits(tmp_path: Path, tiny_gguf: Path) -> None:
+    home = tmp_path / "home"
+    Inferno(load_settings({"INFERNO_HOME": str(home)})).import_file(tiny_gguf, "tiny", source="t")
+    s = start_server(home, {"INFERNO_MAX_BODY_BYTES": "4096", "INFERNO_MAX_PROMPT_TOKENS": "50"})
+    try:
+        big = httpx.post(s.url + "/api/generate", json={"model": "tiny", "prompt": "x" * 5000}, timeout=30)
+        assert big.status_code == 413
+        long = httpx.post(s.url + "/api/generate", json={"model": "tiny", "prompt": "x" * 200, "stream": False},
+                          timeout=30)
+        assert long.status_code == 400 and "at most 50" in long.json()["error"]
+        ok = httpx.post(s.url + "/api/generate", json={"model": "tiny", "prompt": "hi", "stream": False,
+                                                       "options": {"num_predict": 1}}, timeout=30)
+        assert ok.status_code == 200
+    finally:
+        stop_server(s)
+
+
+def test_default_bind_is_loopback(tmp_path: Path) -> None:
+    assert load_settings({"INFERNO_HOME": str(tmp_path)}).host == "127.0.0.1"
+
+
+def test_names_cannot_escape_the_store(server: Server, tmp_path: Path) -> None:
+    outside = server.home.parent
+    before = sorted(p.name for p in outside.iterdir())
+    attempts = [
+        ("/api/copy", {"source": "tiny", "destination": "../../escaped"}),
+        ("/api/copy", {"source": "tiny", "destination": "/tmp/escaped"}),
+        ("/api/create", {"model": "../escaped", "from": "tiny"}),
+        ("/api/create", {"model": "ok-name", "files": {"../../x.gguf": "sha256:" + "a" * 64}}),
+        ("/api/pull", {"model": "tiny", "name": "../x"}),
+        ("/api/delete", {"model": "../../models"}),
+    ]
+    for path, body in attempts:
+        r = httpx.request("DELETE" if path == "/api/delete" else "POST", server.url + path,
+                          json={**body, "stream": False}, timeout=30)
+        assert 400 <= r.status_code < 500, (path, body, r.text)
+    r = httpx.post(server.url + "/api/blobs/sha256:..%2F..%2Fevil", content=b"x", timeout=30)
+    assert 400 <= r.status_code < 500
+    assert sorted(p.name for p in outside.iterdir()) == before

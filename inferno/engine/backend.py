@@ -80,11 +80,12 @@ def grammar_for(fmt: Any) -> Any:
 
 class LoadedModel:
     def __init__(self, name: str, path: Path, meta: ModelMetadata, options: LoadOptions,
-                 default_ctx: int, defaults: dict[str, Any] | None = None) -> None:
+                 default_ctx: int, defaults: dict[str, Any] | None = None, max_prompt_tokens: int = 0) -> None:
         llama_cpp = import_llama()
         self.name, self.path, self.meta, self.options = name, path, meta, options
         # A model's own system prompt, template and sampling parameters (set by /api/create).
         self.defaults = defaults or {}
+        self.max_prompt_tokens = max_prompt_tokens
         trained = meta.context_length or default_ctx
         n_ctx = options.n_ctx or min(trained, default_ctx)
         kwargs: dict[str, Any] = {}
@@ -167,6 +168,9 @@ class LoadedModel:
                  load_ns: int = 0) -> None:
         t0 = time.perf_counter_ns()
         tokens = self.prompt_tokens(req)
+        if self.max_prompt_tokens and len(tokens) > self.max_prompt_tokens:
+            raise BadRequestError(f"the prompt is {len(tokens)} tokens; this server accepts at most "
+                                  f"{self.max_prompt_tokens} (INFERNO_MAX_PROMPT_TOKENS)", param="messages")
         if len(tokens) >= self.n_ctx:
             if not req.truncate:
                 raise BadRequestError(

@@ -142,11 +142,16 @@ class RequestHandle:
 
 
 class _Job:
-    __slots__ = ("handle", "keep_alive", "load", "request", "run")
+    __slots__ = ("handle", "host", "keep_alive", "load", "request", "run")
 
     def __init__(self, request: Any, load: LoadOptions, keep_alive: float | None, handle: RequestHandle,
-                 run: Callable[[LoadedModel, _Job, int], None]) -> None:
+                 run: Callable[[LoadedModel, _Job, int], None], host: Inferno) -> None:
         self.request, self.load, self.keep_alive, self.handle, self.run = request, load, keep_alive, handle, run
+        self.host = host
+
+
+def model_host(job: _Job) -> Inferno:
+    return job.host
 
 
 class _Worker:
@@ -298,7 +303,7 @@ class Scheduler:
             worker.waiting += 1
             worker.last_used = time.monotonic()
             self.queued += 1
-        worker.jobs.put(_Job(request, options, keep_alive, handle, run))
+        worker.jobs.put(_Job(request, options, keep_alive, handle, run, self.host))
         return handle
 
     def _load_model(self, name: str, options: LoadOptions) -> LoadedModel:
@@ -311,7 +316,8 @@ class Scheduler:
             raise ModelLoadError(f"cannot load {name}: {e.message}") from e
         extra = info.model_extra or {}
         defaults = {k: extra[k] for k in ("system", "template", "parameters") if extra.get(k)}
-        return LoadedModel(name, info.file, meta, options, self.settings.default_context, defaults)
+        return LoadedModel(name, info.file, meta, options, self.settings.default_context, defaults,
+                           self.settings.max_prompt_tokens)
 
     def _started(self, worker: _Worker) -> None:
         with self.lock:
@@ -360,6 +366,8 @@ class Scheduler:
 def _run_generate(model: LoadedModel, job: _Job, load_ns: int) -> None:
     def emit(event: Any) -> None:
         if isinstance(event, Done):  # one line per request for operators (and the tests' evidence)
+            if "metrics" in model_host(job).__dict__:
+                model_host(job).metrics.observe_generation(model.name, event)
             log.info(json.dumps({"event": "generation", "model": model.name, "reason": event.reason,
                                  "prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
                                  "cached_tokens": event.cached_tokens, "total_ms": round(event.total_ns / 1e6, 1)}))
@@ -392,6 +400,8 @@ def _run_score(model: LoadedModel, job: _Job, load_ns: int) -> None:
 
 
 def _run_load(model: LoadedModel, job: _Job, load_ns: int) -> None:
+    if "metrics" in job.host.__dict__:
+        job.host.metrics.observe_load(model.name, load_ns)
     job.handle._put(Done(reason="load", load_ns=load_ns, total_ns=load_ns))
 
 
