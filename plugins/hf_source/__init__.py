@@ -239,7 +239,7 @@ def _download(repo: str, commit: str, filename: str, local_dir: Path, sha256: st
                         have += len(chunk)
                         progress(have, size, status)
         except OSError as e:
-            if e.errno == errno.ENOSPC:
+            if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
                 part.unlink(missing_ok=True)
                 raise SourceError(f"disk full while downloading {filename}; the partial file was removed") from None
             raise
