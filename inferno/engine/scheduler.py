@@ -47,6 +47,9 @@ class _Failure:
         self.error = error
 
 
+_FINAL = (Done, Embeddings, Tokens, Scores)  # the event that ends each kind of request
+
+
 class RequestHandle:
     """The caller's end of one request: iterate its events (async or sync), cancel it at any time."""
 
@@ -69,7 +72,7 @@ class RequestHandle:
             return
         self._pending.append(item)
         now = time.monotonic()
-        final = isinstance(item, _Failure | Done | Embeddings | Tokens | Scores)
+        final = isinstance(item, (_Failure, *_FINAL))
         if final or now - self._last_wake >= self.WAKE_INTERVAL:
             self._last_wake = now
             assert self.loop is not None and self._ready is not None
@@ -88,16 +91,19 @@ class RequestHandle:
             await self._ready.wait()
         return self._pending.popleft()
 
+    def _check(self, item: Any) -> Any:
+        """Raise a worker's failure; note the final event."""
+        if isinstance(item, _Failure):
+            self.finished = True
+            raise item.error
+        if isinstance(item, _FINAL):
+            self.finished = True
+        return item
+
     async def __aiter__(self) -> AsyncGenerator[Any, None]:
         try:
-            while True:
-                item = await self._next()
-                if isinstance(item, _Failure):
-                    raise item.error
-                yield item
-                if isinstance(item, Done | Embeddings | Tokens | Scores):
-                    self.finished = True
-                    return
+            while not self.finished:
+                yield self._check(await self._next())
         finally:
             if not self.finished:  # the consumer went away (client disconnected): stop generating
                 self.cancel()
@@ -105,14 +111,8 @@ class RequestHandle:
     def __iter__(self) -> Iterator[Any]:
         assert self._sq is not None, "submitted inside an event loop: iterate with async for"
         try:
-            while True:
-                item = self._sq.get()
-                if isinstance(item, _Failure):
-                    raise item.error
-                yield item
-                if isinstance(item, Done | Embeddings | Tokens | Scores):
-                    self.finished = True
-                    return
+            while not self.finished:
+                yield self._check(self._sq.get())
         finally:
             if not self.finished:
                 self.cancel()
