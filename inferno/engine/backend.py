@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from inferno.engine import chat
+from inferno.engine.output import StreamedText
 from inferno.engine.types import (
     Done,
     Embeddings,
@@ -25,7 +26,6 @@ from inferno.engine.types import (
     GenerateRequest,
     LoadOptions,
     Message,
-    TextDelta,
     ToolCalls,
 )
 from inferno.errors import BadRequestError, ModelLoadError, UnavailableError
@@ -192,7 +192,7 @@ class LoadedModel:
         limit = budget if max_tokens is None or max_tokens < 0 else min(max_tokens, budget)
         stops = [x for x in s.get("stop") or [] if x]
         watch_tools = bool(req.tools) and req.tool_choice.mode in ("auto", "required", "function")
-        out = _Output(stops, watch_tools, emit)
+        out = StreamedText(stops, watch_tools, emit)
         cached = self._prefix_len(tokens)
         generated: list[int] = []
         reason = "length"
@@ -334,76 +334,3 @@ class LoadedModel:
             llama.n_tokens = 0  # embed() cleared the KV cache: nothing is cached for the next chat
         return Embeddings(vectors=vectors, prompt_tokens=sum(map(len, token_lists)), load_ns=load_ns,
                           total_ns=time.perf_counter_ns() - t0 + load_ns)
-
-
-class _Output:
-    """Streams text, holding back what may be the start of a stop string or of a tool call."""
-
-    def __init__(self, stops: list[str], watch_tools: bool, emit: Callable[[Event], None]) -> None:
-        self.stops, self.watch_tools, self.emit = stops, watch_tools, emit
-        self.pending = ""  # not yet sent
-        self.text = ""  # everything kept so far
-        self.capturing = False  # inside what looks like a tool call: keep, do not send
-        self.hold = max((len(x) for x in stops), default=1) - 1
-
-    def feed(self, piece: str, logprobs: list[dict[str, Any]] | None) -> bool:
-        """Add piece; True when a stop string was reached."""
-        if not self.stops and not self.watch_tools:  # the common case: nothing to hold back
-            if piece or logprobs:
-                self.emit(TextDelta(piece, logprobs))
-            return False
-        self.pending += piece
-        for stop in self.stops:
-            i = self.pending.find(stop)
-            if i >= 0:
-                self.pending = self.pending[:i]
-                self._flush(len(self.pending), logprobs)
-                return True
-        if self.watch_tools and not self.capturing:
-            if "<tool_call>" in self.pending:
-                self._flush(self.pending.index("<tool_call>"), logprobs)
-                self.capturing = True
-                return False
-            if not self.text.strip():  # nothing said yet: the whole answer may be a call
-                stripped = self.pending.lstrip()
-                if not stripped or any(m.startswith(stripped) for m in chat.TOOL_MARKERS):
-                    return False
-                if any(stripped.startswith(m) for m in chat.TOOL_MARKERS):
-                    self.capturing = True
-                    return False
-        if self.capturing:
-            return False
-        keep = 0
-        for stop in self.stops:  # hold back a tail that could grow into a stop string
-            for k in range(min(len(stop) - 1, len(self.pending)), 0, -1):
-                if stop.startswith(self.pending[-k:]):
-                    keep = max(keep, k)
-                    break
-        if self.watch_tools:
-            tail = self.pending[-10:]
-            for k in range(min(len(tail), 10), 0, -1):
-                if "<tool_call>".startswith(tail[-k:]):
-                    keep = max(keep, k)
-                    break
-        self._flush(len(self.pending) - keep, logprobs)
-        return False
-
-    def _flush(self, n: int, logprobs: list[dict[str, Any]] | None) -> None:
-        if n <= 0 and not logprobs:
-            return
-        text, self.pending = self.pending[:n], self.pending[n:]
-        self.text += text
-        if text or logprobs:
-            self.emit(TextDelta(text, logprobs))
-
-    def finish(self, tail: str, tools: list[Any]) -> list[Any]:
-        self.pending += tail
-        if self.capturing:
-            captured = self.pending
-            before, calls = chat.parse_tool_calls(captured, tools)
-            if calls:
-                self.pending = before
-                self._flush(len(self.pending), None)
-                return calls
-        self._flush(len(self.pending), None)
-        return []

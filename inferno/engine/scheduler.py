@@ -7,19 +7,18 @@ unload(), loaded(). Everything else is internal, so a batching engine can replac
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+from inferno.engine.handle import Failure, RequestHandle
 from inferno.engine.types import (
     Done,
-    Embeddings,
     EmbedRequest,
     Event,
     GenerateRequest,
@@ -38,107 +37,6 @@ if TYPE_CHECKING:
 
 _STOP = object()
 log = logging.getLogger("inferno.engine")
-
-
-class _Failure:
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-_FINAL = (Done, Embeddings, Tokens, Scores)  # the event that ends each kind of request
-
-
-class RequestHandle:
-    """The caller's end of one request: iterate its events (async or sync), cancel it at any time."""
-
-    # Waking the event loop costs CPU that llama.cpp's threads want on small machines: tokens that come
-    # faster than this are handed over together (the first one and the last never wait).
-    WAKE_INTERVAL = 0.02
-
-    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        self.loop = loop
-        self.cancelled = threading.Event()
-        self._pending: collections.deque[Any] = collections.deque()
-        self._ready = asyncio.Event() if loop else None
-        self._last_wake = 0.0
-        self._sq: queue.SimpleQueue[Any] | None = None if loop else queue.SimpleQueue()
-        self.finished = False
-
-    def _put(self, item: Any) -> None:
-        if self._sq is not None:
-            self._sq.put(item)
-            return
-        self._pending.append(item)
-        now = time.monotonic()
-        final = isinstance(item, (_Failure, *_FINAL))
-        if final or now - self._last_wake >= self.WAKE_INTERVAL:
-            self._last_wake = now
-            assert self.loop is not None and self._ready is not None
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening any more
-                self.loop.call_soon_threadsafe(self._ready.set)
-
-    def cancel(self) -> None:
-        self.cancelled.set()
-
-    async def _next(self) -> Any:
-        assert self._ready is not None, "submitted outside an event loop: iterate synchronously"
-        while not self._pending:
-            self._ready.clear()
-            if self._pending:  # appended between the check and the clear
-                break
-            await self._ready.wait()
-        return self._pending.popleft()
-
-    def _check(self, item: Any) -> Any:
-        """Raise a worker's failure; note the final event."""
-        if isinstance(item, _Failure):
-            self.finished = True
-            raise item.error
-        if isinstance(item, _FINAL):
-            self.finished = True
-        return item
-
-    async def __aiter__(self) -> AsyncGenerator[Any, None]:
-        try:
-            while not self.finished:
-                yield self._check(await self._next())
-        finally:
-            if not self.finished:  # the consumer went away (client disconnected): stop generating
-                self.cancel()
-
-    def __iter__(self) -> Iterator[Any]:
-        assert self._sq is not None, "submitted inside an event loop: iterate with async for"
-        try:
-            while not self.finished:
-                yield self._check(self._sq.get())
-        finally:
-            if not self.finished:
-                self.cancel()
-
-    async def result(self) -> list[Any]:
-        return [e async for e in self]
-
-    async def primed(self) -> AsyncGenerator[Any, None]:
-        """Wait for the first event, then stream: errors before any output (an unknown model, a prompt
-        too long, a load failure) raise here, while the caller can still answer with a proper status."""
-        it = self.__aiter__()
-        try:
-            first = await it.__anext__()
-        except BaseException:
-            await it.aclose()
-            raise
-
-        async def rest() -> AsyncGenerator[Any, None]:
-            try:
-                yield first
-                async for item in it:
-                    yield item
-            finally:
-                await it.aclose()
-
-        return rest()
 
 
 class _Job:
@@ -183,9 +81,9 @@ class _Worker:
                 assert self.model is not None
                 job.run(self.model, job, load_ns)
             except InfernoError as e:
-                job.handle._put(_Failure(e))
+                job.handle._put(Failure(e))
             except Exception as e:  # a bug or a llama.cpp failure: report it to this caller only
-                job.handle._put(_Failure(InfernoError(f"generation failed: {type(e).__name__}: {e}")))
+                job.handle._put(Failure(InfernoError(f"generation failed: {type(e).__name__}: {e}")))
             finally:
                 self.scheduler._finished(self, job)
 

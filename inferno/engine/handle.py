@@ -1,0 +1,117 @@
+"""The caller's end of one engine request: its events, sync or async, and cancel()."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import AsyncGenerator, Iterator
+from typing import Any
+
+from inferno.engine.types import Done, Embeddings, Scores, Tokens
+
+
+class Failure:
+    """A worker's error, carried to the caller's side and raised there."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_FINAL = (Done, Embeddings, Tokens, Scores)  # the event that ends each kind of request
+
+
+class RequestHandle:
+    """The caller's end of one request: iterate its events (async or sync), cancel it at any time."""
+
+    # Waking the event loop costs CPU that llama.cpp's threads want on small machines: tokens that come
+    # faster than this are handed over together (the first one and the last never wait).
+    WAKE_INTERVAL = 0.02
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.loop = loop
+        self.cancelled = threading.Event()
+        self._pending: collections.deque[Any] = collections.deque()
+        self._ready = asyncio.Event() if loop else None
+        self._last_wake = 0.0
+        self._sq: queue.SimpleQueue[Any] | None = None if loop else queue.SimpleQueue()
+        self.finished = False
+
+    def _put(self, item: Any) -> None:
+        if self._sq is not None:
+            self._sq.put(item)
+            return
+        self._pending.append(item)
+        now = time.monotonic()
+        final = isinstance(item, (Failure, *_FINAL))
+        if final or now - self._last_wake >= self.WAKE_INTERVAL:
+            self._last_wake = now
+            assert self.loop is not None and self._ready is not None
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening any more
+                self.loop.call_soon_threadsafe(self._ready.set)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    async def _next(self) -> Any:
+        assert self._ready is not None, "submitted outside an event loop: iterate synchronously"
+        while not self._pending:
+            self._ready.clear()
+            if self._pending:  # appended between the check and the clear
+                break
+            await self._ready.wait()
+        return self._pending.popleft()
+
+    def _check(self, item: Any) -> Any:
+        """Raise a worker's failure; note the final event."""
+        if isinstance(item, Failure):
+            self.finished = True
+            raise item.error
+        if isinstance(item, _FINAL):
+            self.finished = True
+        return item
+
+    async def __aiter__(self) -> AsyncGenerator[Any, None]:
+        try:
+            while not self.finished:
+                yield self._check(await self._next())
+        finally:
+            if not self.finished:  # the consumer went away (client disconnected): stop generating
+                self.cancel()
+
+    def __iter__(self) -> Iterator[Any]:
+        assert self._sq is not None, "submitted inside an event loop: iterate with async for"
+        try:
+            while not self.finished:
+                yield self._check(self._sq.get())
+        finally:
+            if not self.finished:
+                self.cancel()
+
+    async def result(self) -> list[Any]:
+        return [e async for e in self]
+
+    async def primed(self) -> AsyncGenerator[Any, None]:
+        """Wait for the first event, then stream: errors before any output (an unknown model, a prompt
+        too long, a load failure) raise here, while the caller can still answer with a proper status."""
+        it = self.__aiter__()
+        try:
+            first = await it.__anext__()
+        except BaseException:
+            await it.aclose()
+            raise
+
+        async def rest() -> AsyncGenerator[Any, None]:
+            try:
+                yield first
+                async for item in it:
+                    yield item
+            finally:
+                await it.aclose()
+
+        return rest()
