@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inferno.config import Settings, load_settings
-from inferno.errors import BadRequestError
+from inferno.errors import BadRequestError, InfernoError, ModelNotFoundError
 from inferno.metadata import ModelMetadata, read_metadata
 from inferno.sources import Chooser, resolve
 from inferno.store import ModelInfo, Progress, Store, _no_progress, normalize_name
@@ -38,7 +38,21 @@ class Inferno:
         return Metrics(self.engine)
 
     def metadata(self, name: str) -> ModelMetadata:
-        return read_metadata(self.store.get(name).file)
+        return read_metadata(self.lookup(name).file)
+
+    def lookup(self, name: str) -> ModelInfo:
+        """The local model a request names: a store name, or an identifier it was pulled by
+        (`hf.co/owner/Repo-GGUF:Q4_K_M` → `repo:q4_k_m`), as Ollama clients use the name they pulled."""
+        try:
+            return self.store.get(name)
+        except (ModelNotFoundError, BadRequestError) as first:
+            try:
+                _, ref = resolve(name, self.settings.aliases)
+            except InfernoError:
+                raise first from None
+            if ref.default_name != name and self.store.exists(ref.default_name):
+                return self.store.get(ref.default_name)
+            raise
 
     def pull(self, identifier: str, *, name: str | None = None, link: bool = False,
              progress: Progress = _no_progress, choose: Chooser | None = None,

@@ -88,6 +88,21 @@ def test_pull_by_quantization(hub: HubServer, home: Path, ggufs: dict[str, bytes
     assert not list((Path(home) / "models" / ".partial").rglob("*.gguf"))
 
 
+def test_a_model_answers_to_the_identifier_it_was_pulled_by(hub: HubServer, home: Path) -> None:
+    from inferno.engine.types import Done, GenerateRequest, SamplingOptions
+
+    host = Inferno()
+    host.pull("hf.co/acme/Tiny-Model-GGUF:Q4_K_M")  # Ollama's spelling, as Open WebUI sends it
+    req = GenerateRequest(model="hf.co/acme/Tiny-Model-GGUF:Q4_K_M", prompt="hi",
+                          sampling=SamplingOptions(max_tokens=2, ignore_eos=True))
+    try:
+        done = list(host.engine.submit(req))[-1]
+    finally:
+        host.engine.close()
+    assert isinstance(done, Done) and done.completion_tokens == 2
+    assert host.lookup("hf:acme/Tiny-Model-GGUF:Q4_K_M").name == "tiny-model:q4_k_m"
+
+
 def test_pull_repo_and_file(hub: HubServer, home: Path, ggufs: dict[str, bytes]) -> None:
     info, _ = Inferno().pull("acme/Tiny-Model-GGUF:tiny-model-Q8_0.gguf", name="mine")
     assert info.name == "mine" and Path(info.path).read_bytes() == ggufs["a"]

@@ -147,7 +147,7 @@ class Scheduler:
 
     def unload(self, name: str) -> bool:
         """Unload a model once its current work ends. False if it was not loaded."""
-        canonical = self.host.store.get(name).name
+        canonical = self.host.lookup(name).name
         with self.lock:
             worker = self.workers.pop(canonical, None)
         if worker is None:
@@ -164,7 +164,7 @@ class Scheduler:
         if name is None:
             self.global_defaults = options
         else:
-            self.defaults[self.host.store.get(name).name] = options
+            self.defaults[self.host.lookup(name).name] = options
 
     def close(self, timeout: float = 10.0) -> None:
         """Cancel nothing, accept nothing more, unload every model after its current job."""
@@ -182,7 +182,7 @@ class Scheduler:
 
     def _enqueue(self, request: Any, load: LoadOptions, keep_alive: float | None,
                  run: Callable[[LoadedModel, _Job, int], None], name: str | None = None) -> RequestHandle:
-        info = self.host.store.get(name or request.model)  # ModelNotFoundError before anything queues
+        info = self.host.lookup(name or request.model)  # ModelNotFoundError before anything queues
         options = load.merged(self.defaults.get(info.name, self.global_defaults))
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()

@@ -99,8 +99,8 @@ def make_blueprint(inferno: Inferno) -> Any:
     async def show() -> Any:
         """A model's details, template, parameters, GGUF metadata and capabilities."""
         req: ShowBody = await read_json(ShowBody)
-        info = store.get(req.model)
-        meta = await asyncio.to_thread(inferno.metadata, req.model)
+        info = inferno.lookup(req.model)
+        meta = await asyncio.to_thread(inferno.metadata, info.name)
         extra = info.model_extra or {}
         template = extra.get("template") or meta.chat_template or ""
         model_info = dict(meta.model_info)

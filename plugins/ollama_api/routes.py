@@ -45,7 +45,7 @@ def stream_response(gen: AsyncIterator[dict[str, Any]]) -> Any:
 
 
 def _check_capabilities(inferno: Inferno, model: str, images: list[str] | None, think: Any) -> str:
-    name = inferno.store.get(model).name
+    name = inferno.lookup(model).name
     if images:
         raise BadRequestError(f'"{model}" does not support images')
     if think not in (None, False, "", "false"):
