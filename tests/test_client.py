@@ -58,7 +58,8 @@ def test_tool_call_deltas(client: InfernoClient) -> None:
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
         "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
     chunks = list(client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Paris?"}],
-                                                 tools=tools, tool_choice="required", stream=True, max_tokens=40))
+                                                 tools=tools, tool_choice="required", stream=True, max_tokens=100,
+                                                 temperature=0))
     calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     assert calls and calls[0].function and calls[0].function.name == "get_weather"
     assert "city" in json.loads(calls[0].function.arguments or "{}")

@@ -67,7 +67,7 @@ def test_streaming(claude: anthropic.Anthropic) -> None:
 def test_tool_use_round_trip(claude: anthropic.Anthropic) -> None:
     tools: Any = [{"name": "get_weather", "description": "Weather in a city", "input_schema": {
         "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
-    msg = claude.messages.create(model="smollm2", max_tokens=60, tools=tools,
+    msg = claude.messages.create(model="smollm2", max_tokens=100, tools=tools, extra_body={"temperature": 0},
                                  tool_choice={"type": "tool", "name": "get_weather"},
                                  messages=[{"role": "user", "content": "What is the weather in Paris?"}])
     assert msg.stop_reason == "tool_use"

@@ -82,7 +82,7 @@ def test_json_schema_response_format(client: OpenAI) -> None:
 
 def test_forced_tool_call(client: OpenAI) -> None:
     r = client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Weather in Paris?"}],
-                                       tools=TOOLS, tool_choice="required", max_tokens=60)
+                                       tools=TOOLS, tool_choice="required", max_tokens=100, temperature=0)
     choice = r.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
     call = choice.message.tool_calls[0]
@@ -93,7 +93,8 @@ def test_forced_tool_call(client: OpenAI) -> None:
 def test_tool_call_streamed_and_result_round_trip(client: OpenAI) -> None:
     chunks = list(client.chat.completions.create(
         model="smollm2", messages=[{"role": "user", "content": "Weather in Oslo?"}], tools=TOOLS,
-        tool_choice={"type": "function", "function": {"name": "get_weather"}}, stream=True, max_tokens=60))
+        tool_choice={"type": "function", "function": {"name": "get_weather"}}, stream=True, max_tokens=100,
+        temperature=0))
     calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     assert calls and calls[0].function and calls[0].function.name == "get_weather" and calls[0].index == 0
     history: list[Any] = [

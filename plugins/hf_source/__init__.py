@@ -26,6 +26,13 @@ _IDENT = re.compile(rf"^(?P<repo>{_PART}/{_PART})(?:@(?P<rev>[A-Za-z0-9._/-]+?))
 DEFAULT_CONTEXT = 4096
 
 
+def _exists(text: str) -> bool:
+    try:
+        return Path(text).exists()
+    except (OSError, ValueError):
+        return False
+
+
 def _base_name(repo: str) -> str:
     name = repo.split("/", 1)[1]
     return name_from(re.sub(r"[-_.]gguf$", "", name, flags=re.I))
@@ -48,7 +55,7 @@ class HfSource:
                 raise BadRequestError(f"not a Hugging Face identifier: {identifier!r} "
                                       "(hf:owner/repo[@revision][:QUANT or :file.gguf])")
             return None
-        if not prefixed and Path(text.split(":")[0]).exists():
+        if not prefixed and _exists(text.split(":")[0]):
             return None  # an existing local path is the local source's
         repo, rev, sel = m.group("repo"), m.group("rev"), m.group("sel")
         filename = quant = None
