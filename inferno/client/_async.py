@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from . import _core
-from .errors import APIConnectionError, APITimeoutError, ServerBusyError
+from .errors import APITimeoutError
 
 
 class AsyncStream:
@@ -56,29 +56,24 @@ class AsyncInfernoClient(_core.Surface):
     async def _send(self, method: str, path: str, body: Any, stream: bool) -> httpx.Response:
         delays = _core.backoff_delays(self.max_retries, self.backoff)
         for attempt in range(len(delays) + 1):
+            failure: Exception
             try:
                 request = self._http.build_request(method, path, json=body)
                 response = await self._http.send(request, stream=stream)
-            except httpx.TimeoutException as e:
-                if attempt < len(delays) and isinstance(e, httpx.ConnectTimeout):
-                    await asyncio.sleep(delays[attempt])
-                    continue
-                raise APITimeoutError(f"no answer from {self.base_url} in time: {e}") from e
             except httpx.TransportError as e:
-                if attempt < len(delays):
-                    await asyncio.sleep(delays[attempt])
-                    continue
-                raise APIConnectionError(f"cannot reach {self.base_url}: is `inferno serve` running there? "
-                                         f"({type(e).__name__})") from e
-            if response.status_code < 400:
-                return response
-            content = await response.aread()
-            await response.aclose()
-            error = _core.error_from(response.status_code, content)
-            if isinstance(error, ServerBusyError) and attempt < len(delays):
+                failure = e
+            else:
+                if response.status_code < 400:
+                    return response
+                content = await response.aread()
+                await response.aclose()
+                failure = _core.error_from(response.status_code, content)
+            if attempt < len(delays) and _core.retryable(failure):
                 await asyncio.sleep(delays[attempt])
                 continue
-            raise error
+            if isinstance(failure, httpx.TransportError):
+                raise _core.transport_failure(failure, self.base_url) from failure
+            raise failure
         raise AssertionError("unreachable")
 
     async def _request(self, method: str, path: str, body: Any, model: Any) -> Any:

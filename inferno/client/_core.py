@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from . import types as t
-from .errors import StreamError, status_error
+from .errors import APIConnectionError, APITimeoutError, ServerBusyError, StreamError, status_error
 
 M = TypeVar("M", bound=BaseModel)
 DONE = object()
@@ -80,6 +80,24 @@ def _stream_error(obj: dict[str, Any]) -> StreamError:
 
 def backoff_delays(max_retries: int, backoff: float) -> list[float]:
     return [backoff * 2**i for i in range(max_retries)]
+
+
+def transport_failure(e: Exception, base_url: str) -> Exception:
+    """What a failed send means to the caller."""
+    import httpx
+
+    if isinstance(e, httpx.TimeoutException):
+        return APITimeoutError(f"no answer from {base_url} in time: {e}")
+    return APIConnectionError(f"cannot reach {base_url}: is `inferno serve` running there? ({type(e).__name__})")
+
+
+def retryable(failure: Exception) -> bool:
+    """Only what a retry can fix: no connection yet, or a busy server. A read timeout may have run."""
+    import httpx
+
+    if isinstance(failure, httpx.TimeoutException):
+        return isinstance(failure, httpx.ConnectTimeout)
+    return isinstance(failure, httpx.TransportError | ServerBusyError)
 
 
 def clean(body: dict[str, Any]) -> dict[str, Any]:
