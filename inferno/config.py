@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -54,10 +56,12 @@ class Settings(BaseModel):
     keep_alive: str = "5m"
     max_loaded_models: int = Field(2, ge=1)
     max_queue: int = Field(64, ge=1)
-    num_parallel: int = Field(1, ge=1)
+    num_parallel: int = Field(4, ge=1)  # sequences decoded together per loaded model
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
+    flash_attn: Literal["auto", "on", "off"] = "auto"
     origins: list[str] = Field(default_factory=list)
     api_key: str | None = None
-    debug: bool = False
+    allow_local_paths: list[Path] = Field(default_factory=list)  # folders /api/pull may import files from
     default_context: int = Field(4096, ge=16)
     default_model: str = "smollm2"
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
@@ -91,51 +95,98 @@ def _split_host(value: str) -> tuple[str, int | None]:
     return value, None
 
 
+# config.json key (the variable's name without INFERNO_, lowercased) → Settings field; each is also
+# INFERNO_<KEY> in the environment, which wins.
+KEYS = {
+    "keep_alive": "keep_alive",
+    "max_loaded_models": "max_loaded_models",
+    "max_queue": "max_queue",
+    "num_parallel": "num_parallel",
+    "kv_cache_type": "kv_cache_type",
+    "flash_attn": "flash_attn",
+    "api_key": "api_key",
+    "context_length": "default_context",
+    "max_body_bytes": "max_body_bytes",
+    "max_prompt_tokens": "max_prompt_tokens",
+    "models": "models_path",
+    "origins": "origins",
+    "allow_local_paths": "allow_local_paths",
+    "host": "host",  # "host" or "host:port"
+}
+CONFIG_ONLY = {"aliases", "default_model", "port"}
+
+
+class ConfigWarning(UserWarning):
+    """Something in config.json was ignored."""
+
+
+def _list(value: Any, separators: str) -> Any:
+    """A list from a JSON list or a separated string ("a,b" — and os.pathsep for folder lists)."""
+    if not isinstance(value, str):
+        return value
+    for sep in separators[1:]:
+        value = value.replace(sep, separators[0])
+    return [v.strip() for v in value.split(separators[0]) if v.strip()]
+
+
+def _read_config(config_file: Path) -> dict[str, Any]:
+    try:
+        loaded = json.loads(config_file.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise BadRequestError(f"cannot read {config_file}: {e}") from e
+    if not isinstance(loaded, dict):
+        raise BadRequestError(f"{config_file} must hold a JSON object")
+    data: dict[str, Any] = {}
+    for key, value in loaded.items():
+        if key in KEYS:
+            data[KEYS[key]] = value
+        elif key in CONFIG_ONLY:
+            data[key] = value
+        else:
+            warnings.warn(f"{config_file}: unknown key {key!r} ignored (known: "
+                          f"{', '.join(sorted([*KEYS, *CONFIG_ONLY]))})", ConfigWarning, stacklevel=3)
+    return data
+
+
+def _set_host(data: dict[str, Any], value: Any, where: str) -> None:
+    if not isinstance(value, str):
+        return  # pydantic names the wrong type
+    try:
+        host, port = _split_host(value)
+    except ValueError:
+        raise BadRequestError(f"{where} is not host[:port]: {value!r}") from None
+    data["host"] = host
+    if port is not None:
+        data["port"] = port
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Build Settings from config.json under INFERNO_HOME, then the INFERNO_* environment on top."""
     env = dict(os.environ if env is None else env)
     home = Path(env.get("INFERNO_HOME") or Path.home() / ".inferno").expanduser()
-    data: dict[str, object] = {}
     config_file = home / "config.json"
-    if config_file.is_file():
-        try:
-            loaded = json.loads(config_file.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise BadRequestError(f"cannot read {config_file}: {e}") from e
-        if not isinstance(loaded, dict):
-            raise BadRequestError(f"{config_file} must hold a JSON object")
-        data.update(loaded)
+    data = _read_config(config_file) if config_file.is_file() else {}
+    if "host" in data:
+        _set_host(data, data["host"], f"host in {config_file}")
     data["home"] = home
-    aliases = dict(DEFAULT_ALIASES)
-    aliases.update(data.get("aliases") or {})  # type: ignore
-    data["aliases"] = aliases
-    simple = {
-        "INFERNO_KEEP_ALIVE": "keep_alive",
-        "INFERNO_MAX_LOADED_MODELS": "max_loaded_models",
-        "INFERNO_MAX_QUEUE": "max_queue",
-        "INFERNO_NUM_PARALLEL": "num_parallel",
-        "INFERNO_API_KEY": "api_key",
-        "INFERNO_CONTEXT_LENGTH": "default_context",
-        "INFERNO_MAX_BODY_BYTES": "max_body_bytes",
-        "INFERNO_MAX_PROMPT_TOKENS": "max_prompt_tokens",
-    }
-    for var, field in simple.items():
-        if env.get(var):
-            data[field] = env[var]
-    if env.get("INFERNO_MODELS"):
-        data["models_path"] = Path(env["INFERNO_MODELS"]).expanduser()
-    if env.get("INFERNO_ORIGINS"):
-        data["origins"] = [o.strip() for o in env["INFERNO_ORIGINS"].split(",") if o.strip()]
-    if env.get("INFERNO_DEBUG"):
-        data["debug"] = env["INFERNO_DEBUG"] not in ("0", "false", "")
-    if env.get("INFERNO_HOST"):
-        try:
-            host, port = _split_host(env["INFERNO_HOST"])
-        except ValueError:
-            raise BadRequestError(f"INFERNO_HOST is not host[:port]: {env['INFERNO_HOST']!r}") from None
-        data["host"] = host
-        if port is not None:
-            data["port"] = port
+    if not isinstance(data.get("aliases") or {}, dict):
+        raise BadRequestError(f"aliases in {config_file} must be an object of name → identifier")
+    data["aliases"] = {**DEFAULT_ALIASES, **(data.get("aliases") or {})}
+    for key, field in KEYS.items():
+        value = env.get(f"INFERNO_{key.upper()}")
+        if value and key == "host":
+            _set_host(data, value, "INFERNO_HOST")
+        elif value:
+            data[field] = value
+    if "origins" in data:
+        data["origins"] = _list(data["origins"], ",")
+    if "allow_local_paths" in data:
+        data["allow_local_paths"] = _list(data["allow_local_paths"], os.pathsep + ",")
+    for field in ("models_path", "allow_local_paths"):
+        if isinstance(data.get(field), str):
+            data[field] = Path(data[field]).expanduser()
+        elif isinstance(data.get(field), list):
+            data[field] = [Path(p).expanduser() if isinstance(p, str) else p for p in data[field]]
     try:
         return Settings.model_validate(data)
     except ValidationError as e:

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from inferno.config import load_settings, parse_duration
+from inferno.config import ConfigWarning, load_settings, parse_duration
 from inferno.errors import BadRequestError
 
 
@@ -46,3 +47,53 @@ def test_defaults_are_safe(tmp_path: Path) -> None:
 def test_bad_settings_are_one_clear_error(tmp_path: Path, env: dict[str, str]) -> None:
     with pytest.raises(BadRequestError):
         load_settings({"INFERNO_HOME": str(tmp_path), **env})
+
+
+def test_config_keys_the_readme_promises(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({
+        "context_length": 2048, "models": str(tmp_path / "elsewhere"), "host": "0.0.0.0:9001",
+        "num_parallel": 2, "kv_cache_type": "q8_0", "flash_attn": "on", "origins": "http://a.example,http://b",
+        "allow_local_paths": [str(tmp_path / "ggufs")], "max_prompt_tokens": 100}))
+    s = load_settings({"INFERNO_HOME": str(tmp_path)})
+    assert s.default_context == 2048 and s.models_dir == tmp_path / "elsewhere"
+    assert (s.host, s.port) == ("0.0.0.0", 9001)
+    assert (s.num_parallel, s.kv_cache_type, s.flash_attn) == (2, "q8_0", "on")
+    assert s.origins == ["http://a.example", "http://b"] and s.allow_local_paths == [tmp_path / "ggufs"]
+    assert s.max_prompt_tokens == 100
+
+
+def test_environment_names_of_the_new_settings(tmp_path: Path) -> None:
+    s = load_settings({"INFERNO_HOME": str(tmp_path), "INFERNO_NUM_PARALLEL": "8", "INFERNO_KV_CACHE_TYPE": "q4_0",
+                       "INFERNO_FLASH_ATTN": "off", "INFERNO_CONTEXT_LENGTH": "1024",
+                       "INFERNO_ALLOW_LOCAL_PATHS": f"/a{os.pathsep}/b,~/c"})
+    assert (s.num_parallel, s.kv_cache_type, s.flash_attn, s.default_context) == (8, "q4_0", "off", 1024)
+    assert s.allow_local_paths == [Path("/a"), Path("/b"), Path("~/c").expanduser()]
+    defaults = load_settings({"INFERNO_HOME": str(tmp_path)})
+    assert (defaults.num_parallel, defaults.kv_cache_type, defaults.flash_attn) == (4, "f16", "auto")
+    assert defaults.allow_local_paths == []  # the API imports no file from this machine unless told
+    with pytest.raises(BadRequestError, match="kv_cache_type"):
+        load_settings({"INFERNO_HOME": str(tmp_path), "INFERNO_KV_CACHE_TYPE": "q2"})
+
+
+def test_host_in_the_config_file_may_carry_a_port_and_the_environment_wins(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"host": "[::1]:9002", "port": 1}))
+    s = load_settings({"INFERNO_HOME": str(tmp_path)})
+    assert (s.host, s.port) == ("::1", 9002)
+    s = load_settings({"INFERNO_HOME": str(tmp_path), "INFERNO_HOST": "127.0.0.2"})
+    assert (s.host, s.port) == ("127.0.0.2", 9002)
+
+
+def test_unknown_config_key_is_a_warning_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"keep_alive": "1m", "contxt_length": 10, "debug": True}))
+    with pytest.warns(ConfigWarning) as caught:
+        s = load_settings({"INFERNO_HOME": str(tmp_path)})
+    messages = [str(w.message) for w in caught]
+    assert any("'contxt_length'" in m for m in messages) and any("'debug'" in m for m in messages)
+    assert s.keep_alive == "1m"  # the rest is still read
+
+
+@pytest.mark.parametrize("config", [{"aliases": ["x"]}, {"host": "h:notaport"}, {"num_parallel": 0}])
+def test_bad_config_values_are_one_clear_error(tmp_path: Path, config: dict[str, object]) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BadRequestError):
+        load_settings({"INFERNO_HOME": str(tmp_path)})
