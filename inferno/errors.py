@@ -20,6 +20,13 @@ class BadRequestError(InfernoError):
     code = "bad_request"
 
 
+class ForbiddenError(InfernoError):
+    """Allowed to the local user (the CLI) but not over the API unless the server's owner says so."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFoundError(InfernoError):
     status = 404
     code = "not_found"

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inferno.config import Settings, load_settings
-from inferno.errors import BadRequestError, InfernoError, ModelNotFoundError
+from inferno.errors import BadRequestError, ForbiddenError, InfernoError, ModelNotFoundError
 from inferno.metadata import ModelMetadata, read_metadata
-from inferno.sources import Chooser, resolve
+from inferno.sources import Chooser, Fetched, resolve
 from inferno.store import ModelInfo, Progress, Store, _no_progress, normalize_name
 
 if TYPE_CHECKING:
@@ -54,12 +54,39 @@ class Inferno:
                 return self.store.get(ref.default_name)
             raise
 
+    def check_remote_pull(self, identifier: str) -> None:
+        """Refuse (403), before any I/O, a pull asked over the API that names a file on this machine, unless it
+        lies in a folder of INFERNO_ALLOW_LOCAL_PATHS. The CLI's user is local and may import any file."""
+        source, ref = resolve(identifier, self.settings.aliases)
+        if source.name == "local":
+            self._check_local_file(Path(getattr(ref, "path", ref.identifier)), identifier)
+
+    def _check_local_file(self, path: Path, identifier: str) -> None:
+        try:
+            real = path.expanduser().resolve()
+        except (OSError, RuntimeError, ValueError):
+            real = None
+        for folder in self.settings.allow_local_paths:
+            with contextlib.suppress(OSError, RuntimeError, ValueError):
+                if real is not None and real.is_relative_to(folder.expanduser().resolve()):
+                    return
+        shown = identifier if len(identifier) <= 200 else identifier[:197] + "..."
+        raise ForbiddenError(
+            f"pulling {shown!r} would read a file on the server's machine, which the API does not do unless "
+            "INFERNO_ALLOW_LOCAL_PATHS lists its folder (the inferno pull command always can)", param="model")
+
     def pull(self, identifier: str, *, name: str | None = None, link: bool = False,
              progress: Progress = _no_progress, choose: Chooser | None = None,
-             options: dict[str, Any] | None = None) -> tuple[ModelInfo, str | None]:
-        """Fetch identifier through its source and register it; returns the model and a note for the user."""
+             options: dict[str, Any] | None = None, remote: bool = False) -> tuple[ModelInfo, str | None]:
+        """Fetch identifier through its source and register it; returns the model and a note for the user.
+
+        remote: the pull was asked over the API, so files on this machine are only read from the folders
+        in INFERNO_ALLOW_LOCAL_PATHS (checked before the source runs, and on what it hands back).
+        """
+        if remote:
+            self.check_remote_pull(identifier)
         source, ref = resolve(identifier, self.settings.aliases)
-        target = normalize_name(name or ref.default_name)
+        target = normalize_name(name or ref.default_name, "name")
         asked_at = datetime.now(timezone.utc)
         with _pull_lock(target):
             # A concurrent pull of the same model finished while we waited: it is ours too.
@@ -68,16 +95,21 @@ class Inferno:
                 if existing.source == ref.identifier and existing.downloaded_at >= asked_at:
                     progress(1, 1, "success")
                     return existing, None
-            return self._pull_locked(source, ref, target, link, progress, choose, options)
+            return self._pull_locked(source, ref, target, link, progress, choose, options, remote)
 
     def _pull_locked(self, source: Any, ref: Any, target: str, link: bool, progress: Progress,
-                     choose: Chooser | None, options: dict[str, Any] | None) -> tuple[ModelInfo, str | None]:
+                     choose: Chooser | None, options: dict[str, Any] | None,
+                     remote: bool) -> tuple[ModelInfo, str | None]:
         opts = dict(options or {})
         if link:
             opts["link"] = True
         progress(0, None, f"pulling {ref.identifier}")
-        fetched = source.fetch(ref, progress=progress, staging=self.store.staging_dir(), choose=choose,
-                               options=opts)
+        fetched: Fetched = source.fetch(ref, progress=progress, staging=self.store.staging_dir(), choose=choose,
+                                        options=opts)
+        if remote and fetched.mode != "move":
+            # a source (a plugin's too) handed back a file it did not download: a file on this machine
+            for p in [fetched.path, *(fetched.parts or [])]:
+                self._check_local_file(p, ref.identifier)
         try:
             info = self.import_file(fetched.path, target, source=ref.identifier, mode=fetched.mode,
                                     progress=progress, filename=fetched.filename, sha256=fetched.sha256,

@@ -26,7 +26,8 @@ _PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 _NAME = re.compile(rf"^(?P<base>{_PART})(?::(?P<tag>{_PART}))?$")
 INFO = "info.json"
 BLOBS = ".blobs"
-_DIGEST = re.compile(r"^sha256[:-]([0-9a-f]{64})$")
+_DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
+_MAX_FILENAME_BYTES = 255  # NAME_MAX on the usual filesystems
 PARTIAL = ".partial"
 _CHUNK = 4 * 1024 * 1024
 
@@ -37,18 +38,66 @@ def _no_progress(completed: int, total: int | None, status: str) -> None:
     pass
 
 
-def normalize_name(name: str) -> str:
-    """Canonical store name: `name:latest` is `name`; anything that could leave the store is refused."""
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+def normalize_name(name: str, param: str = "model") -> str:
+    """Canonical store name: `name:latest` is `name`; anything that could leave the store is refused.
+
+    param names the request field the name came from, for the error.
+    """
     if not isinstance(name, str) or not name:
-        raise BadRequestError("model name must not be empty", param="model")
-    m = _NAME.match(name)
+        raise BadRequestError(f"{param} must not be empty", param=param)
+    m = _NAME.fullmatch(name)
     if not m or ".." in name:
-        shown = name if len(name) <= 80 else name[:77] + "..."
-        raise BadRequestError(
-            f"invalid model name {shown!r}: use letters, digits, '.', '_', '-' and an optional ':tag'",
-            param="model")
+        raise BadRequestError(f"invalid model name {_shown(name)} for {param}: use letters, digits, '.', '_', '-' "
+                              "and an optional ':tag'", param=param)
     base, tag = m.group("base"), m.group("tag")
     return base if tag in (None, "latest") else f"{base}:{tag}"
+
+
+def safe_filename(name: str, param: str = "filename") -> str:
+    """name, if it is a plain base name that stays inside whatever folder it is joined to; else a 400.
+
+    The one gate for every file name that reaches the store from outside (an /api/create `files` key, a name in
+    a Hugging Face listing or a wheel, a quantizer output): no separator of any platform, no `..`, not absolute,
+    no drive letter or alternate stream (no `:` at all), no `%` escape, no NUL or other control character, not
+    hidden (the store's own files start with a dot), not info.json, and at most 255 bytes.
+    """
+    if not isinstance(name, str) or not name:
+        raise BadRequestError(f"{param} must not be an empty file name", param=param)
+    why = None
+    if "/" in name or "\\" in name:
+        why = "has a path separator"
+    elif ".." in name:
+        why = "contains '..'"
+    elif name.startswith("."):
+        why = "starts with '.'"
+    elif ":" in name:
+        why = "contains ':' (a drive letter or stream)"
+    elif "%" in name:
+        why = "contains '%' (an escape that something may decode later)"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
+        why = "has a control character"
+    elif name == INFO:
+        why = "is the store's own info.json"
+    elif len(name.encode("utf-8", "surrogatepass")) > _MAX_FILENAME_BYTES:
+        why = f"is longer than {_MAX_FILENAME_BYTES} bytes"
+    if why:
+        raise BadRequestError(f"invalid {param} {_shown(name)}: a file name {why}; give a plain base name",
+                              param=param)
+    return name
+
+
+def contained(folder: Path, name: str, param: str = "filename") -> Path:
+    """folder / name, after safe_filename, resolved and checked to be directly inside folder (a second
+    guard: whatever a future caller passes, the final path cannot leave the folder, even through a link)."""
+    path = Path(folder) / safe_filename(name, param)
+    if path.resolve().parent != Path(folder).resolve():
+        raise BadRequestError(f"invalid {param} {_shown(name)}: it resolves outside the model's folder",
+                              param=param)
+    return path
 
 
 def display_name(name: str) -> str:
@@ -113,11 +162,11 @@ class Store:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def _dir(self, name: str) -> Path:
-        d = self.root / normalize_name(name)
+    def _dir(self, name: str, param: str = "model") -> Path:
+        d = self.root / normalize_name(name, param)
         # Belt and braces: the name rules already forbid separators and "..".
         if d.resolve().parent != self.root.resolve():
-            raise BadRequestError(f"invalid model name {name!r}", param="model")
+            raise BadRequestError(f"invalid {param} {_shown(name)}", param=param)
         return d
 
     def staging_dir(self) -> Path:
@@ -132,9 +181,8 @@ class Store:
         except BadRequestError:
             return False
 
-    def get(self, name: str) -> ModelInfo:
-        canonical = normalize_name(name)
-        path = self._dir(canonical) / INFO
+    def get(self, name: str, param: str = "model") -> ModelInfo:
+        path = self._dir(name, param) / INFO
         try:
             return ModelInfo.model_validate_json(path.read_bytes())
         except FileNotFoundError:
@@ -166,25 +214,28 @@ class Store:
         if not file.is_file():
             raise BadRequestError(f"no such file: {file}")
         d = self._dir(canonical)
+        if filename is None:  # the name of a user's own file: kept when it is safe, else a plain one
+            filename = file.name if _is_safe(file.name) else f"{canonical.replace(':', '-')}.gguf"
+        # every name is checked before anything is written
+        target = file.resolve() if mode == "link" else contained(d, filename)
+        part_targets = [(part, contained(d, part_name)) for part, part_name in parts or []]
         d.mkdir(parents=True, exist_ok=True)
         size = file.stat().st_size
         if mode == "link":
-            target = file.resolve()
             digest = sha256 or sha256_file(target, progress)
         else:
-            target = d / (filename or file.name)
             digest = self._place(file, target, mode, progress, sha256)
         extra = dict(extra or {})
-        for part, part_name in parts or []:
+        for part, part_target in part_targets:
             size += part.stat().st_size
-            self._place(part, d / part_name, "move" if mode == "move" else "copy", _no_progress, "-")
-            extra.setdefault("parts", []).append(part_name)
+            self._place(part, part_target, "move" if mode == "move" else "copy", _no_progress, "-")
+            extra.setdefault("parts", []).append(part_target.name)
         old = self._previous_file(d)
         info = ModelInfo(name=canonical, path=str(target), filename=target.name, source=source,
                          downloaded_at=datetime.now(timezone.utc), size=size, sha256=digest,
                          linked=mode == "link", **extra)
         _atomic_write_text(d / INFO, info.model_dump_json(indent=2))
-        if old is not None and old != target and old.parent == d:
+        if old is not None and old != target and old.resolve().parent == d.resolve():
             with contextlib.suppress(OSError):
                 old.unlink()
         return info
@@ -229,24 +280,27 @@ class Store:
         return info
 
     def copy(self, source: str, destination: str) -> ModelInfo:
-        info = self.get(source)
-        dst = normalize_name(destination)
+        dst = normalize_name(destination, "destination")
+        info = self.get(source, "source")
         if dst == info.name:
-            raise BadRequestError("source and destination are the same model")
-        d = self._dir(dst)
-        d.mkdir(parents=True, exist_ok=True)
+            raise BadRequestError("source and destination are the same model", param="destination")
+        d = self._dir(dst, "destination")
         extra = info.model_dump(exclude={"name", "path", "downloaded_at", "linked"})
+        names = [] if info.linked else [info.filename, *((info.model_extra or {}).get("parts") or [])]
+        # names read back from info.json are checked like any other: a tampered one cannot reach out
+        pairs = [(contained(info.file.parent, n), contained(d, n)) for n in names]
+        d.mkdir(parents=True, exist_ok=True)
         if info.linked:
             target = info.file
         else:
-            target = d / info.filename
-            for name in [info.filename, *((info.model_extra or {}).get("parts") or [])]:
-                tmp = d / f".tmp-{name}"
+            target = pairs[0][1]
+            for src, dst_file in pairs:
+                tmp = d / f".tmp-{dst_file.name}"
                 try:  # a hard link costs no space; fall back to a copy across filesystems
-                    os.link(info.file.parent / name, tmp)
+                    os.link(src, tmp)
                 except OSError:
-                    shutil.copyfile(info.file.parent / name, tmp)
-                os.replace(tmp, d / name)
+                    shutil.copyfile(src, tmp)
+                os.replace(tmp, dst_file)
         new = ModelInfo(name=dst, path=str(target), linked=info.linked,
                         downloaded_at=datetime.now(timezone.utc), **extra)
         _atomic_write_text(d / INFO, new.model_dump_json(indent=2))
@@ -261,10 +315,11 @@ class Store:
 
     # blobs: raw files uploaded before a model is created from them (Ollama's /api/blobs) ----------------
 
-    def blob_path(self, digest: str) -> Path:
-        m = _DIGEST.match(digest or "")
+    def blob_path(self, digest: str, param: str = "digest") -> Path:
+        m = _DIGEST.fullmatch(digest) if isinstance(digest, str) else None
         if not m:
-            raise BadRequestError(f"invalid digest {digest[:80]!r}: expected sha256:<64 hex digits>", param="digest")
+            raise BadRequestError(f"invalid {param} digest {_shown(str(digest))}: expected sha256: and 64 "
+                                  "lowercase hex digits", param=param)
         return self.root / BLOBS / f"sha256-{m.group(1)}"
 
     def has_blob(self, digest: str) -> bool:
@@ -303,3 +358,12 @@ class BlobWriter:
             self.file.close()
         with contextlib.suppress(OSError):
             self.tmp.unlink()
+
+
+def _is_safe(name: str) -> bool:
+    try:
+        safe_filename(name)
+    except BadRequestError:
+        return False
+    return True
+

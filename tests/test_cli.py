@@ -37,6 +37,12 @@ def test_pull_list_show_cp_rm(home: Path, tiny_gguf: Path) -> None:
     assert invoke("list")[1].strip() == "NAME   SIZE   QUANT   CONTEXT   FAMILY   MODIFIED"
 
 
+def test_cli_pull_of_a_path_needs_no_allow_list(home: Path, tiny_gguf: Path) -> None:
+    # the CLI's user is local: INFERNO_ALLOW_LOCAL_PATHS limits only what the HTTP API may read
+    code, out, _ = invoke("pull", str(tiny_gguf), "--name", "from-a-path")
+    assert code == 0 and "pulled from-a-path" in out
+
+
 def test_link_keeps_the_file_in_place(home: Path, tiny_gguf: Path) -> None:
     assert invoke("pull", str(tiny_gguf), "--name", "linked", "--link")[0] == 0
     info = json.loads(invoke("show", "linked", "--json")[1])["info"]
@@ -50,6 +56,12 @@ def test_errors_are_one_red_line_and_exit_1(home: Path, tmp_path: Path) -> None:
         (("pull", str(tmp_path / "missing.gguf")), "no such file"),
         (("rm", "nope"), "not found"),
         (("cp", "nope", "x"), "not found"),
+        (("cp", "nope", "../x"), "invalid model name '../x' for destination"),
+        (("cp", "../../x", "y"), "invalid model name '../../x' for source"),
+        (("rm", "/etc/passwd"), "invalid model name '/etc/passwd' for model"),
+        (("pull", str(tmp_path / "missing.gguf"), "--name", "../x"), "invalid model name '../x' for name"),
+        (("quantize", "nope", "../x"), "invalid model name '../x' for target"),
+        (("run", "..\\x", "hi"), "no source understands"),
     ]:
         code, _out, err = invoke(*args)
         assert code == 1, args

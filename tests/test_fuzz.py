@@ -4,6 +4,7 @@ route's dialect shape, never a 5xx; the server stays up; nothing outside INFERNO
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import string
@@ -26,6 +27,11 @@ from inferno.host import Inferno
 from .conftest import Server, start_server, stop_server
 
 COUNTS: dict[str, int] = {"requests": 0}
+UPLOADED: dict[str, str] = {}  # the digest of a real blob on the fuzzed server, so /api/create can use it
+ESCAPE = "/tmp/inferno-fuzz-escape"  # an absolute name the fuzzer offers; nothing may ever be written there
+TRAVERSALS = ["../x", "../../x", "../../../../x", "..\\x", "..\\..\\x", "a/../../x", "a/b", "./x", ".", "..",
+              "%2e%2e%2fx", "..%2F..%2Fx", ESCAPE, "C:\\x", "C:x", "\\\\host\\share\\x", "~/x", "x" * 300,
+              "a\x00b", "x\n"]
 _SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 
 
@@ -35,14 +41,19 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> It
     home = root / "home"
     Inferno(load_settings({"INFERNO_HOME": str(home)})).import_file(tiny_gguf, "tiny", source="t")
     (root / "outside.txt").write_text("untouched")
+    blob = tiny_gguf.read_bytes()
     # No network for pulls the fuzzer may invent, and small contexts so valid generations stay quick.
     s = start_server(home, {"HF_HUB_OFFLINE": "1", "PIP_NO_INDEX": "1", "INFERNO_CONTEXT_LENGTH": "256",
                             "INFERNO_MAX_BODY_BYTES": str(1 << 20)})
     s.outside = root  # type: ignore
+    UPLOADED["digest"] = "sha256:" + hashlib.sha256(blob).hexdigest()
+    assert httpx.post(f"{s.url}/api/blobs/{UPLOADED['digest']}", content=blob, timeout=30).status_code == 201
     yield s
     stop_server(s)
     assert sorted(p.name for p in root.iterdir()) == ["home", "outside.txt"]
     assert (root / "outside.txt").read_text() == "untouched"
+    assert sorted(p.name for p in (root / "home").iterdir() if not p.name.startswith("server-")) == ["models"]
+    assert not list(Path("/tmp").glob("inferno-fuzz-escape*"))
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +94,15 @@ def test_every_route_survives_generated_requests(fuzz_schema: Any, fuzz_server: 
 JSON_ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/api/chat", "/api/generate",
                "/api/embed", "/api/embeddings", "/api/show", "/api/pull", "/api/create", "/api/copy"]
 names = st.one_of(st.sampled_from(["tiny", "tiny:latest", "../tiny", "../../etc/passwd", "/etc/passwd", "a\x00b",
-                                   "x" * 5000, "", "hf:..", "pypi:../../x", "tiny:../.."]),
+                                   "x" * 5000, "", "hf:..", "pypi:../../x", "tiny:../..", *TRAVERSALS]),
                   st.text(max_size=40))
+# /api/create's files: traversal names and real or crafted digests (the uploaded blob makes a write possible)
+file_names = st.one_of(st.sampled_from([t + ".gguf" for t in TRAVERSALS] + ["tiny.gguf", "info.json", ".x.gguf"]),
+                       st.text(max_size=20).map(lambda t: t + ".gguf"), st.text(max_size=20))
+digests = st.one_of(st.deferred(lambda: st.sampled_from([UPLOADED["digest"], UPLOADED["digest"].upper(),
+                                                         UPLOADED["digest"].replace(":", "-")])),
+                    st.sampled_from(["sha256:" + "0" * 64, "sha256:../../x", *TRAVERSALS]), st.text(max_size=80))
+files = st.one_of(st.dictionaries(file_names, digests, min_size=1, max_size=3), st.deferred(lambda: json_values))
 scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30))
 json_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
@@ -101,7 +119,8 @@ fields = st.fixed_dictionaries({}, optional={
         "stop": json_values, "seed": scalars})),
     "format": st.one_of(json_values, st.just({"type": "object", "properties": {"x": {"type": "bogus"}}})),
     "response_format": json_values, "tools": json_values, "tool_choice": json_values, "input": json_values,
-    "keep_alive": scalars, "source": names, "destination": names, "files": json_values, "quantize": scalars,
+    "keep_alive": scalars, "source": names, "destination": names, "files": files, "quantize": scalars,
+    "from": names,
 })
 
 
@@ -115,6 +134,17 @@ def test_adversarial_json_bodies(fuzz_server: Server, route: str, body: dict[str
                    headers={"content-type": "application/json"})
     COUNTS["requests"] += 1
     _check_shape(route, r.status_code, r.text)
+
+
+@given(model=st.one_of(st.just("fuzzed"), names), files=st.dictionaries(file_names, digests, min_size=1, max_size=2),
+       stream=st.booleans())
+@_SETTINGS
+def test_create_from_the_uploaded_blob(fuzz_server: Server, model: str, files: dict[str, str], stream: bool) -> None:
+    """/api/create with a blob that exists: the one place a file name turns into a write."""
+    r = httpx.post(fuzz_server.url + "/api/create", json={"model": model, "files": files, "stream": stream},
+                   timeout=60)
+    COUNTS["requests"] += 1
+    _check_shape("/api/create", r.status_code, r.text)
 
 
 raw_bodies = st.one_of(st.binary(max_size=200), st.text(alphabet=string.printable, max_size=200).map(str.encode),
@@ -133,7 +163,8 @@ def test_malformed_raw_bodies(fuzz_server: Server, route: str, raw: bytes) -> No
     _check_shape(route, r.status_code, r.text)
 
 
-@given(digest=st.one_of(st.text(max_size=80), st.just("sha256:" + "0" * 64), st.just("sha256:..%2F..%2Fx")),
+@given(digest=st.one_of(st.text(max_size=80), st.just("sha256:" + "0" * 64), st.just("sha256:..%2F..%2Fx"),
+                        st.sampled_from(TRAVERSALS).map(lambda t: "sha256:" + t)),
        raw=st.binary(max_size=64))
 @_SETTINGS
 def test_blob_routes(fuzz_server: Server, digest: str, raw: bytes) -> None:

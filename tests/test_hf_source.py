@@ -45,6 +45,12 @@ def hub(ggufs: dict[str, bytes], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         "acme/NoGguf": Repo(files={"model.safetensors": b"weights"}),
         "acme/Corrupt-GGUF": Repo(files={"c-Q4_K_M.gguf": ggufs["a"]}, corrupt={"c-Q4_K_M.gguf"}),
         "acme/Big-GGUF": Repo(files={"big-Q4_K_M.gguf": ggufs["big"]}),
+        # a hostile listing: names that climb out, absolute, Windows-style, NUL, escapes — and one plain file
+        "acme/Evil-GGUF": Repo(files={"../evil-Q4_K_M.gguf": ggufs["a"], "../../evil-Q5_K_M.gguf": ggufs["a"],
+                                      "sub/../../evil-Q6_K.gguf": ggufs["a"], "..\\evil-Q3_K_M.gguf": ggufs["a"],
+                                      "/abs/evil-Q2_K.gguf": ggufs["a"], "C:evil-IQ4_XS.gguf": ggufs["a"],
+                                      "%2e%2e%2fevil-Q4_0.gguf": ggufs["a"], ".evil-Q5_0.gguf": ggufs["a"],
+                                      "folder/good-Q8_0.gguf": ggufs["b"]}),
     }
     monkeypatch.setenv("HF_ENDPOINT", server.url)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no real login token leaks in
@@ -210,3 +216,22 @@ def test_cli_pull_and_run_an_hf_model(hub: HubServer, home: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "inferno", "run", "hf:acme/Tiny-Model-GGUF", "hi",
                           "--max-tokens", "3"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
+
+
+def test_a_hostile_listing_cannot_name_its_way_out(hub: HubServer, home: Path, tmp_path: Path,
+                                                   ggufs: dict[str, bytes]) -> None:
+    """A repository's file list is untrusted: only files whose every path part is a plain name are candidates,
+    and the file lands in the model's folder under its base name."""
+    Inferno().store.staging_dir()  # the store's folders exist before the snapshot
+    before = sorted(str(p) for p in tmp_path.rglob("*") if "models" not in p.parts)
+    info, _ = Inferno().pull("hf:acme/Evil-GGUF")
+    assert info.filename == "good-Q8_0.gguf" and Path(info.path).read_bytes() == ggufs["b"]
+    assert Path(info.path).parent == Path(home) / "models" / "evil"
+    with pytest.raises(SourceError, match=r"available: Q8_0$"):
+        Inferno().pull("hf:acme/Evil-GGUF:Q4_K_M")
+    with pytest.raises(BadRequestError, match=r"contains '\.\.'"):
+        Inferno().pull("hf:acme/Evil-GGUF:..evil.gguf")
+    after = sorted(str(p) for p in tmp_path.rglob("*") if "models" not in p.parts)
+    assert after == before
+    assert not list(tmp_path.rglob("evil-*")) and not list(Path(home).parent.rglob("evil-*"))
+    assert [m.name for m in Inferno().store.list()] == ["evil"]

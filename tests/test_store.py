@@ -103,3 +103,43 @@ def test_blob_upload_verifies_digest(tmp_path: Path) -> None:
     assert not store.has_blob("sha256:" + "0" * 64)
     with pytest.raises(BadRequestError):
         store.blob_path("sha256:../../etc/passwd")
+
+
+@pytest.mark.parametrize("filename", ["../x.gguf", "../../x.gguf", "/tmp/x.gguf", "..\\x.gguf", "a/b.gguf",
+                                      "x\x00.gguf", "C:x.gguf", ".hidden.gguf", "info.json", "x" * 300])
+def test_add_refuses_file_names_that_leave_the_folder(tmp_path: Path, tiny_gguf: Path, filename: str) -> None:
+    store = Store(tmp_path / "store" / "models")
+    with pytest.raises(BadRequestError) as info:
+        store.add("m", tiny_gguf, source="test", filename=filename)
+    assert info.value.param == "filename"
+    with pytest.raises(BadRequestError):
+        store.add("m", tiny_gguf, source="test", parts=[(tiny_gguf, filename)])
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # refused before anything was written
+
+
+def test_a_users_file_with_an_odd_name_gets_a_plain_one(tmp_path: Path, tiny_gguf: Path) -> None:
+    odd = tmp_path / "my..model%20v2.gguf"
+    odd.write_bytes(tiny_gguf.read_bytes())
+    info = Store(tmp_path / "models").add("mine:q4", odd, source="test")
+    assert info.filename == "mine-q4.gguf" and Path(info.path).parent == tmp_path / "models" / "mine:q4"
+
+
+def test_copy_checks_names_read_back_from_info_json(tmp_path: Path, tiny_gguf: Path) -> None:
+    store = Store(tmp_path / "models")
+    store.add("tiny", tiny_gguf, source="test")
+    info_file = store.root / "tiny" / "info.json"
+    raw = json.loads(info_file.read_text())
+    raw["parts"] = ["../../../stolen.gguf"]  # a tampered info.json
+    info_file.write_text(json.dumps(raw))
+    with pytest.raises(BadRequestError):
+        store.copy("tiny", "other")
+    assert not store.exists("other") and not (tmp_path / "stolen.gguf").exists()
+
+
+@pytest.mark.parametrize("digest", ["sha256-" + "a" * 64, "sha256:" + "A" * 64, "sha256:" + "a" * 63,
+                                    "sha256:" + "a" * 64 + "\n", "a" * 64, "sha256:../" + "a" * 61, ""])
+def test_blob_digests_are_sha256_and_64_lowercase_hex(tmp_path: Path, digest: str) -> None:
+    with pytest.raises(BadRequestError) as info:
+        Store(tmp_path / "models").blob_path(digest)
+    assert info.value.param == "digest"
+

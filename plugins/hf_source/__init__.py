@@ -15,7 +15,7 @@ from typing import Any
 from inferno.errors import BadRequestError, SourceError
 from inferno.hookspecs import hookimpl
 from inferno.sources import Chooser, Fetched, ModelRef, name_from
-from inferno.store import Progress, sha256_file
+from inferno.store import Progress, safe_filename, sha256_file
 
 from . import estimate
 from .select import Candidate, by_file, by_quant, candidates, preferred
@@ -60,7 +60,7 @@ class HfSource:
         repo, rev, sel = m.group("repo"), m.group("rev"), m.group("sel")
         filename = quant = None
         if sel and sel.lower().endswith(".gguf"):
-            filename = sel
+            filename = safe_filename(sel, "model")
         elif sel and sel.lower() != "latest":
             if not re.fullmatch(r"[A-Za-z0-9_]+", sel):
                 raise BadRequestError(f"{sel!r} is neither a quantization (Q4_K_M) nor a .gguf file name")
@@ -117,6 +117,17 @@ def _hf_error(e: Exception, repo: str) -> SourceError:
     return SourceError(f"cannot reach Hugging Face for {repo}: {type(e).__name__}: {str(e).splitlines()[0]}")
 
 
+def _safe_repo_path(name: str) -> bool:
+    """A repository's file list is untrusted input: keep a file only when every part of its path is a plain
+    name (folders are fine, `..`, absolute paths and backslashes are not)."""
+    try:
+        for part in name.split("/"):
+            safe_filename(part)
+    except BadRequestError:
+        return False
+    return True
+
+
 def _endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT") or None
 
@@ -128,7 +139,8 @@ def _list(repo: str, revision: str | None) -> tuple[list[Candidate], str]:
         info = HfApi(endpoint=_endpoint()).model_info(repo, revision=revision, files_metadata=True)
     except Exception as e:
         raise _hf_error(e, repo) from None
-    triples = [(s.rfilename, s.size or 0, s.lfs.sha256 if s.lfs else None) for s in info.siblings or []]
+    triples = [(s.rfilename, s.size or 0, s.lfs.sha256 if s.lfs else None) for s in info.siblings or []
+               if _safe_repo_path(s.rfilename)]
     cands = candidates(triples)
     if not cands:
         kinds = sorted({t[0].rsplit(".", 1)[-1] for t in triples if t[0].endswith((".safetensors", ".bin", ".pt"))})

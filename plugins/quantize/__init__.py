@@ -31,7 +31,7 @@ def quantize_model(inferno: Any, source: str, target: str, method: str, progress
                         threads=int(options.get("threads") or 0),
                         output_tensor_type=options.get("output_tensor_type"),
                         token_embedding_type=options.get("token_embedding_type"), progress=progress)
-    try:
+    try:  # the store checks the output's file name like any other (safe_filename + containment)
         return inferno.import_file(tmp, target, source=f"quantize:{info.name}", mode="move", progress=progress,
                                    filename=f"{target.replace(':', '-')}.gguf",
                                    extra={"quantized_from": info.name, "quantization_method": chosen.label})
@@ -86,9 +86,11 @@ def quantize(source: str | None, target: str | None, method: str, show_list: boo
     from inferno.store import normalize_name
 
     host = _host()
+    if target:
+        target = normalize_name(target, "target")  # a bad name is refused before anything runs
     chosen = find(method)
-    name = host.store.get(source).name
-    target = normalize_name(target or f"{name.replace(':', '-')}-{chosen.name}")
+    name = host.store.get(source, "source").name
+    target = normalize_name(target or f"{name.replace(':', '-')}-{chosen.name}", "target")
     bar = ProgressBar()
     try:
         info = pm.hook.quantize_model(inferno=host, source=name, target=target, method=chosen.name, progress=bar,
