@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -18,9 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from inferno.errors import BadRequestError, ModelNotFoundError
+from inferno.errors import BadRequestError, InfernoError, ModelNotFoundError
 
 _PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 _NAME = re.compile(rf"^(?P<base>{_PART})(?::(?P<tag>{_PART}))?$")
@@ -123,6 +124,12 @@ class ModelInfo(BaseModel):
     architecture: str | None = None
     parameter_count: int | None = None
 
+    @field_validator("downloaded_at")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        # older info.json files hold naive local times; compare them with aware ones safely
+        return v if v.tzinfo is not None else v.astimezone(timezone.utc)
+
     @property
     def file(self) -> Path:
         return Path(self.path)
@@ -182,12 +189,12 @@ class Store:
             return False
 
     def get(self, name: str, param: str = "model") -> ModelInfo:
-        path = self._dir(name, param) / INFO
+        d = self._dir(name, param)
         try:
-            return ModelInfo.model_validate_json(path.read_bytes())
+            return self._read(d, complete=True)
         except FileNotFoundError:
             raise ModelNotFoundError(name) from None
-        except (ValidationError, OSError) as e:
+        except (ValidationError, ValueError, OSError, InfernoError) as e:
             raise ModelNotFoundError(name) from e
 
     def list(self) -> builtins.list[ModelInfo]:
@@ -197,9 +204,27 @@ class Store:
         for d in sorted(self.root.iterdir()):
             if d.name.startswith(".") or not (d / INFO).is_file():
                 continue
-            with contextlib.suppress(ValidationError, OSError):
-                out.append(ModelInfo.model_validate_json((d / INFO).read_bytes()))
+            with contextlib.suppress(ValidationError, ValueError, OSError, InfernoError):
+                out.append(self._read(d, complete=False))
         return out
+
+    def _read(self, d: Path, *, complete: bool) -> ModelInfo:
+        """The model in folder d. An info.json written by the original inferno (no source, size or digest)
+        is read too: its missing fields are filled from the file, and with complete=True (a model being
+        used, not just listed) its sha256 is computed once and the upgraded info.json written back."""
+        data = json.loads((d / INFO).read_bytes())
+        try:
+            return ModelInfo.model_validate(data)
+        except ValidationError:
+            if not isinstance(data, dict) or not (data.get("filename") or data.get("path")):
+                raise
+        from inferno.store_legacy import legacy_info
+
+        info = legacy_info(d, data, complete)
+        if complete:
+            with contextlib.suppress(OSError):
+                _atomic_write_text(d / INFO, info.model_dump_json(indent=2))
+        return info
 
     def add(self, name: str, file: Path, *, source: str, mode: str = "copy",
             progress: Progress = _no_progress, extra: dict[str, Any] | None = None,

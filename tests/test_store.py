@@ -143,3 +143,55 @@ def test_blob_digests_are_sha256_and_64_lowercase_hex(tmp_path: Path, digest: st
         Store(tmp_path / "models").blob_path(digest)
     assert info.value.param == "digest"
 
+
+def _original_inferno_model(store: Store, name: str, gguf: Path, *, inside: bool = True) -> Path:
+    """A model folder as the original inferno wrote it: no source, size or digest in info.json."""
+    folder = store.root / name
+    folder.mkdir(parents=True)
+    file = folder / gguf.name if inside else gguf
+    if inside:
+        file.write_bytes(gguf.read_bytes())
+    (folder / "info.json").write_text(json.dumps({
+        "repo_id": "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", "name": name,
+        "downloaded_at": "2025-03-01T12:30:00.123456", "filename": gguf.name, "path": str(file),
+        "max_context": 8192}))
+    return file
+
+
+def test_models_written_by_the_original_inferno_are_read(tmp_path: Path, tiny_gguf: Path) -> None:
+    import hashlib
+
+    store = Store(tmp_path / "models")
+    file = _original_inferno_model(store, "old-model", tiny_gguf)
+    listed = store.list()
+    assert [m.name for m in listed] == ["old-model"]  # no longer silently skipped
+    assert listed[0].size == tiny_gguf.stat().st_size and listed[0].sha256 == ""  # listing hashes nothing
+    info = store.get("old-model")  # a model being used: filled completely, once
+    assert info.sha256 == hashlib.sha256(tiny_gguf.read_bytes()).hexdigest()
+    assert info.source == "hf:HuggingFaceTB/SmolLM2-135M-Instruct-GGUF" and info.max_context == 8192
+    assert info.file == file and not info.linked
+    assert info.downloaded_at.tzinfo is not None and (info.model_extra or {})["repo_id"]
+    rewritten = json.loads((store.root / "old-model" / "info.json").read_text())
+    assert rewritten["sha256"] == info.sha256 and rewritten["size"] == info.size  # upgraded in place
+    assert store.list()[0].sha256 == info.sha256
+    copy = store.copy("old-model", "new-copy")
+    assert Path(copy.path).read_bytes() == tiny_gguf.read_bytes()
+    store.remove("old-model")
+    assert not file.exists()
+
+
+def test_an_original_model_whose_file_lives_elsewhere_is_linked(tmp_path: Path, tiny_gguf: Path) -> None:
+    store = Store(tmp_path / "models")
+    _original_inferno_model(store, "elsewhere", tiny_gguf, inside=False)
+    info = store.get("elsewhere")
+    assert info.linked and info.file == tiny_gguf
+    store.remove("elsewhere")
+    assert tiny_gguf.is_file()  # removing a linked model never deletes the user's file
+
+
+def test_an_original_model_without_its_file_is_not_listed(tmp_path: Path, tiny_gguf: Path) -> None:
+    store = Store(tmp_path / "models")
+    _original_inferno_model(store, "gone", tiny_gguf).unlink()
+    assert store.list() == []
+    with pytest.raises(ModelNotFoundError):
+        store.get("gone")
