@@ -146,9 +146,6 @@ class Inferno:
             return self.store.get(ref.default_name)
         return self.pull(name, progress=progress, choose=choose)[0]
 
-    def resolve_path(self, name: str) -> Path:
-        return self.store.get(name).file
-
 
 _pull_locks: dict[str, threading.Lock] = {}
 _pull_locks_guard = threading.Lock()

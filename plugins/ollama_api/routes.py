@@ -44,13 +44,13 @@ def stream_response(gen: AsyncIterator[dict[str, Any]]) -> Any:
     return response
 
 
-def _check_capabilities(inferno: Inferno, model: str, images: list[str] | None, think: Any) -> str:
-    name = inferno.lookup(model).name
+def _check_capabilities(inferno: Inferno, model: str, images: list[str] | None, think: Any) -> None:
+    """An unknown model is a 404, images or thinking a 400, before any generation starts."""
+    inferno.lookup(model)
     if images:
-        raise BadRequestError(f'"{model}" does not support images')
+        raise BadRequestError(f'"{model}" does not support images', param="images")
     if think not in (None, False, "", "false"):
-        raise BadRequestError(f'"{model}" does not support thinking')
-    return name
+        raise BadRequestError(f'"{model}" does not support thinking', param="think")
 
 
 async def _load_or_unload(inferno: Inferno, model: str, keep_alive: float | None, key: str,
