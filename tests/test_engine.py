@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,8 @@ from inferno.engine.types import (
 )
 from inferno.errors import BadRequestError, BusyError, ModelNotFoundError
 from inferno.host import Inferno
+
+from .conftest import wait_for
 
 
 def gen(model: str = "tiny", prompt: str = "hello", **kw: object) -> GenerateRequest:
@@ -82,13 +83,12 @@ def test_prompt_longer_than_context_names_both_numbers(host: Inferno) -> None:
 
 
 def test_keep_alive_expiry_and_zero(host: Inferno) -> None:
-    run(host, gen(keep_alive=0.3))
-    assert "tiny" in loaded(host)
-    time.sleep(1.0)
-    assert "tiny" not in loaded(host)
+    run(host, gen(keep_alive=5))
+    (model,) = host.engine.loaded()  # well within its 5 s
+    assert model.name == "tiny" and model.expires_at is not None
+    wait_for(lambda: "tiny" not in loaded(host), "tiny to expire")
     run(host, gen(keep_alive=0))
-    time.sleep(0.2)
-    assert "tiny" not in loaded(host)
+    wait_for(lambda: "tiny" not in loaded(host), "tiny to unload at once")
     run(host, gen(keep_alive=-1))
     assert host.engine.loaded()[0].expires_at is None
 
@@ -107,8 +107,7 @@ def test_least_recently_used_model_is_evicted(home: Path, tiny_gguf: Path) -> No
     try:
         run(host, gen(model="tiny"))
         run(host, gen(model="tiny2"))
-        time.sleep(0.3)
-        assert set(loaded(host)) == {"tiny2"}
+        wait_for(lambda: set(loaded(host)) == {"tiny2"}, "the least recently used model to be evicted")
     finally:
         host.engine.close()
 
@@ -127,10 +126,8 @@ def test_cancel_mid_stream_frees_the_model(host: Inferno) -> None:
     rest = list(it)
     done = rest[-1]
     assert isinstance(done, Done) and done.reason == "cancelled" and done.completion_tokens < 2000
-    started = time.monotonic()
     _, after = run(host, gen(load=LoadOptions(n_ctx=2048), sampling=SamplingOptions(max_tokens=2, ignore_eos=True)))
-    assert after.completion_tokens == 2
-    assert time.monotonic() - started < 30  # bounded, not a timing claim: it did not wait for 4000 tokens
+    assert after.completion_tokens == 2  # the model is free again
 
 
 def test_abandoned_stream_is_cancelled(host: Inferno) -> None:

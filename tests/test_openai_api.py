@@ -70,13 +70,16 @@ def json_schema_format(schema: dict[str, Any]) -> Any:
 
 
 def test_json_schema_response_format(client: OpenAI) -> None:
+    # greedy, with room to finish: an answer that stops must be whole JSON, never one cut by max_tokens
     schema = {"type": "object", "properties": {"colour": {"type": "string"}}, "required": ["colour"]}
     r = client.chat.completions.create(
         model="smollm2", messages=[{"role": "user", "content": "What colour is grass? Answer in JSON."}],
-        response_format=json_schema_format(schema), max_tokens=40)
+        response_format=json_schema_format(schema), max_tokens=300, temperature=0)
+    assert r.choices[0].finish_reason == "stop", r.choices[0].message.content
     assert isinstance(json.loads(r.choices[0].message.content or "")["colour"], str)
     r = client.chat.completions.create(model="smollm2", messages=MSG, response_format={"type": "json_object"},
-                                       max_tokens=60)
+                                       max_tokens=400, temperature=0)
+    assert r.choices[0].finish_reason == "stop", r.choices[0].message.content
     json.loads(r.choices[0].message.content or "")
 
 

@@ -136,10 +136,11 @@ def test_compare_and_estimate(qhost: Inferno) -> None:
     assert cli("quantize", "base", "q8", "-m", "q8_0")[0] == 0
     code, out, _ = cli("compare", "base", "q8")
     assert code == 0
-    header, base, q8 = out.strip().splitlines()
-    assert header.split()[:4] == ["MODEL", "SIZE", "BITS/W", "QUANT"]
-    assert base.split()[3] == "32.04" or "F32" in base
-    assert "Q8_0" in q8
+    header, base, q8 = (line.split() for line in out.strip().splitlines())
+    assert header[:4] == ["MODEL", "SIZE", "BITS/W", "QUANT"]
+    # MODEL, SIZE (number and unit), BITS/W, QUANT: F32 weights are 32 bits each, plus the file's header
+    assert base[0] == "base" and base[4] == "F32" and 32 <= float(base[3]) < 33, base
+    assert q8[0] == "q8" and q8[4] == "Q8_0" and 8.5 <= float(q8[3]) < 9, q8  # 34 bytes per 32 weights
     code, out, _ = cli("compare", "base", "q8", "--eval")
     assert code == 0 and "TOK/S" in out and "PPL" in out and "bundled text" in out
     rows = [line.split() for line in out.splitlines()[1:3]]

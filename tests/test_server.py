@@ -6,7 +6,6 @@ import asyncio
 import json
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 from inferno.config import load_settings
 from inferno.host import Inferno
 
-from .conftest import Server, start_server, stop_server
+from .conftest import Server, start_server, stop_server, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +26,8 @@ def keyed(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, smollm2_pat
     h = Inferno(load_settings({"INFERNO_HOME": str(home)}))
     h.import_file(tiny_gguf, "tiny", source="t")
     h.import_file(smollm2_path, "smollm2", source="t", mode="link")
-    s = start_server(home, {"INFERNO_API_KEY": "s3cret", "INFERNO_MAX_QUEUE": "1"})
+    # one sequence at a time per model and one waiting place: the queue test fills both
+    s = start_server(home, {"INFERNO_API_KEY": "s3cret", "INFERNO_MAX_QUEUE": "1", "INFERNO_NUM_PARALLEL": "1"})
     yield s
     stop_server(s)
 
@@ -49,38 +49,55 @@ def test_api_key_is_required_except_on_root_and_health(keyed: Server) -> None:
     assert {m.model for m in client.list().models} == {"smollm2:latest", "tiny:latest"}
 
 
+class Occupant(threading.Thread):
+    """A streamed generation that cannot end by itself: it holds its place (running or queued) until released,
+    then goes away, which cancels it."""
+
+    def __init__(self, server: Server, headers: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self.server, self.headers = server, headers
+        self.streaming, self.release = threading.Event(), threading.Event()
+        self.status: int | None = None
+
+    def run(self) -> None:
+        body = {"model": "smollm2", "prompt": "x", "options": {"num_predict": -1, "num_ctx": 2048, "ignore_eos": True}}
+        with httpx.stream("POST", self.server.url + "/api/generate", json=body, headers=self.headers,
+                          timeout=600) as r:
+            self.status = r.status_code
+            for _ in r.iter_lines():
+                self.streaming.set()  # its first token came: it runs
+                break
+            self.release.wait(600)
+
+
+def _queued(server: Server, headers: dict[str, str]) -> int:
+    text = httpx.get(server.url + "/metrics", headers=headers, timeout=10).text
+    return int(float(next(line.split()[-1] for line in text.splitlines() if line.startswith("inferno_queue_depth"))))
+
+
 def test_queue_full_is_503_in_both_shapes(keyed: Server) -> None:
     headers = {"Authorization": "Bearer s3cret"}
-    # SmolLM2 takes a second or more for 300 tokens here: long enough to hold the model while we knock
-    long = {"model": "smollm2", "prompt": "x", "stream": False,
-            "options": {"num_predict": 300, "num_ctx": 2048, "ignore_eos": True}}
-    statuses: list[int] = []
-
-    def occupy() -> None:
-        statuses.append(httpx.post(keyed.url + "/api/generate", json=long, headers=headers, timeout=120).status_code)
-
-    def busy() -> bool:
-        models = httpx.get(keyed.url + "/inferno/ps", headers=headers, timeout=10).json()["models"]
-        return any(m["busy"] for m in models)
-
-    # one running, one waiting (the queue's single place): the next is refused
-    workers = [threading.Thread(target=occupy) for _ in range(2)]
-    workers[0].start()
-    deadline = time.monotonic() + 60
-    while not busy() and time.monotonic() < deadline:  # loaded and generating, no longer queued
-        time.sleep(0.05)
-    workers[1].start()
-    time.sleep(0.5)
+    # one running, one waiting (the queue's single place), each held by a generation that only ends when its
+    # client leaves; the next request is refused. No step depends on how fast the machine generates.
+    running, waiting = Occupant(keyed, headers), Occupant(keyed, headers)
     try:
-        r = httpx.post(keyed.url + "/api/generate", json=long, headers=headers, timeout=30)
+        running.start()
+        assert running.streaming.wait(120), "the first generation never started"
+        waiting.start()
+        wait_for(lambda: _queued(keyed, headers) >= 1, "the second request to queue")
+        r = httpx.post(keyed.url + "/api/generate", json={"model": "smollm2", "prompt": "x"}, headers=headers,
+                       timeout=30)
         assert r.status_code == 503 and r.json() == {"error": "server busy, please try again"}
         r = httpx.post(keyed.url + "/v1/completions", json={"model": "smollm2", "prompt": "x"}, headers=headers,
                        timeout=30)
         assert r.status_code == 503 and r.json()["error"]["message"] == "server busy, please try again"
+        running.release.set()  # the first goes away: the waiting one gets the model
+        assert waiting.streaming.wait(120), "the queued generation never started"
     finally:
-        for w in workers:
-            w.join()
-    assert statuses == [200, 200]
+        for occupant in (running, waiting):
+            occupant.release.set()
+            occupant.join(60)
+    assert (running.status, waiting.status) == (200, 200)
 
 
 def test_body_size_limit(server: Server) -> None:
@@ -91,9 +108,12 @@ def test_body_size_limit(server: Server) -> None:
 
 def test_access_log_has_a_json_line_per_request(server: Server) -> None:
     httpx.get(server.url + "/api/version", timeout=10)
-    time.sleep(0.2)
-    lines = [json.loads(x) for x in server.log.read_text().splitlines() if x.startswith("{")]
-    assert any(x["path"] == "/api/version" and x["status"] == 200 and x["method"] == "GET" for x in lines)
+
+    def logged() -> bool:
+        lines = [json.loads(x) for x in server.log.read_text().splitlines() if x.startswith("{")]
+        return any(x.get("path") == "/api/version" and x["status"] == 200 and x["method"] == "GET" for x in lines)
+
+    wait_for(logged, "the access-log line")
 
 
 def _generation_log(server: Server) -> list[dict[str, Any]]:
@@ -156,8 +176,8 @@ def test_open_webui_connection_sequence(server: Server) -> None:
     assert lines[-1]["done"] is True
     r = httpx.post(base + "/api/generate", json={"model": "smollm2:latest", "keep_alive": 0}, timeout=30)
     assert r.json()["done_reason"] == "unload"
-    time.sleep(0.3)
-    assert "smollm2:latest" not in {m["name"] for m in httpx.get(base + "/api/ps", timeout=10).json()["models"]}
+    wait_for(lambda: "smollm2:latest" not in {m["name"] for m in httpx.get(base + "/api/ps", timeout=10).json()[
+        "models"]}, "smollm2 to unload")
 
 
 def test_concurrent_pulls_download_once(server: Server, tiny_gguf: Path) -> None:

@@ -205,12 +205,13 @@ def _repl(session: Session) -> None:
 @click.option("--top-p", type=click.FloatRange(0, 1))
 @click.option("--seed", type=int, help="Seed for reproducible answers.")
 @click.option("--max-tokens", type=int, help="Longest answer in tokens.")
+@click.option("--ignore-eos", is_flag=True, help="Keep generating past end-of-text (for tests and benchmarks).")
 @click.option("--format", "fmt", type=click.Choice(["json"]), help="Constrain the answer to JSON.")
 @click.option("--system", help="System prompt.")
 @click.option("--verbose", is_flag=True, help="Print token counts and speed after each answer.")
 def run(model: str, prompt: tuple[str, ...], n_ctx: int | None, threads: int | None, temperature: float | None,
-        top_k: int | None, top_p: float | None, seed: int | None, max_tokens: int | None, fmt: str | None,
-        system: str | None, verbose: bool) -> None:
+        top_k: int | None, top_p: float | None, seed: int | None, max_tokens: int | None, ignore_eos: bool,
+        fmt: str | None, system: str | None, verbose: bool) -> None:
     """Chat with a model (pulled first if it is not local). With PROMPT or piped stdin: one answer."""
     from inferno.cli.models import interactive_choose
     from inferno.cli.progress import ProgressBar
@@ -223,7 +224,8 @@ def run(model: str, prompt: tuple[str, ...], n_ctx: int | None, threads: int | N
     finally:
         bar.close()
     sampling = {k: v for k, v in {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed,
-                                  "max_tokens": max_tokens}.items() if v is not None}
+                                  "max_tokens": max_tokens, "ignore_eos": ignore_eos or None}.items()
+                if v is not None}
     load = {k: v for k, v in {"n_ctx": n_ctx, "n_threads": threads}.items() if v is not None}
     session = Session(host, info.name, sampling, load, fmt, system, verbose)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,22 @@ UNQUANTIZED = {"F32", "F16", "BF16"}
 COMMON = ["q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "q3_k_m", "q2_k"]
 
 
+def import_llama() -> Any:
+    """llama_cpp, or one clear line saying how to get it (this plugin's only way in to llama.cpp)."""
+    try:
+        import llama_cpp
+    except Exception as e:  # ImportError when missing; OSError/RuntimeError when its library does not load
+        from inferno.errors import UnavailableError
+
+        raise UnavailableError(
+            f"quantizing needs llama-cpp-python, which is not installed or does not load ({type(e).__name__}: "
+            f"{e}); install it with: pip install llama-cpp-python") from e
+    return llama_cpp
+
+
 def available() -> list[Method]:
     """The methods whose file type this llama.cpp build knows."""
-    import llama_cpp
-
+    llama_cpp = import_llama()
     return [m for m in _TABLE if hasattr(llama_cpp, m.ftype)]
 
 

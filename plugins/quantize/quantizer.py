@@ -16,7 +16,7 @@ from typing import Any
 from inferno.errors import BadRequestError, InfernoError
 from inferno.store import Progress
 
-from .methods import UNQUANTIZED, Method
+from .methods import UNQUANTIZED, Method, import_llama
 
 _TENSOR_PROGRESS = re.compile(rb"\[\s*(\d+)/\s*(\d+)\]")
 _log_lock = threading.Lock()
@@ -75,7 +75,7 @@ def _imatrix_gguf(path: Path) -> dict[str, list[float]]:
 @contextlib.contextmanager
 def _progress_from_log(progress: Progress, status: str) -> Generator[None]:
     """llama.cpp logs "[ i/ N] tensor …" per tensor: turn that into progress while quantizing."""
-    import llama_cpp
+    llama_cpp = import_llama()
 
     @llama_cpp.llama_log_callback
     def on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
@@ -97,7 +97,7 @@ def quantize_file(src: Path, out_dir: Path, method: Method, *, current: str | No
                   imatrix: Path | None, pure: bool, threads: int, output_tensor_type: str | None,
                   token_embedding_type: str | None, progress: Progress) -> Path:
     """Quantize src into a new temp file in out_dir and return it; nothing is left behind on failure."""
-    import llama_cpp
+    llama_cpp = import_llama()
     from gguf import GGMLQuantizationType
 
     if current and current.upper() not in UNQUANTIZED and not allow_requantize:
