@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from inferno.config import load_settings
-from inferno.engine.backend import default_threads
+from inferno.engine.model import default_threads
 from inferno.engine.types import Done, GenerateRequest, LoadOptions, Message, SamplingOptions, TextDelta
 from inferno.host import Inferno
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import httpx
 
-from inferno.engine.backend import default_threads
 from inferno.engine.chat import render_chat
+from inferno.engine.model import default_threads
 from inferno.engine.types import Message
 from inferno.metadata import read_metadata
 

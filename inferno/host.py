@@ -16,7 +16,9 @@ from inferno.sources import Chooser, Fetched, resolve
 from inferno.store import ModelInfo, Progress, Store, _no_progress, normalize_name
 
 if TYPE_CHECKING:
+    from inferno.engine.protocol import ResolvedModel
     from inferno.engine.scheduler import Scheduler
+    from inferno.engine.types import Done
     from inferno.metrics import Metrics
 
 
@@ -27,9 +29,11 @@ class Inferno:
 
     @cached_property
     def engine(self) -> Scheduler:
+        """The engine, given only what it needs: a resolver, its settings, an observer (it is a leaf)."""
+        from inferno.engine.protocol import EngineSettings
         from inferno.engine.scheduler import Scheduler
 
-        return Scheduler(self)
+        return Scheduler(_StoreResolver(self), EngineSettings.from_settings(self.settings), _MetricsObserver(self))
 
     @cached_property
     def metrics(self) -> Metrics:
@@ -145,6 +149,44 @@ class Inferno:
         if self.store.exists(ref.default_name):
             return self.store.get(ref.default_name)
         return self.pull(name, progress=progress, choose=choose)[0]
+
+
+class _StoreResolver:
+    """What the engine may know of the store: a model's canonical name, file, metadata and own defaults."""
+
+    def __init__(self, host: Inferno) -> None:
+        self.host = host
+
+    def canonical(self, name: str) -> str:
+        return self.host.lookup(name).name
+
+    def resolve(self, name: str) -> ResolvedModel:
+        from inferno.engine.protocol import ResolvedModel
+        from inferno.errors import ModelLoadError
+
+        info = self.host.store.get(name)
+        try:
+            meta = read_metadata(info.file)
+        except InfernoError as e:
+            raise ModelLoadError(f"cannot load {name}: {e.message}") from e
+        extra = info.model_extra or {}
+        defaults = {k: extra[k] for k in ("system", "template", "parameters") if extra.get(k)}
+        return ResolvedModel(name=info.name, file=info.file, metadata=meta, defaults=defaults)
+
+
+class _MetricsObserver:
+    """Reports to the host's Prometheus metrics once a server made them; a CLI run never imports them."""
+
+    def __init__(self, host: Inferno) -> None:
+        self.host = host
+
+    def observe_generation(self, model: str, done: Done) -> None:
+        if "metrics" in self.host.__dict__:
+            self.host.metrics.observe_generation(model, done)
+
+    def observe_load(self, model: str, load_ns: int) -> None:
+        if "metrics" in self.host.__dict__:
+            self.host.metrics.observe_load(model, load_ns)
 
 
 _pull_locks: dict[str, threading.Lock] = {}

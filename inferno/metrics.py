@@ -35,6 +35,7 @@ class Metrics:
         if scheduler_state is not None:
             self.queue_depth.set_function(lambda: scheduler_state.queued)
             self.loaded_models.set_function(lambda: len(scheduler_state.loaded()))
+            r.register(_SlotsCollector(scheduler_state))
 
     def observe_generation(self, model: str, done: Any) -> None:
         self.prompt_tokens.labels(model).inc(done.prompt_tokens)
@@ -54,3 +55,26 @@ class Metrics:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _SlotsCollector:
+    """Per loaded model, read at scrape time: slots, slots in use, queued requests, tokens per second."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def collect(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        families = {
+            "slots": GaugeMetricFamily("inferno_slots", "Sequences a loaded model decodes together", labels=["model"]),
+            "slots_in_use": GaugeMetricFamily("inferno_slots_in_use", "Slots running a request", labels=["model"]),
+            "queued": GaugeMetricFamily("inferno_model_queue", "Requests waiting for a slot", labels=["model"]),
+            "tokens_per_second": GaugeMetricFamily("inferno_tokens_per_second",
+                                                   "Tokens generated per second, all slots, last seconds",
+                                                   labels=["model"]),
+        }
+        for m in self.engine.loaded():
+            for key, family in families.items():
+                family.add_metric([m.name], float(getattr(m, key)))
+        yield from families.values()

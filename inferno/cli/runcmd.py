@@ -259,8 +259,9 @@ def ps(as_json: bool) -> None:
         return
     from inferno.cli.models import human_size, table
 
-    rows = [["NAME", "SIZE", "CONTEXT", "UNTIL"]]
+    rows = [["NAME", "SIZE", "CONTEXT", "SLOTS", "QUEUED", "TOK/S", "UNTIL"]]
     for m in models:
         rows.append([m["name"], human_size(int(m.get("size", 0))), str(m.get("context_length", "-")),
-                     m.get("expires_at") or "forever"])
+                     f"{m.get('slots_in_use', 0)}/{m.get('slots', 1)}", str(m.get("queued", 0)),
+                     f"{m.get('tokens_per_second', 0.0):.1f}", m.get("expires_at") or "forever"])
     click.echo(table(rows))

@@ -37,9 +37,16 @@ def server_ps() -> list[dict[str, Any]]:
 @click.option("--threads", type=click.IntRange(1), help="CPU threads per model.")
 @click.option("--n-gpu-layers", type=click.IntRange(-1), help="Layers to offload to a GPU (-1: all).")
 @click.option("--keep-alive", help="How long an idle model stays loaded (5m, 1h, -1 forever, 0).")
+@click.option("--parallel", type=click.IntRange(1, 256),
+              help="Sequences decoded together per model, sharing its context (default 4; INFERNO_NUM_PARALLEL).")
+@click.option("--kv-type", type=click.Choice(["f16", "q8_0", "q4_0"]),
+              help="KV cache type (default f16; INFERNO_KV_CACHE_TYPE). Quantized caches use flash attention.")
+@click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]),
+              help="Flash attention (default auto: on for a quantized KV cache; INFERNO_FLASH_ATTN).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 def serve(model: str | None, host: str | None, port: int | None, n_ctx: int | None, threads: int | None,
-          n_gpu_layers: int | None, keep_alive: str | None, log_level: str) -> None:
+          n_gpu_layers: int | None, keep_alive: str | None, parallel: int | None, kv_type: str | None,
+          flash_attn: str | None, log_level: str) -> None:
     """Serve every local model over the Ollama (/api) and OpenAI (/v1) APIs.
 
     With MODEL, that model is pulled if needed and loaded before requests come. On an empty store the
@@ -55,8 +62,9 @@ def serve(model: str | None, host: str | None, port: int | None, n_ctx: int | No
     from inferno.server import serve as run_server
 
     settings = load_settings()
-    updates: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "keep_alive": keep_alive}.items()
-                               if v is not None}
+    updates: dict[str, Any] = {k: v for k, v in {
+        "host": host, "port": port, "keep_alive": keep_alive, "num_parallel": parallel, "kv_cache_type": kv_type,
+        "flash_attn": flash_attn}.items() if v is not None}
     settings = settings.model_validate(settings.model_dump() | updates)
     logging.basicConfig(level=getattr(logging, log_level.upper()), format="%(message)s")
     inferno = Inferno(settings)

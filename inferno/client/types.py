@@ -141,6 +141,10 @@ class LoadedModel(_Model):
     context_length: int | None = None
     expires_at: str | None = None
     busy: bool = False
+    slots: int = 1
+    slots_in_use: int = 0
+    queued: int = 0
+    tokens_per_second: float = 0.0
 
 
 class PsResponse(_Model):

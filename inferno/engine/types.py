@@ -137,9 +137,12 @@ class ToolCalls:
     calls: list[ToolCall]
 
 
+FinishReason = Literal["stop", "length", "tool_calls", "load", "unload", "cancelled"]
+
+
 @dataclass(slots=True)
 class Done:
-    reason: Literal["stop", "length", "tool_calls", "load", "unload", "cancelled"]
+    reason: FinishReason
     prompt_tokens: int = 0
     completion_tokens: int = 0
     load_ns: int = 0
@@ -207,3 +210,7 @@ class LoadedModelInfo:
     expires_at: float | None  # epoch seconds; None = never
     busy: bool
     load_options: dict[str, Any] = field(default_factory=dict)
+    slots: int = 1  # sequences decoded together (--parallel)
+    slots_in_use: int = 0
+    queued: int = 0  # requests for this model waiting for a slot
+    tokens_per_second: float = 0.0  # generated, all slots together, over the last seconds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import struct
@@ -67,20 +68,20 @@ def make_blueprint(inferno: Inferno) -> Any:
     async def chat_completions() -> Any:
         """Chat completion, streamed as server-sent events when stream is true."""
         req: ChatCompletionRequest = await read_json(ChatCompletionRequest)
-        core = t.chat_request(req)
+        cores = _choices(t.chat_request(req), req.n)
         rid = t.new_id("chatcmpl")
+        handles = _submit_all(engine, cores)  # every choice at once: they decode together in one batch
         if req.stream:
-            first = await engine.submit(core).primed()
+            first = await _primed(handles)
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return stream_response(sse_guard(_chat_chunks(engine, core, first, req, rid, include_usage)))
+            return stream_response(sse_guard(_chat_chunks(handles, first, req, rid, include_usage)))
         choices, dones = [], []
-        for index in range(req.n):
-            text, calls, logprobs, done = await _collect(engine.submit(core))
+        for index, (text, calls, logprobs, done) in enumerate(await asyncio.gather(*map(_collect, handles))):
             message: dict[str, Any] = {"role": "assistant", "content": text if not calls or text else None}
             if calls:
                 message["tool_calls"] = t.tool_calls_out(calls)
             choices.append({"index": index, "message": message,
-                            "logprobs": t.chat_logprobs(logprobs) if core.logprobs is not None else None,
+                            "logprobs": t.chat_logprobs(logprobs) if cores[0].logprobs is not None else None,
                             "finish_reason": t.FINISH[done.reason]})
             dones.append(done)
         return t.envelope("chat.completion", rid, req.model, choices, usage=_sum_usage(dones))
@@ -94,21 +95,21 @@ def make_blueprint(inferno: Inferno) -> Any:
         if not prompts:
             raise BadRequestError("prompt must not be empty", param="prompt")
         rid = t.new_id("cmpl")
-        cores = [t.completion_request(req, p) for p in prompts]
+        cores = [c for p in prompts for c in _choices(t.completion_request(req, p), req.n)]
+        handles = _submit_all(engine, cores)
         if req.stream:
-            first = await engine.submit(cores[0]).primed()
+            first = await _primed(handles)
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return stream_response(sse_guard(_completion_chunks(engine, cores, first, req, rid, include_usage)))
+            return stream_response(sse_guard(_completion_chunks(handles, cores, first, req, rid, include_usage)))
         choices, dones = [], []
-        for core in cores:
-            for _ in range(req.n):
-                text, _calls, logprobs, done = await _collect(engine.submit(core))
-                if req.echo:
-                    text = (core.prompt or "") + text
-                choices.append({"index": len(choices), "text": text,
-                                "logprobs": _completion_logprobs(logprobs) if req.logprobs is not None else None,
-                                "finish_reason": t.FINISH[done.reason]})
-                dones.append(done)
+        for core, (text, _calls, logprobs, done) in zip(cores, await asyncio.gather(*map(_collect, handles)),
+                                                        strict=True):
+            if req.echo:
+                text = (core.prompt or "") + text
+            choices.append({"index": len(choices), "text": text,
+                            "logprobs": _completion_logprobs(logprobs) if req.logprobs is not None else None,
+                            "finish_reason": t.FINISH[done.reason]})
+            dones.append(done)
         return {"id": rid, "object": "text_completion", "created": int(time.time()),
                 "model": req.model, "system_fingerprint": t.FINGERPRINT, "choices": choices,
                 "usage": _sum_usage(dones)}
@@ -155,6 +156,37 @@ async def _texts(engine: Any, req: EmbeddingRequest) -> list[str]:
     return texts
 
 
+def _choices(core: GenerateRequest, n: int) -> list[GenerateRequest]:
+    """n requests for n choices; with a seed, choice i samples with seed + i so the choices differ."""
+    seed = core.sampling.seed
+    if n == 1 or seed is None:
+        return [core] * n
+    return [core.model_copy(update={"sampling": core.sampling.model_copy(update={"seed": seed + i})})
+            for i in range(n)]
+
+
+def _submit_all(engine: Any, cores: list[GenerateRequest]) -> list[Any]:
+    handles: list[Any] = []
+    try:
+        for core in cores:
+            handles.append(engine.submit(core))
+    except BaseException:
+        for h in handles:
+            h.cancel()
+        raise
+    return handles
+
+
+async def _primed(handles: list[Any]) -> AsyncIterator[Any]:
+    """The first handle primed (errors before any output raise here); the others cancelled if it fails."""
+    try:
+        return await handles[0].primed()
+    except BaseException:
+        for h in handles:
+            h.cancel()
+        raise
+
+
 async def _collect(handle: Any) -> tuple[str, list[Any], list[dict[str, Any]], Done]:
     text, calls, logprobs = [], [], []
     done = Done(reason="stop")
@@ -182,12 +214,11 @@ def _completion_logprobs(entries: list[dict[str, Any]]) -> dict[str, Any]:
             "text_offset": []}
 
 
-async def _chat_chunks(engine: Any, core: GenerateRequest, first: AsyncIterator[Any],
-                       req: ChatCompletionRequest, rid: str, include_usage: bool
-                       ) -> AsyncIterator[dict[str, Any] | bytes]:
+async def _chat_chunks(handles: list[Any], first: AsyncIterator[Any], req: ChatCompletionRequest, rid: str,
+                       include_usage: bool) -> AsyncIterator[dict[str, Any] | bytes]:
     dones: list[Done] = []
-    for index in range(req.n):
-        events = first if index == 0 else await engine.submit(core).primed()
+    for index, handle in enumerate(handles):  # all generate together; each is sent whole, in order
+        events = first if index == 0 else await handle.primed()
 
         def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None,
                   index: int = index) -> dict[str, Any]:
@@ -214,28 +245,25 @@ async def _chat_chunks(engine: Any, core: GenerateRequest, first: AsyncIterator[
         yield t.envelope("chat.completion.chunk", rid, req.model, [], usage=_sum_usage(dones))
 
 
-async def _completion_chunks(engine: Any, cores: list[GenerateRequest], first: AsyncIterator[Any],
+async def _completion_chunks(handles: list[Any], cores: list[GenerateRequest], first: AsyncIterator[Any],
                              req: CompletionRequest, rid: str, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
     dones: list[Done] = []
-    index = 0
-    for i, core in enumerate(cores):
-        for k in range(req.n):
-            events = first if i == 0 and k == 0 else await engine.submit(core).primed()
+    for index, (core, handle) in enumerate(zip(cores, handles, strict=True)):
+        events = first if index == 0 else await handle.primed()
 
-            def chunk(text: str, finish: str | None = None, index: int = index) -> dict[str, Any]:
-                return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": req.model,
-                        "system_fingerprint": t.FINGERPRINT,
-                        "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish}]}
+        def chunk(text: str, finish: str | None = None, index: int = index) -> dict[str, Any]:
+            return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": req.model,
+                    "system_fingerprint": t.FINGERPRINT,
+                    "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish}]}
 
-            if req.echo:
-                yield chunk(core.prompt or "")
-            async for event in events:
-                if isinstance(event, TextDelta) and event.text:
-                    yield chunk(event.text)
-                elif isinstance(event, Done):
-                    dones.append(event)
-                    yield chunk("", t.FINISH[event.reason])
-            index += 1
+        if req.echo:
+            yield chunk(core.prompt or "")
+        async for event in events:
+            if isinstance(event, TextDelta) and event.text:
+                yield chunk(event.text)
+            elif isinstance(event, Done):
+                dones.append(event)
+                yield chunk("", t.FINISH[event.reason])
     if include_usage:
         yield {"id": rid, "object": "text_completion", "created": int(time.time()), "model": req.model, "choices": [],
                "usage": _sum_usage(dones)}

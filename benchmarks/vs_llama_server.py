@@ -1,0 +1,158 @@
+"""Inferno vs llama.cpp's own llama-server under concurrency, on the same model, threads and prompts.
+
+Both servers run side by side (one idle while the other is measured); rounds alternate sides. Each client
+streams one OpenAI chat completion of --tokens tokens (ignore_eos, greedy) with a prompt of its own. Prints
+aggregate tokens/s, median time to first token and resident memory for each side, and the ratios.
+
+    python benchmarks/vs_llama_server.py [MODEL_PATH] --llama-server PATH [--clients 1 4 16] [--rounds 3]
+        [--tokens 128] [--ctx 8192] [--parallel 4] [--threads 2] [--flash-attn off]
+
+llama-server: build it from the llama.cpp that llama-cpp-python vendors with ../shared/tools/build-llama-server.sh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from inferno.engine.model import default_threads
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen[Any], deadline: float = 600) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} not ready")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def stream(url: str, model: str, prompt: str, tokens: int) -> tuple[float, int, str]:
+    """One streamed chat completion → (time to first token, tokens, "" or the failure)."""
+    body = {"model": model, "stream": True, "max_tokens": tokens, "temperature": 0, "ignore_eos": True,
+            "stream_options": {"include_usage": True}, "messages": [{"role": "user", "content": prompt}]}
+    t0 = time.perf_counter()
+    first, n = 0.0, 0
+    with httpx.Client(timeout=600) as c, c.stream("POST", url + "/v1/chat/completions", json=body) as r:
+        if r.status_code != 200:
+            return 0.0, 0, f"HTTP {r.status_code}"
+        for line in r.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                n = chunk["usage"]["completion_tokens"]
+            if chunk.get("choices") and chunk["choices"][0]["delta"].get("content") and not first:
+                first = time.perf_counter()
+    return (first or time.perf_counter()) - t0, n, "" if n == tokens else f"{n} tokens"
+
+
+def measure(url: str, model: str, clients: int, tokens: int, salt: str) -> dict[str, Any]:
+    results: list[tuple[float, int, str]] = [(0.0, 0, "not run")] * clients
+
+    def one(i: int) -> None:
+        prompt = f"Client {salt}-{i}: write a long story about a river called {i * 7919 % 1000}."
+        results[i] = stream(url, model, prompt, tokens)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    failed = [r[2] for r in results if r[2]]
+    return {"tok_s": sum(r[1] for r in results) / wall, "ttft": statistics.median(r[0] for r in results),
+            "failed": failed}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", nargs="?", help="a GGUF file (default: SmolLM2 from the tests' cache)")
+    ap.add_argument("--llama-server", required=True)
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--ctx", type=int, default=8192)
+    ap.add_argument("--parallel", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=default_threads())
+    ap.add_argument("--flash-attn", choices=["on", "off", "auto"], default="off")
+    args = ap.parse_args()
+    model = Path(args.model or Path.home() / ".cache/inferno-tests/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+    home = Path(tempfile.mkdtemp(prefix="inferno-bench-"))
+    subprocess.run([sys.executable, "-m", "inferno", "pull", str(model), "--name", "bench", "--link"], check=True,
+                   env={**os.environ, "INFERNO_HOME": str(home)}, capture_output=True)
+    ip, lp = free_port(), free_port()
+    inferno = subprocess.Popen(
+        [sys.executable, "-m", "inferno", "serve", "bench", "--port", str(ip), "--n-ctx", str(args.ctx),
+         "--threads", str(args.threads), "--parallel", str(args.parallel), "--flash-attn", args.flash_attn],
+        env={**os.environ, "INFERNO_HOME": str(home), "INFERNO_MAX_QUEUE": "256"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peer = subprocess.Popen(
+        [args.llama_server, "-m", str(model), "--port", str(lp), "-c", str(args.ctx), "-np", str(args.parallel),
+         "--kv-unified", "-t", str(args.threads), "-tb", str(args.threads), "-fa", args.flash_attn,
+         "--no-webui", "-a", "bench"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sides = {"inferno": f"http://127.0.0.1:{ip}", "llama-server": f"http://127.0.0.1:{lp}"}
+    pids = {"inferno": inferno.pid, "llama-server": peer.pid}
+    try:
+        wait_ready(sides["inferno"], inferno)
+        wait_ready(sides["llama-server"], peer)
+        for url in sides.values():  # warm both: first decode allocates buffers
+            measure(url, "bench", 1, 8, "warm")
+        print(f"model {model.name}, ctx {args.ctx}, parallel {args.parallel}, threads {args.threads}, "
+              f"flash-attn {args.flash_attn}, {args.tokens} tokens per client, {args.rounds} rounds", flush=True)
+        for clients in args.clients:
+            runs: dict[str, list[dict[str, Any]]] = {s: [] for s in sides}
+            for r in range(args.rounds):
+                order = list(sides) if r % 2 == 0 else list(reversed(sides))
+                for side in order:
+                    runs[side].append(measure(sides[side], "bench", clients, args.tokens, f"{r}{side}"))
+            row = {}
+            for side, rs in runs.items():
+                row[side] = (statistics.median(x["tok_s"] for x in rs), statistics.median(x["ttft"] for x in rs),
+                             sum(len(x["failed"]) for x in rs), rss_mib(pids[side]))
+                print(f"  {clients:3d} clients  {side:12s} {row[side][0]:7.1f} tok/s  ttft p50 "
+                      f"{row[side][1] * 1000:7.0f} ms  failed {row[side][2]}  RSS {row[side][3]:6.0f} MiB", flush=True)
+            a, b = row["inferno"], row["llama-server"]
+            print(f"  {clients:3d} clients  ratio inferno/llama-server: throughput {a[0] / b[0]:.2f}x, "
+                  f"ttft {a[1] / b[1]:.2f}x, RSS {a[3] / b[3]:.2f}x", flush=True)
+    finally:
+        for p in (inferno, peer):
+            p.terminate()
+            p.wait(30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""Continuous batching: N slots (sequences) in one llama.cpp context, one llama_decode per step.
+
+Each step builds one llama_batch from one token of every generating sequence plus prompt chunks of newly
+admitted ones (at most n_batch tokens in all, so a long prompt delays the others by one chunk, not by the
+whole prompt), decodes once, and samples every sequence from its own logits row with its own sampler.
+Requests join and leave between steps.
+
+The KV cache is unified (as llama-server's --kv-unified): n_ctx cells shared by every slot, so one sequence
+may use the whole context while there is room. A finished slot keeps its tokens as a prefix cache; a new
+request takes the free slot sharing the longest prefix with its prompt and evaluates only the rest. Those
+cached cells are reclaimed (least recently used first) as soon as a running request needs room. Admission
+reserves room for a whole prompt, so prompts never starve one another; a generating sequence that finds the
+cache full ends with reason "length".
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from inferno.engine.sequence import Sequence
+from inferno.engine.types import FinishReason
+from inferno.errors import InfernoError
+
+if TYPE_CHECKING:
+    from inferno.engine.model import Model
+
+
+SIMILARITY = 0.1  # llama-server's --slot-prompt-similarity default
+
+
+class Slot:
+    __slots__ = ("cache", "id", "last_used", "next_token", "pending", "seq")
+
+    def __init__(self, sid: int) -> None:
+        self.id = sid
+        self.cache: list[int] = []  # tokens whose KV cells hold positions 0..len-1 of this sequence id
+        self.seq: Sequence | None = None
+        self.pending: list[int] = []  # prompt tokens still to evaluate
+        self.next_token: int | None = None  # sampled, to be decoded in the next step
+        self.last_used = 0.0
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Batcher:
+    """The generation context of one model and its slots. Only the model's worker thread calls it."""
+
+    def __init__(self, model: Model, n_parallel: int) -> None:
+        self.model, self.lib = model, model.lib
+        self.n_ctx, self.n_batch = model.n_ctx, model.n_batch
+        self.ctx = model.new_context(n_ctx=self.n_ctx, n_seq=n_parallel, n_batch=self.n_batch)
+        self.mem = self.lib.llama_get_memory(self.ctx)
+        self.batch = self.lib.llama_batch_init(self.n_batch, 0, 1)
+        self.slots = [Slot(i) for i in range(n_parallel)]
+        self.waiting: collections.deque[tuple[Sequence, Callable[[], None]]] = collections.deque()
+        self.rate: collections.deque[tuple[float, int]] = collections.deque()  # (time, tokens) of recent steps
+        self._added: list[tuple[Slot, list[int], bool]] = []  # this step's additions, undone if decode fails
+
+    def close(self) -> None:
+        for s in self.slots:
+            if s.seq is not None:
+                s.seq.finish("cancelled")
+                s.seq = None
+        for seq, _ in self.waiting:
+            seq.finish("cancelled")
+        self.waiting.clear()
+        if self.ctx is not None:
+            self.lib.llama_batch_free(self.batch)
+            self.lib.llama_free(self.ctx)
+            self.ctx = None
+
+    # state ----------------------------------------------------------------------------------------
+
+    @property
+    def in_use(self) -> int:
+        return sum(s.seq is not None for s in self.slots)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.waiting) or any(s.seq is not None for s in self.slots)
+
+    def tokens_per_second(self, window: float = 5.0) -> float:
+        now = time.monotonic()
+        while self.rate and self.rate[0][0] < now - window:
+            self.rate.popleft()
+        if not self.rate:
+            return 0.0
+        span = max(now - self.rate[0][0], 1e-3)
+        return sum(n for _, n in self.rate) / span
+
+    def enqueue(self, seq: Sequence, on_admit: Callable[[], None]) -> None:
+        """Queue a sequence for a slot; on_admit runs when it gets one."""
+        self.waiting.append((seq, on_admit))
+
+    # room in the unified cache ---------------------------------------------------------------------
+
+    def _reserved(self) -> int:
+        """Cells held or promised: every slot's cache (running or idle) plus the running prompts' rest."""
+        return sum(len(s.cache) + len(s.pending) for s in self.slots)
+
+    def _make_room(self, need: int, keep: Slot | None = None) -> bool:
+        """Free idle slots' cached cells, least recently used first, until `need` more cells fit."""
+        idle = sorted((s for s in self.slots if s.seq is None and s.cache and s is not keep),
+                      key=lambda s: s.last_used)
+        for s in idle:
+            if self._reserved() + need <= self.n_ctx:
+                break
+            self._forget(s, 0)
+        return self._reserved() + need <= self.n_ctx
+
+    def _forget(self, slot: Slot, keep: int) -> None:
+        """Drop the slot's cells from position `keep` on."""
+        if len(slot.cache) > keep:
+            self.lib.llama_memory_seq_rm(self.mem, slot.id, keep, -1)
+            del slot.cache[keep:]
+
+    # admission ------------------------------------------------------------------------------------
+
+    def _admit(self) -> None:
+        while self.waiting:
+            seq, on_admit = self.waiting[0]
+            if seq.is_cancelled():
+                self.waiting.popleft()
+                on_admit()
+                seq.finish("cancelled")
+                continue
+            free = [s for s in self.slots if s.seq is None]
+            if not free:
+                return
+            # llama-server's slot similarity: the slot sharing the longest prefix when that is at least a tenth
+            # of the prompt; else the least recently used one, so a short common start (a chat template's
+            # first tokens) never overwrites another conversation's cache.
+            slot = max(free, key=lambda s: common_prefix(s.cache, seq.prompt))
+            reuse = common_prefix(slot.cache, seq.prompt)
+            if reuse < SIMILARITY * len(seq.prompt):
+                slot = min(free, key=lambda s: s.last_used)
+                reuse = common_prefix(slot.cache, seq.prompt)
+            if reuse == len(seq.prompt):  # all cached: evaluate the last token again for its logits
+                reuse -= 1
+            self._forget(slot, reuse)
+            if not self._make_room(len(seq.prompt) - reuse + 1, keep=slot):
+                self._forget(slot, 0)
+                if not self._make_room(len(seq.prompt) + 1):
+                    return  # running sequences hold the cache: wait (first come, first served)
+                reuse = 0
+            self.waiting.popleft()
+            on_admit()
+            seq.cached = reuse
+            slot.seq, slot.pending, slot.next_token = seq, seq.prompt[reuse:], None
+
+    # one step -------------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Admit, decode one batch, sample. Returns at once when there is nothing to do."""
+        self._admit()
+        for slot in self.slots:
+            if slot.seq is not None and slot.seq.is_cancelled():
+                self._release(slot, "cancelled")
+        outputs = self._fill()
+        if not outputs and self.batch.n_tokens == 0:
+            return
+        while True:
+            rc = self.lib.llama_decode(self.ctx, self.batch)
+            if rc == 0:
+                break
+            if rc != 1 or not self._shed(outputs):  # 1: no KV slot found; anything else is fatal
+                self._fail_all(InfernoError(f"llama_decode failed ({rc}) for {self.model.name}"))
+                return
+        self._added.clear()
+        n = 0
+        for slot, index in outputs:
+            seq = slot.seq
+            assert seq is not None
+            tok, lp = seq.sample(self.ctx, index)
+            reason = seq.accept(tok, lp)
+            n += 1
+            if reason is not None:
+                self._release(slot, reason)
+            else:
+                slot.next_token = tok
+        self.rate.append((time.monotonic(), n))
+
+    def _fill(self) -> list[tuple[Slot, int]]:
+        """Put this step's tokens in the batch; returns the (slot, batch row) pairs that output logits."""
+        b = self.batch
+        b.n_tokens = 0
+        self._added.clear()
+        outputs: list[tuple[Slot, int]] = []
+        for slot in self.slots:  # one token of every generating sequence first: they never wait on prompts
+            if slot.seq is None or slot.next_token is None:
+                continue
+            if not self._make_room(1):  # the unified cache is full: this one cannot continue
+                self._release(slot, "length")
+                continue
+            outputs.append((slot, self._add(slot, [slot.next_token], True, prompt=False)))
+        for slot in sorted((s for s in self.slots if s.seq is not None and s.pending), key=lambda s: s.last_used):
+            room = self.n_batch - b.n_tokens
+            if room <= 0:
+                break
+            chunk, last = slot.pending[:room], len(slot.pending) <= room
+            slot.pending = slot.pending[len(chunk):]
+            row = self._add(slot, chunk, last, prompt=True)
+            if last:
+                outputs.append((slot, row))
+        return outputs
+
+    def _add(self, slot: Slot, tokens: list[int], logits_last: bool, *, prompt: bool) -> int:
+        """Append tokens of one slot to the batch at its next positions; the row of the last one."""
+        b, start, pos = self.batch, self.batch.n_tokens, len(slot.cache)
+        for i, tok in enumerate(tokens):
+            j = start + i
+            b.token[j], b.pos[j], b.n_seq_id[j], b.logits[j] = tok, pos + i, 1, 0
+            b.seq_id[j][0] = slot.id
+        b.logits[start + len(tokens) - 1] = 1 if logits_last else 0
+        b.n_tokens = start + len(tokens)
+        slot.cache.extend(tokens)  # provisional until the decode succeeds (see _shed)
+        slot.next_token = None
+        slot.last_used = time.monotonic()
+        self._added.append((slot, tokens, prompt))
+        return b.n_tokens - 1
+
+    def _shed(self, outputs: list[tuple[Slot, int]]) -> bool:
+        """The decode found no room (a fragmented cache): undo the step, end the longest generating sequence
+        (or, with none, the largest prompt) with "length", refill; False when nothing is left to try."""
+        for slot, tokens, prompt in reversed(self._added):
+            del slot.cache[len(slot.cache) - len(tokens):]
+            if prompt:
+                slot.pending = tokens + slot.pending
+            else:
+                slot.next_token = tokens[0]
+        self._added.clear()
+        running = [s for s in self.slots if s.seq is not None]
+        generating = [s for s in running if s.next_token is not None]
+        if generating:
+            self._release(max(generating, key=lambda s: len(s.cache)), "length")
+        elif running:
+            self._release(max(running, key=lambda s: len(s.pending)), "length")
+        else:
+            return False
+        outputs[:] = self._fill()
+        return self.batch.n_tokens > 0
+
+    # leaving --------------------------------------------------------------------------------------
+
+    def _release(self, slot: Slot, reason: FinishReason) -> None:
+        """End the slot's sequence; its cached cells stay as a prefix cache until someone needs the room."""
+        seq, slot.seq = slot.seq, None
+        slot.pending, slot.next_token = [], None  # an unfinished prompt's evaluated part is still a valid prefix
+        slot.last_used = time.monotonic()
+        if seq is not None:
+            seq.finish(reason)
+
+    def _fail_all(self, error: InfernoError) -> None:
+        """A fatal decode error: every running sequence fails with it, and the cache starts empty."""
+        from inferno.engine.handle import Failure
+
+        for slot in self.slots:
+            seq, slot.seq = slot.seq, None
+            slot.pending, slot.next_token, slot.cache = [], None, []
+            if seq is not None and not seq.done:
+                seq.done = True
+                seq.sampler.close()
+                seq.emit(Failure(error))
+        self.lib.llama_memory_clear(self.mem, True)
+
+    # scoring --------------------------------------------------------------------------------------
+
+    def score(self, tokens: list[int]) -> list[float] | None:
+        """Each token's log-probability given those before it, in windows of at most n_batch tokens each
+        starting afresh (as llama.cpp's perplexity tool does). None while no slot or room is free."""
+        import numpy as np
+
+        free = [s for s in self.slots if s.seq is None]
+        window = min(self.n_ctx, self.n_batch)
+        if not free:
+            return None
+        slot = min(free, key=lambda s: s.last_used)
+        self._forget(slot, 0)
+        if not self._make_room(window):
+            return None
+        out: list[float] = []
+        n_vocab = self.model.n_vocab
+        for start in range(0, len(tokens), window):
+            chunk = tokens[start:start + window]
+            if len(chunk) < 2:
+                continue
+            b = self.batch
+            b.n_tokens = 0
+            self._add(slot, chunk, True, prompt=True)
+            for i in range(len(chunk)):
+                b.logits[i] = 1
+            rc = self.lib.llama_decode(self.ctx, b)
+            self._added.clear()
+            if rc != 0:
+                self._forget(slot, 0)
+                raise InfernoError(f"llama_decode failed ({rc}) while scoring")
+            ptr = self.lib.llama_get_logits(self.ctx)
+            logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)),
+                                           shape=(len(chunk), n_vocab)).astype(np.float64)
+            self._forget(slot, 0)
+            m = logits.max(axis=1, keepdims=True)
+            logz = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))[:, 0]
+            picked = logits[np.arange(len(chunk) - 1), chunk[1:]] - logz[:-1]
+            out += [float(x) for x in picked]
+        return out

@@ -1,0 +1,197 @@
+"""One loaded model over llama.cpp's C API: the weights, the vocabulary, prompts, and the contexts made from it.
+
+Only the model's own worker threads call into it. llama-cpp-python is used at its low level (the ctypes
+bindings of llama.h), never through the high-level `Llama` generate loop.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import warnings
+from functools import lru_cache
+from typing import Any
+
+from inferno.engine import chat
+from inferno.engine.protocol import EngineSettings, ResolvedModel
+from inferno.engine.types import GenerateRequest, LoadOptions, Message
+from inferno.errors import BadRequestError, ModelLoadError, UnavailableError
+
+_KV_TYPES = {"f16": "GGML_TYPE_F16", "q8_0": "GGML_TYPE_Q8_0", "q4_0": "GGML_TYPE_Q4_0"}
+_FLASH = {"auto": "LLAMA_FLASH_ATTN_TYPE_AUTO", "on": "LLAMA_FLASH_ATTN_TYPE_ENABLED",
+          "off": "LLAMA_FLASH_ATTN_TYPE_DISABLED"}
+
+
+def default_threads() -> int:
+    """Every core the process may use: on small machines llama.cpp decodes fastest with all of them
+    (benchmarks/threads.py: 1.15x llama-cpp-python's default of half the cores on 2 cores; twice the cores
+    is 3x slower, as OpenMP threads then fight for them)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def import_llama() -> Any:
+    """llama_cpp, or the clear install message when it is missing or its shared library does not load."""
+    try:
+        import llama_cpp
+    except (ImportError, OSError, RuntimeError) as e:
+        raise UnavailableError(
+            f"llama-cpp-python is not installed or does not load ({e}); install it with "
+            "`pip install llama-cpp-python` (it compiles llama.cpp: a C compiler and cmake are needed)") from e
+    import os
+
+    from llama_cpp import _logger
+
+    # llama.cpp logs every load to stderr; only its errors unless INFERNO_DEBUG asks for all of it.
+    _logger.set_verbose(os.environ.get("INFERNO_DEBUG", "") not in ("", "0", "false"))
+    return llama_cpp
+
+
+class Model:
+    """The weights and vocabulary of one model, loaded once; contexts (generation, embeddings) are made from it."""
+
+    def __init__(self, resolved: ResolvedModel, options: LoadOptions, settings: EngineSettings) -> None:
+        lib = self.lib = import_llama()
+        from llama_cpp import _internals
+
+        self.name, self.path, self.meta = resolved.name, resolved.file, resolved.metadata
+        self.options, self.settings = options, settings
+        self.defaults = resolved.defaults  # the model's own system prompt, template and parameters
+        if not self.path.is_file():
+            raise ModelLoadError(f"model file of {self.name} is missing: {self.path}")
+        mp = lib.llama_model_default_params()
+        mp.n_gpu_layers = options.n_gpu_layers if options.n_gpu_layers is not None else -1
+        mp.use_mmap = options.use_mmap is not False
+        mp.use_mlock = bool(options.use_mlock)
+        try:
+            self._model = _internals.LlamaModel(path_model=str(self.path), params=mp, verbose=False)
+        except Exception as e:
+            raise ModelLoadError(f"cannot load {self.name} ({self.path.name}): {e}") from e
+        self.model, self.vocab = self._model.model, self._model.vocab
+        self.n_vocab = lib.llama_vocab_n_tokens(self.vocab)
+        trained = self.meta.context_length or lib.llama_model_n_ctx_train(self.model) or settings.default_context
+        self.n_ctx = options.n_ctx or min(trained, settings.default_context)
+        if options.n_ctx and options.n_ctx > trained:
+            # Past the trained length quality falls off a cliff unless RoPE is scaled; we scale only
+            # when asked (rope_freq_scale), and say so.
+            warnings.warn(f"{self.name}: n_ctx {options.n_ctx} is above the trained context {trained}; "
+                          "set rope_freq_scale to extend it", stacklevel=2)
+        self.n_batch = min(options.n_batch or 512, self.n_ctx)
+        self.threads = options.n_threads or default_threads()
+        self.add_bos = self._model.add_bos_token()
+        self.bos_text = self.meta.bos_token or ""
+        self.eos_text = self.meta.eos_token or ""
+        self.size = self.path.stat().st_size
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self.piece_bytes = lru_cache(maxsize=None)(self._piece_bytes)  # per model: pieces never change
+
+    def close(self) -> None:
+        self._model.close()
+
+    # contexts ---------------------------------------------------------------------------------------
+
+    def new_context(self, *, n_ctx: int, n_seq: int, n_batch: int, embeddings: bool = False,
+                    pooling: int | None = None) -> Any:
+        """A llama_context on these weights: one unified KV cache of n_ctx cells shared by n_seq sequences."""
+        lib, o = self.lib, self.options
+        p = lib.llama_context_default_params()
+        p.n_ctx, p.n_batch, p.n_ubatch, p.n_seq_max = n_ctx, n_batch, n_batch, n_seq
+        p.n_threads = p.n_threads_batch = self.threads
+        p.kv_unified = True  # one sequence may use the whole context while there is room
+        p.type_k = p.type_v = getattr(lib, _KV_TYPES[self.settings.kv_cache_type])
+        flash = self.settings.flash_attn if o.flash_attn is None else ("on" if o.flash_attn else "off")
+        if flash == "auto":
+            # llama.cpp's CPU flash attention accumulates in F16: measurably different greedy text than the
+            # plain path, and no faster here (benchmarks/vs_llama_server.py); a quantized V cache needs it.
+            flash = "off" if self.settings.kv_cache_type == "f16" else "on"
+        p.flash_attn_type = getattr(lib, _FLASH[flash])
+        if o.rope_freq_base:
+            p.rope_freq_base = o.rope_freq_base
+        if o.rope_freq_scale:
+            p.rope_freq_scale = o.rope_freq_scale
+        p.embeddings = embeddings
+        if pooling is not None:
+            p.pooling_type = pooling
+        p.no_perf = True
+        ctx = lib.llama_init_from_model(self.model, p)
+        if not ctx:
+            raise ModelLoadError(f"cannot create a context for {self.name} (n_ctx {n_ctx}, KV cache "
+                                 f"{self.settings.kv_cache_type}, flash attention {flash}): llama.cpp refused; "
+                                 "try a smaller context")
+        return ctx
+
+    # tokens ---------------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_bos: bool = True, special: bool = True) -> list[int]:
+        bos = add_bos and self.add_bos and not (self.bos_text and text.startswith(self.bos_text))
+        return self._model.tokenize(text.encode("utf-8"), bos, special)
+
+    def _piece_bytes(self, token: int) -> bytes:
+        n = self.lib.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
+        if n < 0:  # longer than the buffer: ask again with room
+            buf = ctypes.create_string_buffer(-n)
+            n = self.lib.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
+            return buf.raw[:n]
+        return self._piece_buf.raw[:n]
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self.piece_bytes(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def piece(self, token: int) -> str:
+        return codecs.decode(self.piece_bytes(token), "utf-8", errors="replace")
+
+    def is_eog(self, token: int) -> bool:
+        return bool(self.lib.llama_vocab_is_eog(self.vocab, token))
+
+    def check_tokens(self, tokens: list[int]) -> None:
+        bad = [t for t in tokens if not 0 <= t < self.n_vocab]
+        if bad:
+            raise BadRequestError(f"token {bad[0]} is outside the vocabulary of {self.name}", param="tokens")
+
+    def prompt_tokens(self, req: GenerateRequest) -> list[int]:
+        if req.messages is not None:
+            messages = req.messages
+            system = self.defaults.get("system")
+            if system and not any(m.role == "system" for m in messages):
+                messages = [Message(role="system", content=system), *messages]
+            text = chat.render_chat(req.template or self.defaults.get("template") or self.meta.chat_template,
+                                    messages, tools=req.tools if req.tool_choice.mode != "none" else None,
+                                    bos_token=self.bos_text, eos_token=self.eos_text)
+            if req.context:  # Ollama's generate context: the earlier exchange's tokens come first
+                self.check_tokens(req.context)
+                return list(req.context) + self.tokenize(text, add_bos=False)
+            return self.tokenize(text)
+        prompt = req.prompt or ""
+        if req.suffix:
+            return self._infill(prompt, req.suffix)
+        if req.context:
+            self.check_tokens(req.context)
+        return list(req.context or []) + self.tokenize(prompt, add_bos=not req.context)
+
+    def _infill(self, prompt: str, suffix: str) -> list[int]:
+        lib = self.lib
+        pre, suf, mid = (lib.llama_vocab_fim_pre(self.vocab), lib.llama_vocab_fim_suf(self.vocab),
+                         lib.llama_vocab_fim_mid(self.vocab))
+        if min(pre, suf, mid) < 0:
+            raise BadRequestError(f"{self.name} does not support insert (no fill-in-the-middle tokens)",
+                                  param="suffix")
+        return [pre, *self.tokenize(prompt, add_bos=False), suf, *self.tokenize(suffix, add_bos=False), mid]
+
+    def fit_prompt(self, tokens: list[int], truncate: bool) -> list[int]:
+        """The prompt, refused (or with `truncate`, cut to its start and newest half) when it cannot fit."""
+        limit = self.settings.max_prompt_tokens
+        if limit and len(tokens) > limit:
+            raise BadRequestError(f"the prompt is {len(tokens)} tokens; this server accepts at most "
+                                  f"{limit} (INFERNO_MAX_PROMPT_TOKENS)", param="messages")
+        if len(tokens) < self.n_ctx:
+            return tokens
+        if not truncate:
+            raise BadRequestError(
+                f"the prompt is {len(tokens)} tokens but the context window is {self.n_ctx}; "
+                "shorten it or load the model with a larger context (num_ctx / n_ctx)", param="messages")
+        keep = self.n_ctx // 2
+        return tokens[:1] + tokens[-keep:] if self.add_bos else tokens[-keep:]

@@ -1,0 +1,132 @@
+"""What the engine is to the rest of Inferno, and all it needs from it.
+
+The engine is a leaf: the host hands it a resolver (model name → file, metadata, the model's own defaults),
+the settings it reads, and an observer for metrics. It never sees the host object, the store or the plugins,
+so another engine (a remote one, a different runtime) can stand in by implementing `Engine`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from inferno.engine.handle import RequestHandle
+    from inferno.engine.types import (
+        Done,
+        EmbedRequest,
+        GenerateRequest,
+        LoadedModelInfo,
+        LoadOptions,
+        ScoreRequest,
+        TokenizeRequest,
+    )
+    from inferno.metadata import ModelMetadata
+
+KVCacheType = Literal["f16", "q8_0", "q4_0"]
+FlashAttn = Literal["auto", "on", "off"]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model the engine can load: its canonical name, file, metadata and its own defaults
+    (`system`, `template`, `parameters`, as /api/create or a Modelfile set them)."""
+
+    name: str
+    file: Path
+    metadata: ModelMetadata
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+class Resolver(Protocol):
+    def canonical(self, name: str) -> str:
+        """The canonical name of a local model (raises ModelNotFoundError); cheap, no file I/O."""
+        ...
+
+    def resolve(self, name: str) -> ResolvedModel:
+        """Everything needed to load the model (raises ModelNotFoundError / ModelLoadError)."""
+        ...
+
+
+class Observer(Protocol):
+    """Where the engine reports what operators watch (Prometheus metrics in the server)."""
+
+    def observe_generation(self, model: str, done: Done) -> None: ...
+
+    def observe_load(self, model: str, load_ns: int) -> None: ...
+
+
+class NullObserver:
+    def observe_generation(self, model: str, done: Done) -> None:
+        pass
+
+    def observe_load(self, model: str, load_ns: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The settings the engine reads (a subset of inferno.config.Settings)."""
+
+    default_context: int = 4096
+    max_prompt_tokens: int = 0  # 0: the context window is the only limit
+    keep_alive: float | None = 300.0  # seconds; None = forever
+    max_loaded_models: int = 2
+    max_queue: int = 64
+    num_parallel: int = 4
+    kv_cache_type: KVCacheType = "f16"
+    flash_attn: FlashAttn = "auto"
+
+    @classmethod
+    def from_settings(cls, s: Any) -> EngineSettings:
+        return cls(default_context=s.default_context, max_prompt_tokens=s.max_prompt_tokens,
+                   keep_alive=s.keep_alive_seconds, max_loaded_models=s.max_loaded_models,
+                   max_queue=s.max_queue, num_parallel=s.num_parallel, kv_cache_type=s.kv_cache_type,
+                   flash_attn=s.flash_attn)
+
+
+class Engine(Protocol):
+    """The engine surface every dialect and command uses. Requests return a RequestHandle at once
+    (unknown model → ModelNotFoundError, full queue → BusyError); its events arrive as they are made."""
+
+    def submit(self, request: GenerateRequest) -> RequestHandle:
+        """A generation: TextDelta / ToolCalls events, then one Done."""
+        ...
+
+    def embed(self, request: EmbedRequest) -> RequestHandle:
+        """One Embeddings event."""
+        ...
+
+    def tokenize(self, request: TokenizeRequest) -> RequestHandle:
+        """One Tokens event (detokenizes when request.tokens is given)."""
+        ...
+
+    def score(self, request: ScoreRequest) -> RequestHandle:
+        """One Scores event: each token's log-probability."""
+        ...
+
+    def load(self, name: str, options: LoadOptions | None = None, keep_alive: float | None = None) -> RequestHandle:
+        """Load (or keep) a model; one Done(reason="load")."""
+        ...
+
+    def unload(self, name: str) -> bool:
+        """Unload once its running sequences end; False if it was not loaded."""
+        ...
+
+    def loaded(self) -> list[LoadedModelInfo]: ...
+
+    def set_defaults(self, name: str | None, options: LoadOptions) -> None:
+        """Load options for one model (or every model, name None) when a request sets none."""
+        ...
+
+    @property
+    def queued(self) -> int:
+        """Requests accepted but not yet running, across every model."""
+        ...
+
+    def close(self, timeout: float = 10.0) -> None: ...
+
+
+EngineFactory = Callable[[Resolver, EngineSettings, Observer], Engine]

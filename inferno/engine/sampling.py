@@ -1,0 +1,81 @@
+"""One sampler chain per sequence (llama.cpp's own samplers), and log-probabilities read from a logits row.
+
+Nothing here is shared between sequences: each request owns its chain, its grammar state and its RNG, so
+two concurrent requests with the same seed give the same text as each alone.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from inferno.errors import BadRequestError
+
+DEFAULT_SAMPLING: dict[str, Any] = {
+    "temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "typical_p": 1.0, "repeat_penalty": 1.1,
+    "repeat_last_n": 64, "presence_penalty": 0.0, "frequency_penalty": 0.0}
+
+
+class Sampler:
+    """A llama.cpp sampler chain: penalties, grammar, then greedy or top-k/typical/top-p/min-p/temp/dist —
+    the order llama-cpp-python's own generate() uses, so a single stream samples as it did before."""
+
+    def __init__(self, llama_cpp: Any, vocab: Any, n_vocab: int, n_ctx: int, s: dict[str, Any],
+                 grammar: str | None) -> None:
+        self._lib = llama_cpp
+        params = llama_cpp.llama_sampler_chain_default_params()
+        params.no_perf = True
+        self.chain = llama_cpp.llama_sampler_chain_init(params)
+        add = llama_cpp.llama_sampler_chain_add
+        last_n = int(s["repeat_last_n"])
+        add(self.chain, llama_cpp.llama_sampler_init_penalties(
+            n_vocab, n_ctx if last_n < 0 else last_n, float(s["repeat_penalty"]), float(s["frequency_penalty"]),
+            float(s["presence_penalty"])))
+        if grammar is not None:
+            g = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+            if not g:
+                self.close()
+                raise BadRequestError("llama.cpp cannot parse the grammar made from this format", param="format")
+            add(self.chain, g)
+        temp = float(s["temperature"])
+        if temp <= 0:
+            add(self.chain, llama_cpp.llama_sampler_init_greedy())
+        else:
+            seed = s.get("seed")
+            seed = seed if seed is not None and seed >= 0 else int.from_bytes(os.urandom(4), "little")
+            add(self.chain, llama_cpp.llama_sampler_init_top_k(int(s["top_k"])))
+            add(self.chain, llama_cpp.llama_sampler_init_typical(float(s["typical_p"]), 1))
+            add(self.chain, llama_cpp.llama_sampler_init_top_p(float(s["top_p"]), 1))
+            add(self.chain, llama_cpp.llama_sampler_init_min_p(float(s["min_p"]), 1))
+            add(self.chain, llama_cpp.llama_sampler_init_temp(temp))
+            add(self.chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+    def sample(self, ctx: Any, index: int) -> int:
+        """The next token from the logits row `index` of the last decode; the chain accepts it."""
+        return self._lib.llama_sampler_sample(self.chain, ctx, index)
+
+    def close(self) -> None:
+        if self.chain is not None:
+            self._lib.llama_sampler_free(self.chain)
+            self.chain = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def logprobs_entry(llama_cpp: Any, ctx: Any, index: int, n_vocab: int, token: int, top: int | None,
+                   piece: Any) -> list[dict[str, Any]]:
+    """The chosen token's log-probability (and the `top` most likely) from the raw logits row it came from."""
+    import numpy as np
+
+    ptr = llama_cpp.llama_get_logits_ith(ctx, index)
+    row = np.ctypeslib.as_array(ptr, shape=(n_vocab,)).astype(np.float64)
+    m = float(np.max(row))
+    logz = m + math.log(float(np.sum(np.exp(row - m))))
+    entry: dict[str, Any] = {"token": piece(token), "logprob": float(row[token]) - logz}
+    if top:
+        best = np.argpartition(-row, top)[:top]
+        best = best[np.argsort(-row[best])]
+        entry["top_logprobs"] = [{"token": piece(int(t)), "logprob": float(row[t]) - logz} for t in best]
+    return [entry]

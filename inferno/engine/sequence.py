@@ -1,0 +1,91 @@
+"""One generation request inside the batch: its prompt, sampler, limits, streamed text and timings.
+
+The decode loop owns the KV cache and the batch; a Sequence owns everything that is per request, so no
+state is shared between two requests that run together.
+"""
+
+from __future__ import annotations
+
+import codecs
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from inferno.engine import chat
+from inferno.engine.grammar import grammar_for
+from inferno.engine.output import StreamedText
+from inferno.engine.sampling import DEFAULT_SAMPLING, Sampler, logprobs_entry
+from inferno.engine.types import Done, FinishReason, GenerateRequest, ToolCalls
+
+if TYPE_CHECKING:
+    from inferno.engine.model import Model
+
+
+class Sequence:
+    """A request admitted to a slot: prompt tokens still to evaluate, then one sampled token per step."""
+
+    def __init__(self, model: Model, req: GenerateRequest, emit: Callable[[Any], None],
+                 cancelled: Callable[[], bool], load_ns: int = 0) -> None:
+        self.t0 = time.perf_counter_ns()
+        self.model, self.req, self.emit, self.is_cancelled, self.load_ns = model, req, emit, cancelled, load_ns
+        self.prompt = model.fit_prompt(model.prompt_tokens(req), req.truncate)
+        params = model.defaults.get("parameters", {})
+        s = DEFAULT_SAMPLING | params | req.sampling.model_dump(exclude_none=True)
+        if not req.sampling.stop and params.get("stop"):
+            s["stop"] = params["stop"]
+        forced = chat.tool_call_schema(req.tools, req.tool_choice) if req.tools else None
+        self.sampler = Sampler(model.lib, model.vocab, model.n_vocab, model.n_ctx, s,
+                               grammar_for(forced if forced is not None else req.format))
+        max_tokens = s.get("max_tokens")
+        self.max_tokens = None if max_tokens is None or max_tokens < 0 else int(max_tokens)
+        watch_tools = bool(req.tools) and req.tool_choice.mode in ("auto", "required", "function")
+        self.out = StreamedText([x for x in s.get("stop") or [] if x], watch_tools, emit)
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.generated: list[int] = []
+        self.cached = 0  # prompt tokens found in the slot's cache
+        self.t_first = 0
+        self.done = False
+
+    def sample(self, ctx: Any, index: int) -> tuple[int, list[dict[str, Any]] | None]:
+        if not self.t_first:
+            self.t_first = time.perf_counter_ns()
+        tok = self.sampler.sample(ctx, index)
+        m = self.model
+        # The sampler copies the row, so it still holds the raw logits the token was chosen from.
+        lp = (logprobs_entry(m.lib, ctx, index, m.n_vocab, tok, self.req.logprobs, m.piece)
+              if self.req.logprobs is not None else None)
+        return tok, lp
+
+    def accept(self, tok: int, lp: list[dict[str, Any]] | None) -> FinishReason | None:
+        """Take a sampled token; the finish reason when the sequence ends with it, else None (it continues).
+
+        An end-of-generation token is not kept (it never enters the cache or the context)."""
+        if self.model.is_eog(tok) and not self.req.sampling.ignore_eos:
+            return "stop"
+        self.generated.append(tok)
+        piece = self.decoder.decode(self.model.piece_bytes(tok))
+        if self.out.feed(piece, lp):
+            return "stop"
+        if self.max_tokens is not None and len(self.generated) >= self.max_tokens:
+            return "length"
+        return None
+
+    def finish(self, reason: FinishReason) -> None:
+        """Emit the tail, tool calls and the final Done; free the sampler. Called once."""
+        if self.done:
+            return
+        self.done = True
+        t_end = time.perf_counter_ns()
+        if reason != "cancelled":
+            calls = self.out.finish(self.decoder.decode(b"", final=True), self.req.tools or [])
+            if calls:
+                self.emit(ToolCalls(calls))
+                reason = "tool_calls"
+        self.sampler.close()
+        t_first = self.t_first or t_end
+        self.emit(Done(reason=reason, prompt_tokens=len(self.prompt),
+                       completion_tokens=len(self.generated), load_ns=self.load_ns,
+                       prompt_eval_ns=t_first - self.t0, eval_ns=t_end - t_first,
+                       total_ns=t_end - self.t0 + self.load_ns,
+                       context=self.prompt + self.generated if self.req.return_context else None,
+                       cached_tokens=self.cached))
