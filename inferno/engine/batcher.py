@@ -65,6 +65,7 @@ class Batcher:
         self.waiting: collections.deque[tuple[Sequence, Callable[[], None]]] = collections.deque()
         self.rate: collections.deque[tuple[float, int]] = collections.deque()  # (time, tokens) of recent steps
         self._added: list[tuple[Slot, list[int], bool]] = []  # this step's additions, undone if decode fails
+        self.broken = False  # a fatal decode error: the worker reloads the model before the next request
 
     def close(self) -> None:
         for s in self.slots:
@@ -261,8 +262,17 @@ class Batcher:
             seq.finish(reason)
 
     def _fail_all(self, error: InfernoError) -> None:
-        """A fatal decode error: every running sequence fails with it, and the cache starts empty."""
+        """A fatal decode error (a llama.cpp failure, an RPC worker gone): every running and waiting sequence
+        fails with it, and the context is marked broken so the model reloads for the next request."""
         from inferno.engine.handle import Failure
+
+        self.broken = True
+        while self.waiting:
+            seq, on_admit = self.waiting.popleft()
+            on_admit()
+            seq.done = True
+            seq.sampler.close()
+            seq.emit(Failure(error))
 
         for slot in self.slots:
             seq, slot.seq = slot.seq, None
@@ -271,7 +281,6 @@ class Batcher:
                 seq.done = True
                 seq.sampler.close()
                 seq.emit(Failure(error))
-        self.lib.llama_memory_clear(self.mem, True)
 
     # scoring --------------------------------------------------------------------------------------
 

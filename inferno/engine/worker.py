@@ -78,6 +78,9 @@ class Worker:
                 except Exception as e:  # a bug: fail what runs, keep serving
                     log.exception("decode step failed for %s", self.name)
                     self.batcher._fail_all(InfernoError(f"generation failed: {type(e).__name__}: {e}"))
+                if self.batcher.broken:
+                    log.error("%s: the decode failed; the model reloads for the next request", self.name)
+                    self._unload()
             self._run_scores()
         self._unload()
 
