@@ -50,8 +50,8 @@ def test_api_key_is_required_except_on_root_and_health(keyed: Server) -> None:
 
 
 class Occupant(threading.Thread):
-    """A streamed generation that cannot end by itself: it holds its place (running or queued) until released,
-    then goes away, which cancels it."""
+    """A streamed generation that outlasts the test (up to 8192 tokens): it holds its place (running or queued)
+    until released, then goes away, which cancels it."""
 
     def __init__(self, server: Server, headers: dict[str, str]) -> None:
         super().__init__(daemon=True)
@@ -60,13 +60,13 @@ class Occupant(threading.Thread):
         self.status: int | None = None
 
     def run(self) -> None:
-        body = {"model": "smollm2", "prompt": "x", "options": {"num_predict": -1, "num_ctx": 2048, "ignore_eos": True}}
+        body = {"model": "smollm2", "prompt": "x", "options": {"num_predict": -1, "num_ctx": 8192, "ignore_eos": True}}
         with httpx.stream("POST", self.server.url + "/api/generate", json=body, headers=self.headers,
                           timeout=600) as r:
             self.status = r.status_code
-            for _ in r.iter_lines():
-                self.streaming.set()  # its first token came: it runs
-                break
+            lines = r.iter_lines()  # kept open: closing it would close the connection, and cancel
+            next(lines)
+            self.streaming.set()  # its first token came: it runs
             self.release.wait(600)
 
 
