@@ -24,6 +24,7 @@ from inferno.errors import BadRequestError
 from inferno.host import Inferno
 
 GREEDY = SamplingOptions(temperature=0, max_tokens=60)
+ROOMY = SamplingOptions(temperature=0, max_tokens=400)  # JSON that stops is whole, never cut by max_tokens
 
 
 def chat(host: Inferno, text: str, **kw: object) -> tuple[str, list[object], Done]:
@@ -45,13 +46,16 @@ def test_chat_template_gives_a_sensible_answer(smol_host: Inferno) -> None:
 def test_json_schema_answer_validates(smol_host: Inferno) -> None:
     schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
               "required": ["name", "age"], "additionalProperties": False}
-    text, _, _ = chat(smol_host, "Describe a person as JSON with a name and an age.", format=schema)
+    text, _, done = chat(smol_host, "Describe a person as JSON with a name and an age.", format=schema,
+                         sampling=ROOMY)
+    assert done.reason == "stop", text
     value = json.loads(text)
     assert set(value) == {"name", "age"} and isinstance(value["name"], str) and isinstance(value["age"], int)
 
 
 def test_json_mode_gives_json(smol_host: Inferno) -> None:
-    text, _, _ = chat(smol_host, "List two fruits as JSON.", format="json")
+    text, _, done = chat(smol_host, "List two fruits as JSON.", format="json", sampling=ROOMY)
+    assert done.reason == "stop", text
     json.loads(text)
 
 
