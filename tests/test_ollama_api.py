@@ -97,7 +97,8 @@ def test_generate_system_prompt_reaches_the_model(client: ollama.Client, server:
 
 def test_format_json_and_schema(client: ollama.Client) -> None:
     # greedy, with room to finish: a "stop" answer must be whole JSON, never one cut by num_predict
-    r = client.chat(model="smollm2", messages=[{"role": "user", "content": "Describe a dog as a JSON object with two keys."}],
+    dog = "Describe a dog as a JSON object with two keys."
+    r = client.chat(model="smollm2", messages=[{"role": "user", "content": dog}],
                     format="json", options={"num_predict": 400, "temperature": 0})
     assert r.done_reason == "stop", r.message.content
     json.loads(r.message.content or "")
