@@ -41,6 +41,23 @@ class Inferno:
 
         return Metrics(self.engine)
 
+    @property
+    def can_quantize(self) -> bool:
+        """Whether a plugin implements quantize_model (the quantize plugin is installed and enabled)."""
+        from inferno.plugins import pm
+
+        return bool(pm.hook.quantize_model.get_hookimpls())
+
+    def quantize(self, source: str, target: str, method: str, *, progress: Progress = _no_progress,
+                 options: dict[str, Any] | None = None) -> ModelInfo:
+        """Quantize the local model source into target through the quantize_model hook."""
+        from inferno.plugins import pm
+
+        if not self.can_quantize:
+            raise BadRequestError("quantizing needs the quantize plugin, which is not installed", param="quantize")
+        return pm.hook.quantize_model(inferno=self, source=source, target=target, method=method,
+                                      progress=progress, options=options or {})
+
     def metadata(self, name: str) -> ModelMetadata:
         return read_metadata(self.lookup(name).file)
 
@@ -161,7 +178,8 @@ class _StoreResolver:
         return self.host.lookup(name).name
 
     def resolve(self, name: str) -> ResolvedModel:
-        from inferno.engine.protocol import ResolvedModel
+        from inferno.engine.protocol import ModelDefaults, ResolvedModel
+        from inferno.engine.types import SamplingOptions
         from inferno.errors import ModelLoadError
 
         info = self.host.store.get(name)
@@ -169,8 +187,11 @@ class _StoreResolver:
             meta = read_metadata(info.file)
         except InfernoError as e:
             raise ModelLoadError(f"cannot load {name}: {e.message}") from e
-        extra = info.model_extra or {}
-        defaults = {k: extra[k] for k in ("system", "template", "parameters") if extra.get(k)}
+        try:
+            params = SamplingOptions.model_validate(info.parameters) if info.parameters else None
+        except ValueError as e:
+            raise ModelLoadError(f"{name}: the stored parameters are not valid sampling options: {e}") from e
+        defaults = ModelDefaults(system=info.system, template=info.template, parameters=params)
         return ResolvedModel(name=info.name, file=info.file, metadata=meta, defaults=defaults)
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from inferno.dialect import error_response
 from inferno.errors import AuthenticationError, BadRequestError, InfernoError, NotFoundError
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from inferno.host import Inferno
 
 log = logging.getLogger("inferno.access")
-ErrorShape = Callable[[InfernoError], dict[str, Any]]
 _LOCAL_ORIGINS = ("http://localhost", "https://localhost", "http://127.0.0.1", "https://127.0.0.1",
                   "http://[::1]", "https://[::1]", "app://", "file://", "tauri://", "vscode-webview://")
 
@@ -39,28 +39,6 @@ class TokenizeBody(BaseModel):
 class DetokenizeBody(BaseModel):
     model: str = Field(min_length=1, max_length=512)
     tokens: list[int] = Field(max_length=1 << 20)
-
-
-def ollama_style(error: InfernoError) -> dict[str, Any]:
-    return {"error": error.message}
-
-
-def error_shape(app: Quart, prefix: str, shape: ErrorShape) -> None:
-    """Let a dialect answer errors under its URL prefix in its own JSON shape."""
-    app.extensions.setdefault("inferno_error_shapes", {})[prefix] = shape
-
-
-def _shape_for(app: Quart, path: str) -> ErrorShape:
-    shapes: dict[str, ErrorShape] = app.extensions.get("inferno_error_shapes", {})
-    best = max((p for p in shapes if path.startswith(p)), key=len, default=None)
-    return shapes[best] if best is not None else ollama_style
-
-
-def error_response(app: Quart, path: str, error: InfernoError) -> Any:
-    from quart import Response
-
-    body = json.dumps(_shape_for(app, path)(error))
-    return Response(body, status=error.status, content_type="application/json")
 
 
 async def read_json(model: Any) -> Any:
@@ -202,7 +180,10 @@ def create_app(inferno: Inferno) -> Quart:
         """200 when serving (503 while the preloaded model loads), with the loaded models."""
         ready = app.extensions.get("inferno_ready", True)
         loaded = [m.name for m in inferno.engine.loaded()]
-        return {"status": "ok" if ready else "loading", "models": loaded}, 200 if ready else 503
+        body: dict[str, Any] = {"status": "ok" if ready else "loading", "models": loaded}
+        if settings.rpc_servers:  # each RPC worker: connected, ready or gone (probing one may take a moment)
+            body["rpc_workers"] = await asyncio.to_thread(inferno.engine.rpc_workers)
+        return body, 200 if ready else 503
 
     @app.get("/metrics")
     async def prometheus() -> Any:
@@ -249,7 +230,8 @@ def _ps_row(m: Any) -> dict[str, Any]:
     expires = datetime.fromtimestamp(m.expires_at, timezone.utc).isoformat() if m.expires_at else None
     return {"name": m.name, "path": m.path, "size": m.size, "context_length": m.context_length,
             "expires_at": expires, "busy": m.busy, "load_options": m.load_options, "slots": m.slots,
-            "slots_in_use": m.slots_in_use, "queued": m.queued, "tokens_per_second": m.tokens_per_second}
+            "slots_in_use": m.slots_in_use, "queued": m.queued, "tokens_per_second": m.tokens_per_second,
+            "devices": m.devices}
 
 
 def openapi_document(app: Quart) -> dict[str, Any]:

@@ -123,6 +123,10 @@ class ModelInfo(BaseModel):
     quantization_type: str | None = None
     architecture: str | None = None
     parameter_count: int | None = None
+    # the model's own settings (/api/create: a Modelfile's SYSTEM, TEMPLATE and PARAMETER lines)
+    system: str | None = None
+    template: str | None = None
+    parameters: dict[str, Any] | None = None  # sampling options by their core names (temperature, stop …)
 
     @field_validator("downloaded_at")
     @classmethod

@@ -44,14 +44,14 @@ def test_concurrent_streams_each_answer_their_own_question(server: Server) -> No
 
 
 def test_grammars_and_tool_calls_beside_plain_requests(server: Server) -> None:
-    async def main() -> list[Any]:
+    async def main() -> tuple[Any, ...]:
         client = AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
         schema = {"type": "json_schema", "json_schema": {"name": "c", "schema": SCHEMA}}
-        return await asyncio.gather(
+        return tuple(await asyncio.gather(
             ask(client, "Reply with JSON: the colour of grass.", response_format=schema, max_tokens=200),
             ask(client, "What is the weather in Paris?", tools=TOOLS, tool_choice="required", max_tokens=200),
             ask(client, "What is the capital of France?"),
-            ask(client, "What is the capital of Japan?"))
+            ask(client, "What is the capital of Japan?")))
 
     structured, tool, plain1, plain2 = asyncio.run(main())
     assert structured.choices[0].finish_reason == "stop"

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from inferno.errors import SourceError
-from inferno.hookspecs import hookimpl
-from inferno.sources import Fetched, ModelRef, name_from
+from inferno.api import Fetched, ModelRef, SourceError, hookimpl, name_from
 
 
 class DirSource:

@@ -23,6 +23,11 @@ class TemplateError(BadRequestError):
     pass
 
 
+def tool_call_id() -> str:
+    """A fresh tool-call id, one form for every dialect (the toolkit re-exports it)."""
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
 def _raise(message: str) -> None:
     raise TemplateError(f"chat template: {message}")
 
@@ -141,7 +146,7 @@ def _call(obj: Any, names: set[str]) -> ToolCall | None:
             return None
     if not isinstance(name, str) or name not in names or not isinstance(args, dict):
         return None
-    return ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", name=name, arguments=args)
+    return ToolCall(id=tool_call_id(), name=name, arguments=args)
 
 
 def _json_values(text: str) -> list[Any]:

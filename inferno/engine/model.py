@@ -14,6 +14,7 @@ from typing import Any
 
 from inferno.engine import chat
 from inferno.engine.protocol import EngineSettings, ResolvedModel
+from inferno.engine.rpc import plain
 from inferno.engine.types import GenerateRequest, LoadOptions, Message
 from inferno.errors import BadRequestError, ModelLoadError, UnavailableError
 
@@ -67,10 +68,31 @@ class Model:
         mp.n_gpu_layers = options.n_gpu_layers if options.n_gpu_layers is not None else -1
         mp.use_mmap = options.use_mmap is not False
         mp.use_mlock = bool(options.use_mlock)
-        try:
-            self._model = _internals.LlamaModel(path_model=str(self.path), params=mp, verbose=False)
-        except Exception as e:
-            raise ModelLoadError(f"cannot load {self.name} ({self.path.name}): {e}") from e
+        # With RPC workers the layers go to them and the local GPUs, as `llama-server --rpc` places them (n_gpu_layers
+        # 0 keeps the model off the workers); the arrays are kept on self while llama.cpp may read them.
+        self.rpc = bool(settings.rpc_servers) and mp.n_gpu_layers != 0
+        if self.rpc:
+            from inferno.engine.devices import local_accelerators
+            from inferno.engine.rpc import pool
+
+            devs = pool().devices(settings.rpc_servers) + local_accelerators()
+            if len(settings.tensor_split) > len(devs):
+                raise ModelLoadError(f"--tensor-split has {len(settings.tensor_split)} proportions but {self.name} "
+                                     f"is split over {len(devs)} devices (the RPC workers', then local GPUs)")
+            self._devices = (ctypes.c_void_p * (len(devs) + 1))(*devs, None)
+            mp.devices = ctypes.addressof(self._devices)
+        if settings.tensor_split:
+            self._split = (ctypes.c_float * lib.llama_max_devices())(*settings.tensor_split)
+            mp.tensor_split = ctypes.cast(self._split, ctypes.POINTER(ctypes.c_float))
+        from inferno.engine import devices
+
+        with devices.llama_log() as logged:
+            try:
+                self._model = _internals.LlamaModel(path_model=str(self.path), params=mp, verbose=False)
+            except Exception as e:
+                why = devices.last_error(logged) or str(e)
+                raise ModelLoadError(f"cannot load {self.name} ({self.path.name}): {plain(why)}") from e
+        self.buffers = devices.buffer_sizes(logged)  # llama.cpp's own accounting, per buffer (see devices())
         self.model, self.vocab = self._model.model, self._model.vocab
         self.n_vocab = lib.llama_vocab_n_tokens(self.vocab)
         trained = self.meta.context_length or lib.llama_model_n_ctx_train(self.model) or settings.default_context
@@ -86,11 +108,25 @@ class Model:
         self.bos_text = self.meta.bos_token or ""
         self.eos_text = self.meta.eos_token or ""
         self.size = self.path.stat().st_size
+        self.context_buffers: dict[str, dict[str, int]] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
         self.piece_bytes = lru_cache(maxsize=None)(self._piece_bytes)  # per model: pieces never change
 
     def close(self) -> None:
         self._model.close()
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Where the model lives: per device (this machine's CPU and GPUs, each RPC worker's devices) the bytes
+        of its weights, KV cache and compute buffers."""
+        from inferno.engine.devices import device_rows
+
+        merged: dict[str, dict[str, int]] = {}
+        for sizes in (self.buffers, self.context_buffers):
+            for name, kinds in sizes.items():
+                slot = merged.setdefault(name, {})
+                for kind, n in kinds.items():
+                    slot[kind] = slot.get(kind, 0) + n
+        return device_rows(merged)
 
     # contexts ---------------------------------------------------------------------------------------
 
@@ -117,7 +153,12 @@ class Model:
         if pooling is not None:
             p.pooling_type = pooling
         p.no_perf = True
-        ctx = lib.llama_init_from_model(self.model, p)
+        from inferno.engine import devices
+
+        with devices.llama_log() as logged:
+            ctx = lib.llama_init_from_model(self.model, p)
+        if ctx and not embeddings:
+            self.context_buffers = devices.buffer_sizes(logged)
         if not ctx:
             raise ModelLoadError(f"cannot create a context for {self.name} (n_ctx {n_ctx}, KV cache "
                                  f"{self.settings.kv_cache_type}, flash attention {flash}): llama.cpp refused; "
@@ -155,10 +196,10 @@ class Model:
     def prompt_tokens(self, req: GenerateRequest) -> list[int]:
         if req.messages is not None:
             messages = req.messages
-            system = self.defaults.get("system")
+            system = self.defaults.system
             if system and not any(m.role == "system" for m in messages):
                 messages = [Message(role="system", content=system), *messages]
-            text = chat.render_chat(req.template or self.defaults.get("template") or self.meta.chat_template,
+            text = chat.render_chat(req.template or self.defaults.template or self.meta.chat_template,
                                     messages, tools=req.tools if req.tool_choice.mode != "none" else None,
                                     bos_token=self.bos_text, eos_token=self.eos_text)
             if req.context:  # Ollama's generate context: the earlier exchange's tokens come first

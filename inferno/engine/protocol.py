@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from inferno.engine.types import SamplingOptions
+
 if TYPE_CHECKING:
     from inferno.engine.handle import RequestHandle
     from inferno.engine.types import (
@@ -30,14 +32,22 @@ FlashAttn = Literal["auto", "on", "off"]
 
 
 @dataclass(frozen=True)
+class ModelDefaults:
+    """A model's own settings, as /api/create (a Modelfile's SYSTEM, TEMPLATE, PARAMETER) stored them."""
+
+    system: str | None = None
+    template: str | None = None  # a Jinja chat template overriding the GGUF's own
+    parameters: SamplingOptions | None = None  # sampling defaults under each request's own options
+
+
+@dataclass(frozen=True)
 class ResolvedModel:
-    """A model the engine can load: its canonical name, file, metadata and its own defaults
-    (`system`, `template`, `parameters`, as /api/create or a Modelfile set them)."""
+    """A model the engine can load: its canonical name, file, metadata and its own defaults."""
 
     name: str
     file: Path
     metadata: ModelMetadata
-    defaults: dict[str, Any] = field(default_factory=dict)
+    defaults: ModelDefaults = field(default_factory=ModelDefaults)
 
 
 class Resolver(Protocol):
@@ -78,13 +88,15 @@ class EngineSettings:
     num_parallel: int = 4
     kv_cache_type: KVCacheType = "f16"
     flash_attn: FlashAttn = "auto"
+    rpc_servers: tuple[str, ...] = ()  # llama.cpp RPC workers (host:port) that hold the layers with the GPUs
+    tensor_split: tuple[float, ...] = ()  # proportions per device: the RPC workers' in order, then local GPUs
 
     @classmethod
     def from_settings(cls, s: Any) -> EngineSettings:
         return cls(default_context=s.default_context, max_prompt_tokens=s.max_prompt_tokens,
                    keep_alive=s.keep_alive_seconds, max_loaded_models=s.max_loaded_models,
                    max_queue=s.max_queue, num_parallel=s.num_parallel, kv_cache_type=s.kv_cache_type,
-                   flash_attn=s.flash_attn)
+                   flash_attn=s.flash_attn, rpc_servers=tuple(s.rpc_servers), tensor_split=tuple(s.tensor_split))
 
 
 class Engine(Protocol):
@@ -116,6 +128,11 @@ class Engine(Protocol):
         ...
 
     def loaded(self) -> list[LoadedModelInfo]: ...
+
+    def rpc_workers(self) -> list[dict[str, Any]]:
+        """Each llama.cpp RPC worker of settings.rpc_servers: endpoint, state (connected, ready, gone), error.
+        May block for a TCP probe: call it off the event loop."""
+        ...
 
     def set_defaults(self, name: str | None, options: LoadOptions) -> None:
         """Load options for one model (or every model, name None) when a request sets none."""

@@ -29,7 +29,8 @@ class Sequence:
         self.t0 = time.perf_counter_ns()
         self.model, self.req, self.emit, self.is_cancelled, self.load_ns = model, req, emit, cancelled, load_ns
         self.prompt = model.fit_prompt(model.prompt_tokens(req), req.truncate)
-        params = model.defaults.get("parameters", {})
+        own = model.defaults.parameters
+        params = own.model_dump(exclude_defaults=True) if own is not None else {}
         s = DEFAULT_SAMPLING | params | req.sampling.model_dump(exclude_none=True)
         if not req.sampling.stop and params.get("stop"):
             s["stop"] = params["stop"]

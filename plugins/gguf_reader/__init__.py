@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from inferno.hookspecs import hookimpl
+from inferno.api import hookimpl
 
 _GGUF_MAGIC = b"GGUF"
 # Arrays longer than this (token lists, merges) are not metadata anyone reads in /api/show.
@@ -115,6 +115,6 @@ def read_model_metadata(path: Path) -> dict[str, Any] | None:
     try:
         return read_gguf(path)
     except Exception as e:  # a truncated or corrupt header: say so instead of crashing every caller
-        from inferno.errors import BadRequestError
+        from inferno.api import BadRequestError
 
         raise BadRequestError(f"{path} is not a readable GGUF file: {e}") from e

@@ -12,10 +12,18 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from inferno.errors import BadRequestError, SourceError
-from inferno.hookspecs import hookimpl
-from inferno.sources import Chooser, Fetched, ModelRef, name_from
-from inferno.store import Progress, safe_filename, sha256_file
+from inferno.api import (
+    BadRequestError,
+    Chooser,
+    Fetched,
+    ModelRef,
+    Progress,
+    SourceError,
+    hookimpl,
+    name_from,
+    safe_filename,
+    sha256_file,
+)
 
 from . import estimate
 from .select import Candidate, by_file, by_quant, candidates, preferred

@@ -5,10 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from inferno.errors import BadRequestError
-from inferno.hookspecs import hookimpl
-from inferno.sources import Chooser, Fetched, ModelRef, name_from
-from inferno.store import Progress
+from inferno.api import BadRequestError, Chooser, Fetched, ModelRef, Progress, hookimpl, name_from
 
 
 def _expand(text: str) -> Path:

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from inferno.hookspecs import hookimpl
+from inferno.api import hookimpl
 
 
 @hookimpl
 def register_routes(app: Any, inferno: Any) -> None:
+    from inferno.api import register_error_shape
+
     from .manage import make_blueprint as management
     from .routes import make_blueprint as generation
+    from .translate import error_body
 
     app.register_blueprint(generation(inferno))
     app.register_blueprint(management(inferno))
+    register_error_shape(app, "/api", error_body)

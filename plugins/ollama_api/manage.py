@@ -9,14 +9,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from inferno.errors import BadRequestError, InfernoError
-from inferno.host import Inferno
-from inferno.metadata import ModelMetadata, format_parameter_size
-from inferno.server import body, read_json
-from inferno.store import ModelInfo, display_name, normalize_name, safe_filename
+from inferno.api import (
+    BadRequestError,
+    Inferno,
+    InfernoError,
+    ModelInfo,
+    ModelMetadata,
+    body,
+    display_name,
+    format_parameter_size,
+    normalize_name,
+    read_json,
+    safe_filename,
+)
 
 from . import translate as t
-from .routes import stream_response
+from .routes import ndjson_stream
 from .schemas import CopyBody, CreateBody, DeleteBody, PullBody, ShowBody
 
 # The Ollama API version whose behaviour this dialect follows (clients compare it to minimum versions).
@@ -44,7 +52,7 @@ def _capabilities(meta: ModelMetadata) -> list[str]:
 
 
 def _parameters(info: ModelInfo, meta: ModelMetadata) -> str:
-    params: dict[str, Any] = dict((info.model_extra or {}).get("parameters") or {})
+    params: dict[str, Any] = dict(info.parameters or {})
     if "stop" not in params and meta.eos_token:
         params["stop"] = [meta.eos_token]
     lines = []
@@ -68,7 +76,7 @@ def make_blueprint(inferno: Inferno) -> Any:
     @bp.get("/api/version")
     async def version() -> Any:
         """The Ollama API version this server follows."""
-        from inferno import __version__
+        from inferno.api import __version__
 
         return {"version": OLLAMA_VERSION, "inferno_version": __version__}
 
@@ -93,7 +101,7 @@ def make_blueprint(inferno: Inferno) -> Any:
                             "expires_at": t.rfc3339(expires), "context_length": m.context_length,
                             # Inferno's own: the batching engine's slots (Ollama clients ignore unknown keys)
                             "slots": m.slots, "slots_in_use": m.slots_in_use, "queued": m.queued,
-                            "tokens_per_second": m.tokens_per_second})
+                            "tokens_per_second": m.tokens_per_second, "devices": m.devices})
         return {"models": out}
 
     @bp.post("/api/show")
@@ -103,8 +111,7 @@ def make_blueprint(inferno: Inferno) -> Any:
         req: ShowBody = await read_json(ShowBody)
         info = inferno.lookup(req.model)
         meta = await asyncio.to_thread(inferno.metadata, info.name)
-        extra = info.model_extra or {}
-        template = extra.get("template") or meta.chat_template or ""
+        template = info.template or meta.chat_template or ""
         model_info = dict(meta.model_info)
         if not req.verbose:
             model_info = {k: v for k, v in model_info.items() if not isinstance(v, list)}
@@ -113,8 +120,8 @@ def make_blueprint(inferno: Inferno) -> Any:
             "parameters": _parameters(info, meta), "template": template, "details": details(info, meta),
             "model_info": model_info, "capabilities": _capabilities(meta),
             "modified_at": t.rfc3339(info.downloaded_at)}
-        if extra.get("system"):
-            out["system"] = extra["system"]
+        if info.system:
+            out["system"] = info.system
         return out
 
     @bp.delete("/api/delete")
@@ -180,9 +187,7 @@ def make_blueprint(inferno: Inferno) -> Any:
         for file_name, file_digest in (req.files or {}).items():  # every name and digest, used or not
             safe_filename(file_name, "files")
             store.blob_path(file_digest, "files")
-        from inferno.plugins import pm
-
-        if req.quantize and not pm.hook.quantize_model.get_hookimpls():
+        if req.quantize and not inferno.can_quantize:
             raise BadRequestError("quantize needs the quantize plugin, which is not installed", param="quantize")
         if req.messages:
             raise BadRequestError("messages in /api/create are not supported", param="messages")
@@ -221,8 +226,7 @@ def make_blueprint(inferno: Inferno) -> Any:
                                         progress=progress)
                 assert base is not None
                 try:
-                    pm.hook.quantize_model(inferno=inferno, source=base, target=target, method=req.quantize,
-                                           progress=progress, options={})
+                    inferno.quantize(base, target, req.quantize, progress=progress)
                 finally:
                     if base != parent_name:
                         store.remove(base)
@@ -273,7 +277,7 @@ async def _run_with_progress(work: Any) -> AsyncIterator[dict[str, Any]]:
 
 async def _stream_or_last(stream: bool, statuses: AsyncIterator[dict[str, Any]]) -> Any:
     if stream:
-        return stream_response(statuses)
+        return ndjson_stream(statuses)
     last: dict[str, Any] = {}
     async for item in statuses:
         last = item

@@ -2,46 +2,36 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from inferno.engine.types import (
+from inferno.api import (
+    BadRequestError,
+    Chunk,
     Done,
     Embeddings,
     EmbedRequest,
     GenerateRequest,
+    Inferno,
     Message,
     TextDelta,
     Tool,
     ToolCall,
     ToolCalls,
+    body,
+    collect,
+    keep_alive,
+    read_json,
+    stream,
+    tool_call_id,
 )
-from inferno.errors import BadRequestError, InfernoError
-from inferno.host import Inferno
-from inferno.server import body, read_json
 
 from . import translate as t
 from .schemas import ChatBody, EmbedBody, EmbeddingsBody, GenerateBody
 
 
-def ndjson(obj: Any) -> bytes:
-    return (json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
-
-
-def stream_response(gen: AsyncIterator[dict[str, Any]]) -> Any:
-    from quart import Response
-
-    async def guarded() -> AsyncIterator[bytes]:
-        try:
-            async for obj in gen:
-                yield ndjson(obj)
-        except InfernoError as e:  # the status line is sent: the error is the last line
-            yield ndjson({"error": e.message})
-
-    response = Response(guarded(), content_type="application/x-ndjson")
-    response.timeout = None
-    return response
+def ndjson_stream(chunks: AsyncIterator[Chunk]) -> Any:
+    return stream(chunks, kind="ndjson", error=t.error_body)
 
 
 def _check_capabilities(inferno: Inferno, model: str, images: list[str] | None, think: Any) -> None:
@@ -78,7 +68,7 @@ def make_blueprint(inferno: Inferno) -> Any:
         req: GenerateBody = await read_json(GenerateBody)
         _check_capabilities(inferno, req.model, req.images, req.think)
         sampling, load = t.options(req.options)
-        keep = t.keep_alive(req.keep_alive)
+        keep = keep_alive(req.keep_alive)
         if not req.prompt and not req.suffix:
             return await _load_or_unload(inferno, req.model, keep, "response", "")
         core: dict[str, Any] = {"model": req.model, "sampling": sampling, "load": load, "keep_alive": keep,
@@ -93,15 +83,10 @@ def make_blueprint(inferno: Inferno) -> Any:
         handle = engine.submit(GenerateRequest(**core))
         if req.stream:
             events = await handle.primed()
-            return stream_response(_generate_chunks(req.model, events))
-        text, done = [], Done(reason="stop")
-        async for event in handle:
-            if isinstance(event, TextDelta):
-                text.append(event.text)
-            elif isinstance(event, Done):
-                done = event
-        return {"model": req.model, "created_at": t.now(), "response": "".join(text), "done": True,
-                "context": done.context or [], **t.final_metrics(done)}
+            return ndjson_stream(_generate_chunks(req.model, events))
+        r = await collect(handle)
+        return {"model": req.model, "created_at": t.now(), "response": r.text, "done": True,
+                "context": r.done.context or [], **t.final_metrics(r.done)}
 
     @bp.post("/api/chat")
     @body(ChatBody)
@@ -111,14 +96,14 @@ def make_blueprint(inferno: Inferno) -> Any:
         images = [i for m in req.messages for i in (m.images or [])]
         _check_capabilities(inferno, req.model, images, req.think)
         sampling, load = t.options(req.options)
-        keep = t.keep_alive(req.keep_alive)
+        keep = keep_alive(req.keep_alive)
         empty = {"role": "assistant", "content": ""}
         if not req.messages:
             return await _load_or_unload(inferno, req.model, keep, "message", empty)
         messages = [Message(role=m.role, content=m.content, name=m.tool_name,
-                            tool_calls=[ToolCall(id=c.id or f"call_{i}", name=c.function.name,
+                            tool_calls=[ToolCall(id=c.id or tool_call_id(), name=c.function.name,
                                                  arguments=c.function.arguments)
-                                        for i, c in enumerate(m.tool_calls)] if m.tool_calls else None)
+                                        for c in m.tool_calls] if m.tool_calls else None)
                     for m in req.messages]
         tools = [Tool(name=x.function.name, description=x.function.description,
                       parameters=x.function.parameters) for x in req.tools or []]
@@ -126,20 +111,13 @@ def make_blueprint(inferno: Inferno) -> Any:
                                                keep_alive=keep, format=t.fmt(req.format), tools=tools or None))
         if req.stream:
             events = await handle.primed()
-            return stream_response(_chat_chunks(req.model, events))
-        text, calls, done = [], [], Done(reason="stop")
-        async for event in handle:
-            if isinstance(event, TextDelta):
-                text.append(event.text)
-            elif isinstance(event, ToolCalls):
-                calls.extend(event.calls)
-            elif isinstance(event, Done):
-                done = event
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(text)}
-        if calls:
-            message["tool_calls"] = _calls(calls)
+            return ndjson_stream(_chat_chunks(req.model, events))
+        r = await collect(handle)
+        message: dict[str, Any] = {"role": "assistant", "content": r.text}
+        if r.calls:
+            message["tool_calls"] = _calls(r.calls)
         return {"model": req.model, "created_at": t.now(), "message": message, "done": True,
-                **t.final_metrics(done)}
+                **t.final_metrics(r.done)}
 
     @bp.post("/api/embed")
     @body(EmbedBody)
@@ -149,7 +127,7 @@ def make_blueprint(inferno: Inferno) -> Any:
         inputs = [req.input] if isinstance(req.input, str) else list(req.input)
         inputs = [i for i in inputs if i != ""] if isinstance(req.input, str) else inputs
         _, load = t.options(req.options)
-        keep = t.keep_alive(req.keep_alive)
+        keep = keep_alive(req.keep_alive)
         if not inputs:
             await engine.load(req.model, load, keep).result()
             return {"model": req.model, "embeddings": [], "total_duration": 0, "load_duration": 0,
@@ -167,11 +145,11 @@ def make_blueprint(inferno: Inferno) -> Any:
         req: EmbeddingsBody = await read_json(EmbeddingsBody)
         _, load = t.options(req.options)
         if not req.prompt:
-            await engine.load(req.model, load, t.keep_alive(req.keep_alive)).result()
+            await engine.load(req.model, load, keep_alive(req.keep_alive)).result()
             return {"embedding": []}
         result: Embeddings = (await engine.embed(EmbedRequest(
             model=req.model, inputs=[req.prompt], normalize=False, load=load,
-            keep_alive=t.keep_alive(req.keep_alive))).result())[-1]
+            keep_alive=keep_alive(req.keep_alive))).result())[-1]
         return {"embedding": result.vectors[0]}
 
     return bp

@@ -6,9 +6,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
-from inferno.config import parse_duration
-from inferno.engine.types import Done, LoadOptions, SamplingOptions
-from inferno.errors import BadRequestError
+from inferno.api import BadRequestError, Done, InfernoError, LoadOptions, SamplingOptions
 
 log = logging.getLogger("inferno.ollama")
 
@@ -79,13 +77,6 @@ def options(opts: dict[str, Any] | None) -> tuple[SamplingOptions, LoadOptions]:
         raise BadRequestError(f"option {err['loc'][0]!r}: {err['msg']}", param="options") from None
 
 
-def keep_alive(value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    seconds = parse_duration(value)
-    return -1.0 if seconds is None else seconds
-
-
 def fmt(value: Any) -> Any:
     if value in (None, ""):
         return None
@@ -115,3 +106,8 @@ def go_template(template: str, system: str | None, prompt: str) -> str | None:
     text = re.sub(r"\{\{-?\s*if\s+\.System\s*-?\}\}(.*?)\{\{-?\s*end\s*-?\}\}",
                   lambda m: m.group(1) if system else "", template, flags=re.S)
     return re.sub(r"\{\{-?\s*\.(\w+)\s*-?\}\}", sub, text)
+
+
+def error_body(error: InfernoError) -> dict[str, Any]:
+    """Ollama's error shape: {"error": "message"}."""
+    return {"error": error.message}

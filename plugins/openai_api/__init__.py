@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from inferno.hookspecs import hookimpl
+from inferno.api import hookimpl
 
 
 @hookimpl
 def register_routes(app: Any, inferno: Any) -> None:
-    from inferno.server import error_shape
+    from inferno.api import register_error_shape
 
     from .routes import make_blueprint
     from .translate import error_body
 
     app.register_blueprint(make_blueprint(inferno))
-    error_shape(app, "/v1", error_body)
+    register_error_shape(app, "/v1", error_body)

@@ -10,44 +10,40 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from inferno.engine.types import Done, Embeddings, EmbedRequest, GenerateRequest, TextDelta, TokenizeRequest, ToolCalls
-from inferno.errors import BadRequestError, InfernoError
-from inferno.host import Inferno
-from inferno.server import body, read_json
-from inferno.store import display_name
+from inferno.api import (
+    BadRequestError,
+    Chunk,
+    Done,
+    Embeddings,
+    EmbedRequest,
+    GenerateRequest,
+    Inferno,
+    TextDelta,
+    TokenizeRequest,
+    ToolCalls,
+    body,
+    collect,
+    display_name,
+    dumps,
+    keep_alive,
+    primed,
+    read_json,
+    stream,
+    submit_all,
+)
 
 from . import translate as t
 from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 
-def _json(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
-def _sse(obj: Any) -> bytes:
-    return f"data: {_json(obj)}\n\n".encode()
-
-
 def make_blueprint(inferno: Inferno) -> Any:
-    from quart import Blueprint, Response
+    from quart import Blueprint
 
     bp = Blueprint("openai_api", __name__, url_prefix="/v1")
     engine = inferno.engine
 
-    def stream_response(gen: AsyncIterator[bytes]) -> Any:
-        response = Response(gen, content_type="text/event-stream",
-                            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        response.timeout = None
-        return response
-
-    async def sse_guard(chunks: AsyncIterator[dict[str, Any] | bytes]) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in chunks:
-                yield chunk if isinstance(chunk, bytes) else _sse(chunk)
-        except InfernoError as e:  # headers are sent: the error travels as an event
-            yield _sse(t.error_body(e))
-            return
-        yield b"data: [DONE]\n\n"
+    def sse_stream(chunks: AsyncIterator[Chunk]) -> Any:
+        return stream(chunks, kind="sse", error=t.error_body, end=b"data: [DONE]\n\n")
 
     def model_card(info: Any) -> dict[str, Any]:
         return {"id": display_name(info.name), "object": "model", "created": int(info.downloaded_at.timestamp()),
@@ -70,20 +66,20 @@ def make_blueprint(inferno: Inferno) -> Any:
         req: ChatCompletionRequest = await read_json(ChatCompletionRequest)
         cores = _choices(t.chat_request(req), req.n)
         rid = t.new_id("chatcmpl")
-        handles = _submit_all(engine, cores)  # every choice at once: they decode together in one batch
+        handles = submit_all(engine, cores)  # every choice at once: they decode together in one batch
         if req.stream:
-            first = await _primed(handles)
+            first = await primed(handles)
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return stream_response(sse_guard(_chat_chunks(handles, first, req, rid, include_usage)))
+            return sse_stream(_chat_chunks(handles, first, req, rid, include_usage))
         choices, dones = [], []
-        for index, (text, calls, logprobs, done) in enumerate(await asyncio.gather(*map(_collect, handles))):
-            message: dict[str, Any] = {"role": "assistant", "content": text if not calls or text else None}
-            if calls:
-                message["tool_calls"] = t.tool_calls_out(calls)
+        for index, r in enumerate(await asyncio.gather(*map(collect, handles))):
+            message: dict[str, Any] = {"role": "assistant", "content": r.text if not r.calls or r.text else None}
+            if r.calls:
+                message["tool_calls"] = t.tool_calls_out(r.calls)
             choices.append({"index": index, "message": message,
-                            "logprobs": t.chat_logprobs(logprobs) if cores[0].logprobs is not None else None,
-                            "finish_reason": t.FINISH[done.reason]})
-            dones.append(done)
+                            "logprobs": t.chat_logprobs(r.logprobs) if cores[0].logprobs is not None else None,
+                            "finish_reason": t.FINISH[r.done.reason]})
+            dones.append(r.done)
         return t.envelope("chat.completion", rid, req.model, choices, usage=_sum_usage(dones))
 
     @bp.post("/completions")
@@ -96,20 +92,17 @@ def make_blueprint(inferno: Inferno) -> Any:
             raise BadRequestError("prompt must not be empty", param="prompt")
         rid = t.new_id("cmpl")
         cores = [c for p in prompts for c in _choices(t.completion_request(req, p), req.n)]
-        handles = _submit_all(engine, cores)
+        handles = submit_all(engine, cores)
         if req.stream:
-            first = await _primed(handles)
+            first = await primed(handles)
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return stream_response(sse_guard(_completion_chunks(handles, cores, first, req, rid, include_usage)))
+            return sse_stream(_completion_chunks(handles, cores, first, req, rid, include_usage))
         choices, dones = [], []
-        for core, (text, _calls, logprobs, done) in zip(cores, await asyncio.gather(*map(_collect, handles)),
-                                                        strict=True):
-            if req.echo:
-                text = (core.prompt or "") + text
-            choices.append({"index": len(choices), "text": text,
-                            "logprobs": _completion_logprobs(logprobs) if req.logprobs is not None else None,
-                            "finish_reason": t.FINISH[done.reason]})
-            dones.append(done)
+        for core, r in zip(cores, await asyncio.gather(*map(collect, handles)), strict=True):
+            choices.append({"index": len(choices), "text": (core.prompt or "") + r.text if req.echo else r.text,
+                            "logprobs": _completion_logprobs(r.logprobs) if req.logprobs is not None else None,
+                            "finish_reason": t.FINISH[r.done.reason]})
+            dones.append(r.done)
         return {"id": rid, "object": "text_completion", "created": int(time.time()),
                 "model": req.model, "system_fingerprint": t.FINGERPRINT, "choices": choices,
                 "usage": _sum_usage(dones)}
@@ -123,7 +116,7 @@ def make_blueprint(inferno: Inferno) -> Any:
         if not inputs:
             raise BadRequestError("input must not be empty", param="input")
         handle = engine.embed(EmbedRequest(model=req.model, inputs=inputs, dimensions=req.dimensions,
-                                           keep_alive=t._keep_alive(req.keep_alive)))
+                                           keep_alive=keep_alive(req.keep_alive)))
         result: Embeddings = (await handle.result())[-1]
         data = []
         for i, vec in enumerate(result.vectors):
@@ -165,42 +158,6 @@ def _choices(core: GenerateRequest, n: int) -> list[GenerateRequest]:
             for i in range(n)]
 
 
-def _submit_all(engine: Any, cores: list[GenerateRequest]) -> list[Any]:
-    handles: list[Any] = []
-    try:
-        for core in cores:
-            handles.append(engine.submit(core))
-    except BaseException:
-        for h in handles:
-            h.cancel()
-        raise
-    return handles
-
-
-async def _primed(handles: list[Any]) -> AsyncIterator[Any]:
-    """The first handle primed (errors before any output raise here); the others cancelled if it fails."""
-    try:
-        return await handles[0].primed()
-    except BaseException:
-        for h in handles:
-            h.cancel()
-        raise
-
-
-async def _collect(handle: Any) -> tuple[str, list[Any], list[dict[str, Any]], Done]:
-    text, calls, logprobs = [], [], []
-    done = Done(reason="stop")
-    async for event in handle:
-        if isinstance(event, TextDelta):
-            text.append(event.text)
-            logprobs.extend(event.logprobs or [])
-        elif isinstance(event, ToolCalls):
-            calls.extend(event.calls)
-        elif isinstance(event, Done):
-            done = event
-    return "".join(text), calls, logprobs, done
-
-
 def _sum_usage(dones: list[Done]) -> dict[str, Any]:
     total = Done(reason="stop", prompt_tokens=dones[0].prompt_tokens if dones else 0,
                  completion_tokens=sum(d.completion_tokens for d in dones),
@@ -227,7 +184,7 @@ async def _chat_chunks(handles: list[Any], first: AsyncIterator[Any], req: ChatC
 
         # The per-token chunk differs only in its text: build it from two fixed halves instead of a dict.
         first_chunk = chunk({"role": "assistant", "content": ""})
-        head, _, _ = _json(first_chunk).partition('"delta":')
+        head, _, _ = dumps(first_chunk).partition('"delta":')
         prefix, suffix = f"data: {head}\"delta\":{{\"content\":", "},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
         yield first_chunk
         async for event in events:

@@ -7,18 +7,21 @@ import time
 import uuid
 from typing import Any
 
-from inferno.config import parse_duration
-from inferno.engine.types import (
+from inferno.api import (
+    BadRequestError,
     Done,
     GenerateRequest,
+    InfernoError,
     LoadOptions,
     Message,
     SamplingOptions,
     Tool,
     ToolCall,
     ToolChoice,
+    keep_alive,
+    stop_list,
+    tool_call_id,
 )
-from inferno.errors import BadRequestError, InfernoError
 
 from .schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, ImagePart, NamedToolChoice, _Sampling
 
@@ -35,15 +38,8 @@ def error_body(error: InfernoError) -> dict[str, Any]:
     return {"error": {"message": error.message, "type": kind, "param": error.param, "code": code}}
 
 
-def _keep_alive(value: str | float | None) -> float | None:
-    if value is None:
-        return None
-    seconds = parse_duration(value)
-    return -1.0 if seconds is None else seconds
-
-
 def _sampling(body: _Sampling, max_tokens: int | None) -> SamplingOptions:
-    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    stop = stop_list(body.stop)
     if len(stop) > 16:
         raise BadRequestError("at most 16 stop sequences", param="stop")
     return SamplingOptions(temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=stop,
@@ -78,7 +74,7 @@ def _messages(body: ChatCompletionRequest) -> list[Message]:
                 if not isinstance(args, dict):
                     raise BadRequestError(f"messages[{i}]: tool call arguments must be a JSON object",
                                           param="messages")
-                calls.append(ToolCall(id=c.id or f"call_{uuid.uuid4().hex[:24]}", name=c.function.name,
+                calls.append(ToolCall(id=c.id or tool_call_id(), name=c.function.name,
                                       arguments=args))
                 names[c.id] = c.function.name
         role = {"developer": "system", "function": "tool"}.get(m.role, m.role)
@@ -110,14 +106,14 @@ def chat_request(body: ChatCompletionRequest) -> GenerateRequest:
                                                                          or body.max_tokens),
         format=fmt, tools=tools or None, tool_choice=choice,
         logprobs=(body.top_logprobs or 0) if body.logprobs else None,
-        load=LoadOptions(n_ctx=body.num_ctx), keep_alive=_keep_alive(body.keep_alive))
+        load=LoadOptions(n_ctx=body.num_ctx), keep_alive=keep_alive(body.keep_alive))
 
 
 def completion_request(body: CompletionRequest, prompt: str) -> GenerateRequest:
     return GenerateRequest(
         model=body.model, prompt=prompt, suffix=body.suffix or None, raw=True,
         sampling=_sampling(body, body.max_tokens), logprobs=body.logprobs,
-        load=LoadOptions(n_ctx=body.num_ctx), keep_alive=_keep_alive(body.keep_alive))
+        load=LoadOptions(n_ctx=body.num_ctx), keep_alive=keep_alive(body.keep_alive))
 
 
 def new_id(prefix: str) -> str:

@@ -16,10 +16,17 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from inferno.errors import BadRequestError, SourceError
-from inferno.hookspecs import hookimpl
-from inferno.sources import Chooser, Fetched, ModelRef, name_from
-from inferno.store import Progress, safe_filename
+from inferno.api import (
+    BadRequestError,
+    Chooser,
+    Fetched,
+    ModelRef,
+    Progress,
+    SourceError,
+    hookimpl,
+    name_from,
+    safe_filename,
+)
 
 _DIST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(==[A-Za-z0-9.+!-]+)?$")
 _RAW_PROGRESS = re.compile(r"Progress (\d+) of (\d+)")

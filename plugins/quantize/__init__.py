@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from inferno.hookspecs import hookimpl
+from inferno.api import hookimpl
 
 
 @hookimpl
@@ -19,7 +19,7 @@ def quantize_model(inferno: Any, source: str, target: str, method: str, progress
 
     info = inferno.store.get(source)
     if info.filename and not info.filename.endswith(".gguf"):
-        from inferno.errors import BadRequestError
+        from inferno.api import BadRequestError
 
         raise BadRequestError(f"{source} is not a GGUF file; convert it to GGUF first")
     meta = inferno.metadata(source)
@@ -47,7 +47,7 @@ def register_commands(cli: click.Group) -> None:
 
 
 def _host() -> Any:
-    from inferno.host import Inferno
+    from inferno.api import Inferno
 
     return Inferno()
 
@@ -81,9 +81,7 @@ def quantize(source: str | None, target: str | None, method: str, show_list: boo
         return
     if not source:
         raise click.UsageError("give a SOURCE model (or --list)")
-    from inferno.cli.progress import ProgressBar
-    from inferno.plugins import pm
-    from inferno.store import normalize_name
+    from inferno.api import ProgressBar, normalize_name
 
     host = _host()
     if target:
@@ -93,14 +91,14 @@ def quantize(source: str | None, target: str | None, method: str, show_list: boo
     target = normalize_name(target or f"{name.replace(':', '-')}-{chosen.name}", "target")
     bar = ProgressBar()
     try:
-        info = pm.hook.quantize_model(inferno=host, source=name, target=target, method=chosen.name, progress=bar,
-                                      options={"imatrix": str(imatrix) if imatrix else None,
-                                               "allow_requantize": allow_requantize, "pure": pure,
-                                               "threads": threads, "output_tensor_type": output_tensor_type,
-                                               "token_embedding_type": token_embedding_type})
+        info = host.quantize(name, target, chosen.name, progress=bar,
+                             options={"imatrix": str(imatrix) if imatrix else None,
+                                      "allow_requantize": allow_requantize, "pure": pure,
+                                      "threads": threads, "output_tensor_type": output_tensor_type,
+                                      "token_embedding_type": token_embedding_type})
     finally:
         bar.close()
-    from inferno.cli.models import human_size
+    from inferno.api import human_size
 
     before = host.store.get(name).size
     click.echo(f"quantized {name} → {info.name} ({chosen.label}): {human_size(before)} → {human_size(info.size)}")
@@ -112,8 +110,7 @@ def quantize(source: str | None, target: str | None, method: str, show_list: boo
 @click.option("--n-ctx", type=click.IntRange(16), default=4096, show_default=True, help="Context for RAM and --eval.")
 def compare(models: tuple[str, ...], run_eval: bool, n_ctx: int) -> None:
     """Compare models side by side: size, bits/weight, quantization, parameters, context, RAM."""
-    from inferno.cli.models import table
-    from inferno.metadata import format_parameter_size
+    from inferno.api import format_parameter_size, table
 
     from .report import bits_per_weight, evaluate, human, kv_cache_bytes
 
@@ -148,7 +145,7 @@ def compare(models: tuple[str, ...], run_eval: bool, n_ctx: int) -> None:
 @click.option("--n-ctx", type=click.IntRange(16), help="Context length (default: min(trained, 4096)).")
 def estimate(model: str, n_ctx: int | None) -> None:
     """RAM a model needs (weights + KV cache), for its own quantization and the common alternatives."""
-    from inferno.cli.models import table
+    from inferno.api import table
 
     from .methods import COMMON, by_name
     from .report import human, kv_cache_bytes

@@ -63,7 +63,7 @@ def import_llama() -> Any:
     try:
         import llama_cpp
     except Exception as e:  # ImportError when missing; OSError/RuntimeError when its library does not load
-        from inferno.errors import UnavailableError
+        from inferno.api import UnavailableError
 
         raise UnavailableError(
             f"quantizing needs llama-cpp-python, which is not installed or does not load ({type(e).__name__}: "
@@ -78,7 +78,7 @@ def available() -> list[Method]:
 
 
 def find(name: str) -> Method:
-    from inferno.errors import BadRequestError
+    from inferno.api import BadRequestError
 
     wanted = name.strip().lower()
     for m in _TABLE:

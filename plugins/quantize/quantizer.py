@@ -13,8 +13,7 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-from inferno.errors import BadRequestError, InfernoError
-from inferno.store import Progress
+from inferno.api import BadRequestError, InfernoError, Progress
 
 from .methods import UNQUANTIZED, Method, import_llama
 

@@ -6,7 +6,7 @@ import time
 from importlib.resources import files
 from typing import Any
 
-from inferno.metadata import ModelMetadata
+from inferno.api import ModelMetadata
 
 KV_BYTES = 2  # f16 K and V cache entries
 
@@ -39,7 +39,7 @@ def eval_text() -> str:
 
 def evaluate(inferno: Any, name: str, n_ctx: int, tokens: int = 64) -> dict[str, float]:
     """Measured decode tok/s (greedy, fixed token count) and perplexity on the bundled text."""
-    from inferno.engine.types import Done, GenerateRequest, LoadOptions, SamplingOptions, ScoreRequest, Scores
+    from inferno.api import Done, GenerateRequest, LoadOptions, SamplingOptions, ScoreRequest, Scores
 
     load = LoadOptions(n_ctx=n_ctx)
     list(inferno.engine.load(name, load, keep_alive=0.5))

@@ -1,0 +1,85 @@
+"""Inferno's public API: everything a plugin (first- or third-party) may import, and nothing else.
+
+Plugins import from `inferno.api` only (tests/test_public_api.py enforces it for the first-party ones); the
+modules behind these names may move, these names stay. Importing this module is cheap: no quart, no
+llama_cpp, no huggingface_hub — those are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+from inferno import __version__
+from inferno.cli.models import human_size, table
+from inferno.cli.progress import ProgressBar
+from inferno.config import Settings, parse_duration
+from inferno.dialect import (
+    Chunk,
+    Collected,
+    ErrorShape,
+    collect,
+    dumps,
+    error_response,
+    keep_alive,
+    ndjson,
+    neutral_error,
+    primed,
+    register_error_shape,
+    sse,
+    stop_list,
+    stream,
+    submit_all,
+    tool_call_id,
+)
+from inferno.engine.protocol import Engine, ModelDefaults, ResolvedModel
+from inferno.engine.types import (
+    Done,
+    Embeddings,
+    EmbedRequest,
+    Event,
+    FinishReason,
+    FormatSpec,
+    GenerateRequest,
+    LoadedModelInfo,
+    LoadOptions,
+    Message,
+    SamplingOptions,
+    ScoreRequest,
+    Scores,
+    TextDelta,
+    TokenizeRequest,
+    Tokens,
+    Tool,
+    ToolCall,
+    ToolCalls,
+    ToolChoice,
+)
+from inferno.errors import (
+    AuthenticationError,
+    BadRequestError,
+    BusyError,
+    ForbiddenError,
+    InfernoError,
+    ModelLoadError,
+    ModelNotFoundError,
+    NotFoundError,
+    SourceError,
+    UnavailableError,
+)
+from inferno.hookspecs import hookimpl
+from inferno.host import Inferno
+from inferno.metadata import ModelMetadata, format_parameter_size
+from inferno.server import body, read_json
+from inferno.sources import Chooser, Fetched, ModelRef, name_from
+from inferno.store import ModelInfo, Progress, display_name, normalize_name, safe_filename, sha256_file
+
+__all__ = [
+    "AuthenticationError", "BadRequestError", "BusyError", "Chooser", "Chunk", "Collected", "Done", "EmbedRequest",
+    "Embeddings", "Engine", "ErrorShape", "Event", "Fetched", "FinishReason", "ForbiddenError", "FormatSpec",
+    "GenerateRequest", "Inferno", "InfernoError", "LoadOptions", "LoadedModelInfo", "Message", "ModelDefaults",
+    "ModelInfo", "ModelLoadError", "ModelMetadata", "ModelNotFoundError", "ModelRef", "NotFoundError", "Progress",
+    "ProgressBar", "ResolvedModel", "SamplingOptions", "ScoreRequest", "Scores", "Settings", "SourceError",
+    "TextDelta", "TokenizeRequest", "Tokens", "Tool", "ToolCall", "ToolCalls", "ToolChoice", "UnavailableError",
+    "__version__", "body", "collect", "display_name", "dumps", "error_response", "format_parameter_size",
+    "hookimpl", "human_size", "keep_alive", "name_from", "ndjson", "neutral_error", "normalize_name",
+    "parse_duration", "primed", "read_json", "register_error_shape", "safe_filename", "sha256_file", "sse",
+    "stop_list", "stream", "submit_all", "table", "tool_call_id",
+]

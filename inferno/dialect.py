@@ -1,0 +1,183 @@
+"""The dialect toolkit: what every HTTP API dialect needs around the engine, written once.
+
+A dialect (first- or third-party) translates its wire format into core requests and the engine's events back;
+everything else lives here: collecting a request's events into one result, streaming them as SSE or NDJSON
+(with the mid-stream error and the client-went-away cancel in one place), submitting several requests that
+should decode together, keep_alive / stop / tool-call-id helpers, and per-dialect error shapes.
+
+Nothing heavy is imported at module level: plugins import this at load time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from inferno.config import parse_duration
+from inferno.engine.chat import tool_call_id as tool_call_id  # one id form: the engine's parser uses it too
+from inferno.engine.types import Done, TextDelta, ToolCall, ToolCalls
+from inferno.errors import InfernoError
+
+if TYPE_CHECKING:
+    from quart import Quart
+
+    from inferno.engine.handle import RequestHandle
+    from inferno.engine.protocol import Engine
+    from inferno.engine.types import GenerateRequest
+
+ErrorShape = Callable[[InfernoError], dict[str, Any]]
+Chunk = dict[str, Any] | bytes  # a stream item: an object to encode, or bytes already encoded
+
+
+# errors ---------------------------------------------------------------------------------------------
+
+
+def neutral_error(error: InfernoError) -> dict[str, Any]:
+    """The core's own error shape, for routes no dialect claims (/health, /inferno/…)."""
+    return {"error": {"message": error.message, "code": error.code, "param": error.param}}
+
+
+def register_error_shape(app: Quart, prefix: str, shape: ErrorShape) -> None:
+    """Answer errors under a URL prefix in a dialect's own JSON shape (the longest matching prefix wins)."""
+    app.extensions.setdefault("inferno_error_shapes", {})[prefix] = shape
+
+
+def error_shape_for(app: Quart, path: str) -> ErrorShape:
+    shapes: dict[str, ErrorShape] = app.extensions.get("inferno_error_shapes", {})
+    best = max((p for p in shapes if path.startswith(p)), key=len, default=None)
+    return shapes[best] if best is not None else neutral_error
+
+
+def error_response(app: Quart, path: str, error: InfernoError) -> Any:
+    from quart import Response
+
+    return Response(dumps(error_shape_for(app, path)(error)), status=error.status, content_type="application/json")
+
+
+# collecting -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Collected:
+    """A whole generation: its text, tool calls, logprobs and final Done."""
+
+    text: str = ""
+    calls: list[ToolCall] = field(default_factory=list)
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
+    done: Done = field(default_factory=lambda: Done(reason="stop"))
+
+
+async def collect(events: AsyncIterator[Any] | RequestHandle) -> Collected:
+    """Every event of one request, gathered into one result (non-streamed replies)."""
+    text: list[str] = []
+    out = Collected()
+    async for event in events:
+        if isinstance(event, TextDelta):
+            text.append(event.text)
+            out.logprobs.extend(event.logprobs or [])
+        elif isinstance(event, ToolCalls):
+            out.calls.extend(event.calls)
+        elif isinstance(event, Done):
+            out.done = event
+    out.text = "".join(text)
+    return out
+
+
+def submit_all(engine: Engine, requests: Iterable[GenerateRequest]) -> list[RequestHandle]:
+    """Submit every request before reading any, so they decode together (n choices, several prompts).
+    If one is refused (busy, unknown model), those already submitted are cancelled."""
+    handles: list[RequestHandle] = []
+    try:
+        for r in requests:
+            handles.append(engine.submit(r))
+    except BaseException:
+        for h in handles:
+            h.cancel()
+        raise
+    return handles
+
+
+async def primed(handles: list[RequestHandle]) -> AsyncIterator[Any]:
+    """The first handle's events, once its first event arrived: errors before any output (unknown model,
+    prompt too long, load failure) raise here, while a proper status can still be sent. On an error every
+    handle is cancelled."""
+    try:
+        return await handles[0].primed()
+    except BaseException:
+        for h in handles:
+            h.cancel()
+        raise
+
+
+# streaming ------------------------------------------------------------------------------------------
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def sse(obj: Any, event: str | None = None) -> bytes:
+    """One server-sent event (with a named `event:` line when given, as Anthropic and Responses use)."""
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {dumps(obj)}\n\n".encode()
+
+
+def ndjson(obj: Any) -> bytes:
+    return (dumps(obj) + "\n").encode()
+
+
+def stream(chunks: AsyncIterator[Chunk], *, kind: Literal["sse", "ndjson"], error: ErrorShape,
+           end: bytes | None = None, event_of: Callable[[dict[str, Any]], str | None] | None = None) -> Any:
+    """A streamed response of chunks as SSE or NDJSON.
+
+    An InfernoError raised mid-stream (after the status line went out) becomes the stream's last item, in
+    the dialect's error shape; `end` (OpenAI's `data: [DONE]`) follows a stream that ended well. A client
+    that goes away closes the chunk generator, which cancels its engine requests between two tokens.
+    `event_of` names an SSE event after its object (`{"type": "message_start"}` → `event: message_start`).
+    """
+    from quart import Response
+
+    def encode(obj: dict[str, Any]) -> bytes:
+        if kind == "ndjson":
+            return ndjson(obj)
+        return sse(obj, event_of(obj) if event_of else None)
+
+    async def guarded() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks:
+                yield chunk if isinstance(chunk, bytes) else encode(chunk)
+        except InfernoError as e:
+            yield encode(error(e))
+            return
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if end is not None:
+            yield end
+
+    content_type = "text/event-stream" if kind == "sse" else "application/x-ndjson"
+    response = Response(guarded(), content_type=content_type,
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response.timeout = None  # a generation streams for as long as it takes
+    return response
+
+
+# helpers --------------------------------------------------------------------------------------------
+
+
+def keep_alive(value: str | float | None) -> float | None:
+    """A request's keep_alive: None = the server's default; a duration or seconds; negative = forever (-1)."""
+    if value is None or value == "":
+        return None
+    seconds = parse_duration(value)
+    return -1.0 if seconds is None else seconds
+
+
+def stop_list(value: str | list[str] | None) -> list[str]:
+    """`stop` as one string or a list, empty strings dropped."""
+    if value is None:
+        return []
+    return [s for s in ([value] if isinstance(value, str) else value) if s]

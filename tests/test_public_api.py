@@ -1,0 +1,56 @@
+"""Plugins import only the host's declared public API (inferno.api), so the host can change behind it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import inferno.api
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names) of every absolute import of an inferno module in a file."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and \
+                node.module.split(".")[0] == "inferno":
+            out.append((node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names if a.name.split(".")[0] == "inferno"]
+    return out
+
+
+def plugin_files() -> list[Path]:
+    files = [*ROOT.joinpath("plugins").rglob("*.py"), *ROOT.joinpath("examples").rglob("*.py")]
+    return [f for f in files if "build" not in f.parts and ".venv" not in f.parts]
+
+
+def test_plugins_import_only_the_public_api() -> None:
+    offenders = []
+    for f in plugin_files():
+        for module, names in _imports(f):
+            if module != "inferno.api":
+                offenders.append(f"{f.relative_to(ROOT)}: {module}")
+            offenders += [f"{f.relative_to(ROOT)}: inferno.api.{n}" for n in names
+                          if n.startswith("_") and n != "__version__" or n == "*"]
+    assert not offenders, "plugins may import only inferno.api:\n" + "\n".join(offenders)
+
+
+def test_the_public_api_resolves_and_is_declared() -> None:
+    assert inferno.api.__all__ == sorted(set(inferno.api.__all__), key=inferno.api.__all__.index)
+    missing = [n for n in inferno.api.__all__ if not hasattr(inferno.api, n)]
+    assert not missing
+    public = {n for n in vars(inferno.api) if n[0] not in "_@" and n != "annotations"}
+    assert public <= set(inferno.api.__all__), public - set(inferno.api.__all__)
+
+
+def test_the_public_api_imports_nothing_heavy() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, inferno.api; heavy = [m for m in ('quart', 'hypercorn', 'llama_cpp', 'huggingface_hub', "
+            "'numpy') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
