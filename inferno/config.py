@@ -67,11 +67,25 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     max_prompt_tokens: int = Field(0, ge=0)  # 0: the context window is the only limit
     aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ALIASES))
+    rpc_servers: list[str] = Field(default_factory=list)  # llama.cpp RPC workers (host:port) a model is split over
+    tensor_split: list[float] = Field(default_factory=list)  # proportions per device (RPC workers, then GPUs)
 
     @field_validator("keep_alive")
     @classmethod
     def _valid_keep_alive(cls, v: str) -> str:
         parse_duration(v)
+        return v
+
+    @field_validator("rpc_servers")
+    @classmethod
+    def _valid_rpc_servers(cls, v: list[str]) -> list[str]:
+        return [check_rpc_endpoint(e) for e in v]
+
+    @field_validator("tensor_split")
+    @classmethod
+    def _valid_tensor_split(cls, v: list[float]) -> list[float]:
+        if any(x < 0 for x in v) or (v and not any(x > 0 for x in v)):
+            raise ValueError("tensor split proportions are non-negative numbers, at least one above 0")
         return v
 
     @property
@@ -81,6 +95,15 @@ class Settings(BaseModel):
     @property
     def keep_alive_seconds(self) -> float | None:
         return parse_duration(self.keep_alive)
+
+
+def check_rpc_endpoint(value: str) -> str:
+    """"host:port" of a llama.cpp RPC worker (IPv4 address or host name: ggml-rpc speaks IPv4 only)."""
+    value = value.strip()
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or ":" in host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"RPC worker {value!r} is not host:port (an IPv4 address or a name, and a port)")
+    return f"{host}:{int(port)}"
 
 
 def _split_host(value: str) -> tuple[str, int | None]:
@@ -112,6 +135,8 @@ KEYS = {
     "origins": "origins",
     "allow_local_paths": "allow_local_paths",
     "host": "host",  # "host" or "host:port"
+    "rpc_servers": "rpc_servers",  # "host:port,host:port" or a JSON list
+    "tensor_split": "tensor_split",  # "3,1" or a JSON list
 }
 CONFIG_ONLY = {"aliases", "default_model", "port"}
 
@@ -180,6 +205,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             data[field] = value
     if "origins" in data:
         data["origins"] = _list(data["origins"], ",")
+    for field in ("rpc_servers", "tensor_split"):
+        if field in data:
+            data[field] = _list(data[field], ",")
     if "allow_local_paths" in data:
         data["allow_local_paths"] = _list(data["allow_local_paths"], os.pathsep + ",")
     for field in ("models_path", "allow_local_paths"):

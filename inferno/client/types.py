@@ -145,6 +145,7 @@ class LoadedModel(_Model):
     slots_in_use: int = 0
     queued: int = 0
     tokens_per_second: float = 0.0
+    devices: list[dict[str, Any]] = []  # where it lives: name, endpoint (an RPC worker's), memory in bytes
 
 
 class PsResponse(_Model):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 from inferno.engine.handle import RequestHandle
 from inferno.engine.protocol import EngineSettings, NullObserver, Observer, Resolver
@@ -81,6 +82,14 @@ class Scheduler:
             self.global_defaults = options
         else:
             self.defaults[self.resolver.canonical(name)] = options
+
+    def rpc_workers(self) -> list[dict[str, Any]]:
+        """The state of each RPC worker (settings.rpc_servers): connected, ready or gone, and why."""
+        if not self.settings.rpc_servers:
+            return []
+        from inferno.engine.rpc import pool
+
+        return pool().status(self.settings.rpc_servers)
 
     @property
     def queued(self) -> int:

@@ -214,3 +214,4 @@ class LoadedModelInfo:
     slots_in_use: int = 0
     queued: int = 0  # requests for this model waiting for a slot
     tokens_per_second: float = 0.0  # generated, all slots together, over the last seconds
+    devices: list[dict[str, Any]] = field(default_factory=list)  # where it lives: name, endpoint, bytes per kind

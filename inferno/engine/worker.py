@@ -33,13 +33,14 @@ log = logging.getLogger("inferno.engine")
 
 
 class Job:
-    __slots__ = ("handle", "keep_alive", "kind", "load", "request", "running", "started")
+    __slots__ = ("ended", "handle", "keep_alive", "kind", "load", "request", "running", "started")
 
     def __init__(self, kind: str, request: Any, load: LoadOptions, keep_alive: float | None,
                  handle: RequestHandle) -> None:
         self.kind, self.request, self.load, self.keep_alive, self.handle = kind, request, load, keep_alive, handle
         self.started = False  # left the queue (admitted to a slot, or begun)
         self.running = False  # counted in the worker's running jobs
+        self.ended = False  # its final event (or error) was sent
 
 
 class Worker:
@@ -54,6 +55,9 @@ class Worker:
         self.embedder: Embedder | None = None
         self.scores: collections.deque[Job] = collections.deque()  # waiting for a free slot
         self.running = 0  # jobs dispatched and not finished
+        self.active: set[Job] = set()  # those jobs
+        self.current: Job | None = None  # the job whose model is loading
+        self.abandoned = False  # an RPC worker under the model died: this thread and model are never used again
         self.waiting = 0  # jobs submitted and not yet running (counted in the scheduler's queue bound)
         self.expires_at: float | None = time.time() + 300
         self.last_used = time.monotonic()
@@ -70,7 +74,7 @@ class Worker:
         while True:
             active = (self.batcher is not None and self.batcher.busy) or bool(self.scores)
             self._take(block=not active and not self.inbox)
-            if self._dispatch():
+            if self.abandoned or self._dispatch():
                 break
             if self.batcher is not None and self.batcher.busy:
                 try:
@@ -78,11 +82,12 @@ class Worker:
                 except Exception as e:  # a bug: fail what runs, keep serving
                     log.exception("decode step failed for %s", self.name)
                     self.batcher._fail_all(InfernoError(f"generation failed: {type(e).__name__}: {e}"))
-                if self.batcher.broken:
+                if self.batcher.broken and not self.abandoned:
                     log.error("%s: the decode failed; the model reloads for the next request", self.name)
                     self._unload()
             self._run_scores()
-        self._unload()
+        if not self.abandoned:
+            self._unload()
 
     def _take(self, block: bool) -> None:
         try:
@@ -107,6 +112,7 @@ class Worker:
             if needs_model and self.model is not None and self.model.options != job.load and not idle:
                 return False  # reload once the running sequences end; hold everything behind it
             self.inbox.popleft()
+            self.current = job
             try:
                 load_ns = self._ensure(job.load) if needs_model else 0
                 self._start(job, load_ns)
@@ -115,6 +121,8 @@ class Worker:
             except Exception as e:  # a bug or a llama.cpp failure: report it to this caller only
                 log.exception("request failed for %s", self.name)
                 self._end(job, InfernoError(f"generation failed: {type(e).__name__}: {e}"))
+            finally:
+                self.current = None
         return False
 
     def _start(self, job: Job, load_ns: int) -> None:
@@ -125,10 +133,12 @@ class Worker:
             seq = Sequence(self.model, job.request, self._emitter(job), job.handle.cancelled.is_set, load_ns)
             job.running = True
             self.running += 1
+            self.active.add(job)
             self.batcher.enqueue(seq, lambda: self._begin(job))
             return
         job.running = True
         self.running += 1
+        self.active.add(job)
         self._begin(job)
         if job.kind == "embed":
             if self.embedder is None:
@@ -200,6 +210,8 @@ class Worker:
         if job.running:
             job.running = False
             self.running -= 1
+        self.active.discard(job)
+        job.ended = True
         job.handle._put(Failure(result) if isinstance(result, BaseException) else result)
         self.scheduler._finished(self, job)
 
@@ -214,11 +226,21 @@ class Worker:
 
         t0 = time.perf_counter_ns()
         sched = self.scheduler
-        model = Model(sched.resolver.resolve(self.name), options, sched.settings)
+        rpc = sched.settings.rpc_servers and options.n_gpu_layers != 0  # 0: every layer on this machine's CPU
+        if rpc:
+            from inferno.engine.rpc import pool
+
+            pool().acquire(self)  # before loading: a worker may die while the weights go to it
         try:
-            self.batcher = Batcher(model, sched.settings.num_parallel)
+            model = Model(sched.resolver.resolve(self.name), options, sched.settings)
+            try:
+                self.batcher = Batcher(model, sched.settings.num_parallel)
+            except BaseException:
+                model.close()
+                raise
         except BaseException:
-            model.close()
+            if rpc:
+                pool().release(self)
             raise
         self.model = model
         return time.perf_counter_ns() - t0
@@ -234,12 +256,41 @@ class Worker:
             model, self.model = self.model, None
             with contextlib.suppress(Exception):
                 model.close()
+            if model.rpc:
+                from inferno.engine.rpc import pool
+
+                pool().release(self)
+
+    def abandon(self, error: InfernoError) -> None:
+        """An RPC worker holding part of the model died. Called on another thread while this one is stuck in
+        llama.cpp for good (or idle): the model leaves service, every request it holds or awaits fails with
+        error, and its thread and llama.cpp objects are never touched again (see inferno.engine.rpc)."""
+        from inferno.engine.rpc import pool
+
+        self.abandoned = True
+        pool().keep(self.model, self.batcher, self.embedder)
+        with self.scheduler.lock:
+            if self.scheduler.workers.get(self.name) is self:
+                del self.scheduler.workers[self.name]
+        waiting = [j for j in (self.current, *self.active, *self.inbox, *self.scores) if isinstance(j, Job)]
+        while True:
+            try:
+                waiting.append(self.jobs.get_nowait())
+            except queue.Empty:
+                break
+        self.inbox.clear()
+        self.scores.clear()
+        for job in dict.fromkeys(j for j in waiting if isinstance(j, Job)):
+            if not job.ended:
+                self._end(job, error)
+        self.jobs.put(STOP)  # an idle thread wakes up and leaves without unloading
 
     def info(self) -> LoadedModelInfo | None:
         m, b = self.model, self.batcher
         if m is None or b is None:
             return None
         return LoadedModelInfo(name=self.name, path=str(m.path), size=m.size, context_length=m.n_ctx,
+                               devices=m.devices(),
                                expires_at=self.expires_at, busy=self.busy,
                                load_options=m.options.model_dump(exclude_none=True), slots=len(b.slots),
                                slots_in_use=b.in_use, queued=self.waiting,
