@@ -209,15 +209,20 @@ def _repl(session: Session) -> None:
 @click.option("--format", "fmt", type=click.Choice(["json"]), help="Constrain the answer to JSON.")
 @click.option("--system", help="System prompt.")
 @click.option("--verbose", is_flag=True, help="Print token counts and speed after each answer.")
+@click.option("--rpc", help="llama.cpp RPC workers (`inferno rpc-worker`) to split the model across: "
+                            "HOST:PORT[,HOST:PORT…] (INFERNO_RPC_SERVERS).")
+@click.option("--tensor-split", help="Proportions of the layers per device, the RPC workers' first, then local GPUs.")
 def run(model: str, prompt: tuple[str, ...], n_ctx: int | None, threads: int | None, temperature: float | None,
         top_k: int | None, top_p: float | None, seed: int | None, max_tokens: int | None, ignore_eos: bool,
-        fmt: str | None, system: str | None, verbose: bool) -> None:
+        fmt: str | None, system: str | None, verbose: bool, rpc: str | None, tensor_split: str | None) -> None:
     """Chat with a model (pulled first if it is not local). With PROMPT or piped stdin: one answer."""
     from inferno.cli.models import interactive_choose
     from inferno.cli.progress import ProgressBar
+    from inferno.cli.servecmd import with_rpc
+    from inferno.config import load_settings
     from inferno.host import Inferno
 
-    host = Inferno()
+    host = Inferno(with_rpc(load_settings(), rpc, tensor_split))
     bar = ProgressBar()
     try:
         info = host.ensure(model, progress=bar, choose=interactive_choose)
@@ -259,9 +264,10 @@ def ps(as_json: bool) -> None:
         return
     from inferno.cli.models import human_size, table
 
-    rows = [["NAME", "SIZE", "CONTEXT", "SLOTS", "QUEUED", "TOK/S", "UNTIL"]]
+    rows = [["NAME", "SIZE", "CONTEXT", "SLOTS", "QUEUED", "TOK/S", "UNTIL", "DEVICES"]]
     for m in models:
+        devices = ", ".join(f"{d['name']} {human_size(int(d['memory']))}" for d in m.get("devices") or [])
         rows.append([m["name"], human_size(int(m.get("size", 0))), str(m.get("context_length", "-")),
                      f"{m.get('slots_in_use', 0)}/{m.get('slots', 1)}", str(m.get("queued", 0)),
-                     f"{m.get('tokens_per_second', 0.0):.1f}", m.get("expires_at") or "forever"])
+                     f"{m.get('tokens_per_second', 0.0):.1f}", m.get("expires_at") or "forever", devices or "-"])
     click.echo(table(rows))

@@ -3,9 +3,35 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from inferno.config import Settings
+
+
+def with_rpc(settings: Settings, rpc: str | None, tensor_split: str | None) -> Settings:
+    """settings with --rpc and --tensor-split (comma lists) over INFERNO_RPC_SERVERS / INFERNO_TENSOR_SPLIT."""
+    from pydantic import ValidationError
+
+    from inferno.errors import BadRequestError
+
+    updates = {k: [v.strip() for v in value.split(",") if v.strip()] for k, value in
+               (("rpc_servers", rpc), ("tensor_split", tensor_split)) if value is not None}
+    try:
+        settings = settings.model_validate(settings.model_dump() | updates) if updates else settings
+    except ValidationError as e:
+        err = e.errors()[0]
+        flag = "--rpc" if err["loc"][0] == "rpc_servers" else "--tensor-split"
+        raise BadRequestError(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
+    if settings.rpc_servers:  # say it now, not at the first request
+        from inferno.engine.devices import RPC_REBUILD, rpc_supported
+        from inferno.errors import UnavailableError
+
+        if not rpc_supported():
+            raise UnavailableError(RPC_REBUILD)
+    return settings
 
 
 def server_url() -> str:
@@ -43,10 +69,14 @@ def server_ps() -> list[dict[str, Any]]:
               help="KV cache type (default f16; INFERNO_KV_CACHE_TYPE). Quantized caches use flash attention.")
 @click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]),
               help="Flash attention (default auto: on for a quantized KV cache; INFERNO_FLASH_ATTN).")
+@click.option("--rpc", help="llama.cpp RPC workers (`inferno rpc-worker`) to split models across: "
+                            "HOST:PORT[,HOST:PORT…] (INFERNO_RPC_SERVERS).")
+@click.option("--tensor-split", help="Proportions of the layers per device, the RPC workers' first, then local GPUs: "
+                                     "3,1 (default: by free memory; INFERNO_TENSOR_SPLIT).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 def serve(model: str | None, host: str | None, port: int | None, n_ctx: int | None, threads: int | None,
           n_gpu_layers: int | None, keep_alive: str | None, parallel: int | None, kv_type: str | None,
-          flash_attn: str | None, log_level: str) -> None:
+          flash_attn: str | None, rpc: str | None, tensor_split: str | None, log_level: str) -> None:
     """Serve every local model over the Ollama (/api) and OpenAI (/v1) APIs.
 
     With MODEL, that model is pulled if needed and loaded before requests come. On an empty store the
@@ -65,7 +95,7 @@ def serve(model: str | None, host: str | None, port: int | None, n_ctx: int | No
     updates: dict[str, Any] = {k: v for k, v in {
         "host": host, "port": port, "keep_alive": keep_alive, "num_parallel": parallel, "kv_cache_type": kv_type,
         "flash_attn": flash_attn}.items() if v is not None}
-    settings = settings.model_validate(settings.model_dump() | updates)
+    settings = with_rpc(settings.model_validate(settings.model_dump() | updates), rpc, tensor_split)
     logging.basicConfig(level=getattr(logging, log_level.upper()), format="%(message)s")
     inferno = Inferno(settings)
     if model is None and not inferno.store.list():
