@@ -7,13 +7,15 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
     import click
+    from quart import Quart
 
     from inferno.host import Inferno
     from inferno.sources import ModelSource
+    from inferno.store import ModelInfo, Progress
 
 hookspec = pluggy.HookspecMarker("inferno")
 hookimpl = pluggy.HookimplMarker("inferno")
@@ -30,7 +32,7 @@ def read_model_metadata(path: Path) -> dict[str, Any] | None:
 
 
 @hookspec
-def register_routes(app: Any, inferno: Inferno) -> None:
+def register_routes(app: Quart, inferno: Inferno) -> None:
     """Mount an API dialect's routes (a Quart blueprint) on the server's app. Sync only."""
 
 
@@ -40,16 +42,16 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookspec(firstresult=True)
-def quantize_model(inferno: Inferno, source: str, target: str, method: str, progress: Any,
-                   options: dict[str, Any]) -> Any:
+def quantize_model(inferno: Inferno, source: str, target: str, method: str, progress: Progress,
+                   options: dict[str, Any]) -> ModelInfo | None:
     """Quantize the local model source into a new model target; return its ModelInfo. Sync; first wins."""
 
 
 @hookspec
-def startup(inferno: Inferno) -> Any:
+def startup(inferno: Inferno) -> Awaitable[None] | None:
     """Run once when the server starts serving; may be async (awaited)."""
 
 
 @hookspec
-def shutdown(inferno: Inferno) -> Any:
+def shutdown(inferno: Inferno) -> Awaitable[None] | None:
     """Run once when the server stops, after in-flight requests end; may be async (awaited)."""

@@ -35,6 +35,16 @@ def test_hook_is_documented_with_its_signature(hook: str) -> None:
     assert isinstance(func, ast.FunctionDef)
     documented = [a.arg for a in func.args.args]
     assert documented == params, f"{hook}: documented {documented}, real {params}"
+    # …and with the spec's types: the same annotations once module prefixes (quart., inferno.host.) are dropped
+    spec = inspect.signature(getattr(hookspecs, hook))
+    real = [_bare(str(p.annotation)) for p in spec.parameters.values()] + [_bare(str(spec.return_annotation))]
+    shown = [_bare(ast.unparse(a.annotation)) if a.annotation else "" for a in func.args.args] + \
+        [_bare(ast.unparse(func.returns)) if func.returns else ""]
+    assert shown == real, f"{hook}: documented types {shown}, real {real}"
+
+
+def _bare(annotation: str) -> str:
+    return re.sub(r"\b[a-z_][a-z_0-9]*\.(?=[A-Za-z_])", "", annotation).replace(" ", "")
 
 
 @pytest.mark.parametrize("hook", HOOKS)

@@ -5,13 +5,18 @@ It talks only to the engine's core requests and events; it knows nothing of the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from inferno.api import hookimpl
 
+if TYPE_CHECKING:
+    from quart import Quart
+
+    from inferno.api import Inferno
+
 
 @hookimpl
-def register_routes(app: Any, inferno: Any) -> None:
+def register_routes(app: Quart, inferno: Inferno) -> None:
     from inferno.api import register_error_shape
 
     from .routes import make_blueprint

@@ -4,16 +4,19 @@ plugins (Ollama's /api/create) call without importing this one."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from inferno.api import hookimpl
 
+if TYPE_CHECKING:
+    from inferno.api import Inferno, ModelInfo, Progress
+
 
 @hookimpl
-def quantize_model(inferno: Any, source: str, target: str, method: str, progress: Any,
-                   options: dict[str, Any]) -> Any:
+def quantize_model(inferno: Inferno, source: str, target: str, method: str, progress: Progress,
+                   options: dict[str, Any]) -> ModelInfo | None:
     from .methods import find
     from .quantizer import quantize_file
 
