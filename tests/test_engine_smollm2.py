@@ -115,7 +115,7 @@ def test_conversation_reuses_the_cached_prefix(smol_host: Inferno) -> None:
 def test_logprobs_are_the_samplers_distribution(smol_host: Inferno) -> None:
     from inferno.engine.types import ScoreRequest, Scores
 
-    req = GenerateRequest(model="smollm2", prompt="The capital of France is", raw=True, logprobs=3,
+    req = GenerateRequest(model="smollm2", prompt="The capital of France is", logprobs=3,
                           sampling=SamplingOptions(temperature=0, max_tokens=1))
     delta = next(e for e in smol_host.engine.submit(req) if isinstance(e, TextDelta))
     entry = (delta.logprobs or [])[0]

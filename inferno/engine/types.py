@@ -93,10 +93,9 @@ class GenerateRequest(BaseModel):
     """A chat (messages) or a completion (prompt [+ suffix]); exactly one of the two."""
 
     model: str
-    messages: list[Message] | None = None
-    prompt: str | None = None
+    messages: list[Message] | None = None  # rendered with the chat template
+    prompt: str | None = None  # goes to the model verbatim (Ollama's raw mode and templates are the dialect's)
     suffix: str | None = None
-    raw: bool = False  # prompt goes to the model verbatim, no template
     template: str | None = None  # a Jinja chat template overriding the model's own
     sampling: SamplingOptions = Field(default_factory=SamplingOptions)
     format: FormatSpec = None

@@ -75,7 +75,7 @@ def make_blueprint(inferno: Inferno) -> Any:
                                 "format": t.fmt(req.format), "context": req.context, "return_context": True}
         filled = t.go_template(req.template, req.system, req.prompt) if req.template else None
         if req.raw or req.suffix or filled is not None:
-            core.update(prompt=filled if filled is not None else req.prompt, suffix=req.suffix, raw=True)
+            core.update(prompt=filled if filled is not None else req.prompt, suffix=req.suffix)
         else:
             messages = ([Message(role="system", content=req.system)] if req.system else []) + \
                 [Message(role="user", content=req.prompt)]

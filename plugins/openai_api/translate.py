@@ -111,7 +111,7 @@ def chat_request(body: ChatCompletionRequest) -> GenerateRequest:
 
 def completion_request(body: CompletionRequest, prompt: str) -> GenerateRequest:
     return GenerateRequest(
-        model=body.model, prompt=prompt, suffix=body.suffix or None, raw=True,
+        model=body.model, prompt=prompt, suffix=body.suffix or None,
         sampling=_sampling(body, body.max_tokens), logprobs=body.logprobs,
         load=LoadOptions(n_ctx=body.num_ctx), keep_alive=keep_alive(body.keep_alive))
 

@@ -43,7 +43,7 @@ def evaluate(inferno: Any, name: str, n_ctx: int, tokens: int = 64) -> dict[str,
 
     load = LoadOptions(n_ctx=n_ctx)
     list(inferno.engine.load(name, load, keep_alive=0.5))
-    req = GenerateRequest(model=name, prompt="Once upon a time", raw=True, load=load, keep_alive=0.5,
+    req = GenerateRequest(model=name, prompt="Once upon a time", load=load, keep_alive=0.5,
                           sampling=SamplingOptions(temperature=0, max_tokens=tokens, ignore_eos=True))
     done = [e for e in inferno.engine.submit(req) if isinstance(e, Done)][-1]
     scores = [e for e in inferno.engine.score(ScoreRequest(model=name, text=eval_text(), load=load,
