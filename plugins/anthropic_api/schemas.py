@@ -1,0 +1,92 @@
+"""Request bodies of Anthropic's Messages API. Unknown fields are ignored (newer SDKs send more than we use:
+metadata, service_tier, cache_control …); unknown content block types are refused with a 400."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextParam(_Body):
+    type: Literal["text"]
+    text: str
+
+
+class MediaParam(_Body):
+    """An image or a document: understood, and refused with a clear 400 (no vision models here)."""
+
+    type: Literal["image", "document"]
+
+
+class ThinkingParam(_Body):
+    """A thinking block another model produced in an earlier turn: carried by clients, ignored here."""
+
+    type: Literal["thinking", "redacted_thinking"]
+
+
+class ToolUseParam(_Body):
+    type: Literal["tool_use"]
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolResultParam(_Body):
+    type: Literal["tool_result"]
+    tool_use_id: str = Field(min_length=1)
+    content: str | list[Annotated[TextParam | MediaParam, Field(discriminator="type")]] = ""
+    is_error: bool = False
+
+
+ContentParam = Annotated[TextParam | MediaParam | ThinkingParam | ToolUseParam | ToolResultParam,
+                         Field(discriminator="type")]
+
+
+class MessageParam(_Body):
+    role: Literal["user", "assistant"]
+    content: str | list[ContentParam]
+
+
+class ToolSpec(_Body):
+    """A client tool. Anthropic's server tools (web search, code execution …) have a versioned `type`
+    and are refused: nothing here can run them."""
+
+    type: Literal["custom"] | None = None
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9_-]{1,128}$")
+    description: str = ""
+    input_schema: dict[str, Any]
+
+
+class ToolChoiceParam(_Body):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool = False
+
+
+class PromptBody(_Body):
+    """What both /v1/messages and /v1/messages/count_tokens read."""
+
+    model: str = Field(min_length=1, max_length=512)
+    messages: list[MessageParam] = Field(min_length=1)
+    system: str | list[TextParam] | None = None
+    tools: list[ToolSpec] | None = None
+    tool_choice: ToolChoiceParam | None = None
+
+
+class MessagesBody(PromptBody):
+    max_tokens: int = Field(ge=1)
+    stop_sequences: list[str] | None = Field(None, max_length=64)
+    temperature: float | None = Field(None, ge=0, le=1)
+    top_p: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(None, ge=0)
+    stream: bool = False
+    keep_alive: str | float | None = None  # Inferno's own, as in the other dialects: how long the model stays
+
+
+class CountTokensBody(PromptBody):
+    pass

@@ -1,0 +1,200 @@
+"""Messages API bodies → core requests, and the engine's results → Anthropic messages and errors."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Literal
+
+from inferno.api import (
+    BadRequestError,
+    Done,
+    Engine,
+    GenerateRequest,
+    InfernoError,
+    Message,
+    SamplingOptions,
+    TokenizeRequest,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    keep_alive,
+    stop_list,
+)
+
+from .schemas import (
+    MediaParam,
+    MessageParam,
+    MessagesBody,
+    PromptBody,
+    TextParam,
+    ThinkingParam,
+    ToolResultParam,
+    ToolUseParam,
+)
+
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+                403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
+                413: "request_too_large", 429: "rate_limit_error", 504: "timeout_error", 529: "overloaded_error"}
+_CHOICE: dict[str, Literal["auto", "required", "function", "none"]] = {
+    "auto": "auto", "any": "required", "tool": "function", "none": "none"}
+
+
+def error_body(error: InfernoError) -> dict[str, Any]:
+    """Anthropic's error shape; a full queue is `overloaded_error`, which the SDK retries."""
+    if error.status == 503:
+        kind = "overloaded_error" if error.code == "busy" else "api_error"
+    else:
+        kind = _ERROR_TYPES.get(error.status, "invalid_request_error" if error.status < 500 else "api_error")
+    return {"type": "error", "error": {"type": kind, "message": error.message}}
+
+
+def new_id() -> str:
+    return f"msg_{uuid.uuid4().hex[:24]}"
+
+
+# requests ------------------------------------------------------------------------------------------
+
+
+def _text(content: str | list[Any]) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(b.text for b in content if isinstance(b, TextParam))
+
+
+def _messages(i: int, m: MessageParam, names: dict[str, str]) -> list[Message]:
+    """One Anthropic turn as core messages: its tool results first (each a tool message), then its text and
+    tool calls."""
+    where = f"messages.{i}.content"
+    blocks = [TextParam(type="text", text=m.content)] if isinstance(m.content, str) else m.content
+    out: list[Message] = []
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for b in blocks:
+        if isinstance(b, TextParam):
+            texts.append(b.text)
+        elif isinstance(b, MediaParam) or (isinstance(b, ToolResultParam) and not isinstance(b.content, str)
+                                           and any(isinstance(x, MediaParam) for x in b.content)):
+            raise BadRequestError(f"{where}: this server's models do not read images or documents", param=where)
+        elif isinstance(b, ToolUseParam):
+            if m.role != "assistant":
+                raise BadRequestError(f"{where}: tool_use blocks belong to assistant turns", param=where)
+            calls.append(ToolCall(id=b.id, name=b.name, arguments=b.input))
+            names[b.id] = b.name
+        elif isinstance(b, ToolResultParam):
+            if m.role != "user":
+                raise BadRequestError(f"{where}: tool_result blocks belong to user turns", param=where)
+            result = _text(b.content)
+            out.append(Message(role="tool", content=f"Error: {result}" if b.is_error else result,
+                               tool_call_id=b.tool_use_id, name=names.get(b.tool_use_id)))
+        elif isinstance(b, ThinkingParam):
+            continue  # another model's reasoning: not shown to this one
+    text = "\n".join(texts)
+    if text or calls or not out:
+        out.append(Message(role=m.role, content=text, tool_calls=calls or None))
+    return out
+
+
+def _tools(body: PromptBody) -> tuple[list[Tool] | None, ToolChoice]:
+    tools = [Tool(name=t.name, description=t.description, parameters=t.input_schema) for t in body.tools or []]
+    choice = body.tool_choice
+    if choice is None:
+        return tools or None, ToolChoice()
+    if choice.type in ("any", "tool") and not tools:
+        raise BadRequestError(f"tool_choice {choice.type!r} needs tools", param="tool_choice")
+    if choice.type == "tool":
+        if not choice.name:
+            raise BadRequestError("tool_choice of type 'tool' needs the tool's name", param="tool_choice.name")
+        if choice.name not in {t.name for t in tools}:
+            raise BadRequestError(f"tool_choice names {choice.name!r}, which is not among the tools",
+                                  param="tool_choice.name")
+    name = choice.name if choice.type == "tool" else None
+    return tools or None, ToolChoice(mode=_CHOICE[choice.type], name=name)
+
+
+def core_request(body: PromptBody) -> GenerateRequest:
+    """The core request of a body; sampling and keep_alive come from a full MessagesBody (count_tokens has none)."""
+    messages: list[Message] = []
+    if body.system:
+        messages.append(Message(role="system", content=_text(body.system)))
+    names: dict[str, str] = {}
+    for i, m in enumerate(body.messages):
+        messages += _messages(i, m, names)
+    tools, choice = _tools(body)
+    if not isinstance(body, MessagesBody):
+        return GenerateRequest(model=body.model, messages=messages, tools=tools, tool_choice=choice)
+    stops = stop_list(body.stop_sequences)
+    sampling = SamplingOptions(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
+                               top_k=body.top_k, stop=stops)
+    # With stop sequences the generated tokens come back, to tell which one ended the answer (matched_stop).
+    return GenerateRequest(model=body.model, messages=messages, tools=tools, tool_choice=choice, sampling=sampling,
+                           keep_alive=keep_alive(body.keep_alive), return_context=bool(stops))
+
+
+def counting_request(body: PromptBody) -> GenerateRequest:
+    """A request whose Done says how many tokens the rendered prompt has: one greedy token, no grammar (a
+    forced tool call renders the same prompt as `auto`; `none` leaves the tools out, as generation does)."""
+    core = core_request(body)
+    choice = core.tool_choice if core.tool_choice.mode == "none" else ToolChoice()
+    return core.model_copy(update={"tool_choice": choice, "sampling": SamplingOptions(max_tokens=1, temperature=0)})
+
+
+async def matched_stop(engine: Engine, core: GenerateRequest, done: Done) -> str | None:
+    """The stop sequence that ended a generation, or None when it ended on its own.
+
+    The engine strips the stop string and its Done does not name it, so the generated tokens (kept with
+    return_context) are decoded again and searched. One extra detokenize, only for requests that gave stop
+    sequences and ended with "stop"."""
+    stops = core.sampling.stop
+    if done.reason != "stop" or not stops or not done.context:
+        return None
+    generated = done.context[done.prompt_tokens:]
+    if not generated:
+        return None
+    tokens = (await engine.tokenize(TokenizeRequest(model=core.model, tokens=generated,
+                                                    keep_alive=core.keep_alive)).result())[-1]
+    found = [(tokens.text.find(s), i, s) for i, s in enumerate(stops) if s in tokens.text]
+    return min(found)[2] if found else None
+
+
+# responses -----------------------------------------------------------------------------------------
+
+
+def stop_reason(done: Done, max_tokens: int | None, stop_sequence: str | None) -> str:
+    if done.reason == "tool_calls":
+        return "tool_use"
+    if done.reason == "length":  # max_tokens reached, or the context window filled up first
+        full = max_tokens is not None and done.completion_tokens < max_tokens
+        return "model_context_window_exceeded" if full else "max_tokens"
+    return "stop_sequence" if stop_sequence else "end_turn"
+
+
+def usage(done: Done | None) -> dict[str, Any]:
+    """Token counts as Anthropic splits them: prompt tokens found in the KV cache are cache reads, so
+    input_tokens + cache_read_input_tokens is the whole prompt."""
+    if done is None:
+        return {"input_tokens": 0, "output_tokens": 0}
+    return {"input_tokens": done.prompt_tokens - done.cached_tokens, "output_tokens": done.completion_tokens,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": done.cached_tokens}
+
+
+def tool_use(call: ToolCall, streamed: bool = False) -> dict[str, Any]:
+    return {"type": "tool_use", "id": call.id, "name": call.name, "input": {} if streamed else call.arguments}
+
+
+def tool_input_delta(index: int, call: ToolCall) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": index,
+            "delta": {"type": "input_json_delta", "partial_json": json.dumps(call.arguments, ensure_ascii=False)}}
+
+
+def message(mid: str, model: str, content: list[dict[str, Any]], stop: str | None, stop_sequence: str | None,
+            done: Done | None) -> dict[str, Any]:
+    return {"id": mid, "type": "message", "role": "assistant", "model": model, "content": content,
+            "stop_reason": stop, "stop_sequence": stop_sequence, "usage": usage(done)}
+
+
+def content(text: str, calls: list[ToolCall]) -> list[dict[str, Any]]:
+    """A whole answer's blocks: its text (left out when it is only the whitespace before a tool call), then
+    one tool_use block per call."""
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text.strip() or not calls else []
+    return blocks + [tool_use(c) for c in calls]
