@@ -1,0 +1,231 @@
+"""The /v1/responses routes: create (JSON or the official SSE event sequence), retrieve, delete, list a
+response's input items, count input tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from inferno.api import (
+    BadRequestError,
+    Collected,
+    Done,
+    Inferno,
+    InfernoError,
+    NotFoundError,
+    TextDelta,
+    ToolCall,
+    ToolCalls,
+    body,
+    collect,
+    count_tokens,
+    parse_duration,
+    primed,
+    read_json,
+    stream,
+)
+
+from . import translate as t
+from .schemas import CreateResponse, InputTokens, PromptBody
+from .store import Limits, ResponseStore, new_id
+
+log = logging.getLogger("inferno.responses")
+Event = dict[str, Any]
+
+
+def limits_from_env(env: Mapping[str, str] = os.environ) -> Limits:
+    """INFERNO_RESPONSES_MAX_COUNT, _MAX_BYTES (positive integers) and _MAX_AGE (a duration such as 720h;
+    negative = no age limit) over the defaults; a value that does not parse is a warning, not a failure."""
+    limits = Limits()
+    for name, field in (("MAX_COUNT", "max_count"), ("MAX_BYTES", "max_bytes"), ("MAX_AGE", "max_age")):
+        raw = env.get(f"INFERNO_RESPONSES_{name}")
+        if not raw:
+            continue
+        try:
+            value = parse_duration(raw) if field == "max_age" else int(raw)
+            if value is not None and value <= 0:
+                raise ValueError(raw)
+        except (ValueError, InfernoError):
+            log.warning("INFERNO_RESPONSES_%s=%r is not valid; keeping %s", name, raw, getattr(limits, field))
+            continue
+        limits = dataclasses.replace(limits, **{field: value})
+    return limits
+
+
+def make_blueprint(inferno: Inferno) -> Any:
+    from quart import Blueprint, request
+
+    bp = Blueprint("openai_responses", __name__, url_prefix="/v1/responses")
+    engine = inferno.engine
+    store = ResponseStore(inferno.settings.home / "responses", limits_from_env())
+
+    async def stored(rid: str, param: str | None = None) -> dict[str, Any]:
+        record = await asyncio.to_thread(store.get, rid)
+        if record is None or not isinstance(record.get("response"), dict):
+            raise NotFoundError(f"response {rid!r} not found (never stored, deleted or expired)", param=param)
+        return record
+
+    async def history(req: PromptBody) -> list[t.Item]:
+        """The conversation a request continues: the previous response's input and output items."""
+        if req.previous_response_id is None:
+            return []
+        record = await stored(req.previous_response_id, "previous_response_id")
+        return [*record.get("history", []), *record["response"].get("output", [])]
+
+    async def keep(rid: str, response: dict[str, Any], items: list[t.Item]) -> None:
+        try:
+            await asyncio.to_thread(store.put, rid, {"response": response, "history": items})
+        except OSError as e:  # a full disk must not cost the client its answer; the operator sees why
+            log.error("could not store response %s: %s", rid, e)
+
+    @bp.post("")
+    @body(CreateResponse)
+    async def create() -> Any:
+        """Create a model response (the Responses API); streamed as server-sent events when stream is true."""
+        req: CreateResponse = await read_json(CreateResponse)
+        before = await history(req)
+        core, new = t.core_request(req, before)
+        rid, created = new_id(), int(time.time())
+        handle = engine.submit(core)
+        save = (lambda response: keep(rid, response, [*before, *new])) if req.store else None
+        if req.stream:
+            events = await primed([handle])
+            seq = itertools.count()
+            return stream(_events(events, seq, rid, req, created, save), kind="sse", error=_error_event(seq),
+                          event_of=lambda e: e["type"])
+        result = await collect(handle)
+        response = t.response_object(rid, req, created_at=created, output=_output(result), done=result.done)
+        if save is not None:
+            await save(response)
+        return response
+
+    @bp.post("/input_tokens")
+    @body(InputTokens)
+    async def input_tokens() -> Any:
+        """Count the tokens a request's input makes: instructions, history, tools and input under the template."""
+        req: InputTokens = await read_json(InputTokens)
+        core, _ = t.core_request(req, await history(req))
+        return {"object": "response.input_tokens", "input_tokens": await count_tokens(engine, core)}
+
+    @bp.get("/<response_id>")
+    async def retrieve(response_id: str) -> Any:
+        """A stored response."""
+        return (await stored(response_id, "response_id"))["response"]
+
+    @bp.delete("/<response_id>")
+    async def delete(response_id: str) -> Any:
+        """Delete a stored response."""
+        if not await asyncio.to_thread(store.delete, response_id):
+            raise NotFoundError(f"response {response_id!r} not found", param="response_id")
+        return {"id": response_id, "object": "response", "deleted": True}
+
+    @bp.get("/<response_id>/input_items")
+    async def input_items(response_id: str) -> Any:
+        """The input items of a stored response (its whole conversation up to it), newest first by default."""
+        items = list((await stored(response_id, "response_id")).get("history", []))
+        order, after = request.args.get("order", "desc"), request.args.get("after")
+        try:
+            limit = int(request.args.get("limit", "20"))
+        except ValueError:
+            raise BadRequestError("limit must be an integer", param="limit") from None
+        if order not in ("asc", "desc") or not 1 <= limit <= 100:
+            raise BadRequestError("order is asc or desc, limit 1 to 100", param="order" if order else "limit")
+        if order == "desc":
+            items.reverse()
+        if after:
+            ids = [i.get("id") for i in items]
+            items = items[ids.index(after) + 1:] if after in ids else []
+        page = items[:limit]
+        return {"object": "list", "data": page, "first_id": page[0].get("id") if page else None,
+                "last_id": page[-1].get("id") if page else None, "has_more": len(items) > limit}
+
+    return bp
+
+
+def _output(result: Collected) -> list[t.Item]:
+    status = t.status_of(result.done)[0]
+    items = [t.message_item(t.item_id("msg"), result.text, status)] if result.text.strip() or not result.calls \
+        else []
+    return items + [t.call_item(t.item_id("fc"), c) for c in result.calls]
+
+
+def _error_event(seq: itertools.count[int]) -> Callable[[InfernoError], Event]:
+    """A failure after the stream began: the Responses `error` event."""
+
+    def shape(e: InfernoError) -> Event:
+        body = t.error_body(e)["error"]
+        return {"type": "error", "sequence_number": next(seq), "code": body["code"], "message": body["message"],
+                "param": body["param"]}
+
+    return shape
+
+
+async def _events(events: AsyncIterator[Any], seq: itertools.count[int], rid: str, req: CreateResponse,
+                  created: int, save: Callable[[dict[str, Any]], Any] | None) -> AsyncIterator[Event]:
+    """The official event sequence: created, in_progress, then per output item added → (content part added →
+    text deltas → text done → part done | argument delta → arguments done) → item done, then completed (or
+    incomplete when max_output_tokens cut it) with usage. Every event has its type and sequence number."""
+
+    def ev(kind: str, **fields: Any) -> Event:
+        return {"type": f"response.{kind}", "sequence_number": next(seq), **fields}
+
+    yield ev("created", response=t.response_object(rid, req, created_at=created))
+    yield ev("in_progress", response=t.response_object(rid, req, created_at=created))
+    output: list[t.Item] = []
+    mid, text, calls, done = "", [], [], Done(reason="stop")
+
+    def opened() -> list[Event]:
+        output.append(t.message_item(mid, "", "in_progress"))
+        return [ev("output_item.added", output_index=0, item=output[0]),
+                ev("content_part.added", item_id=mid, output_index=0, content_index=0,
+                   part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})]
+
+    async for event in events:
+        if isinstance(event, TextDelta) and event.text:
+            if not mid:
+                mid = t.item_id("msg")
+                for e in opened():
+                    yield e
+            text.append(event.text)
+            yield ev("output_text.delta", item_id=mid, output_index=0, content_index=0, delta=event.text,
+                     logprobs=[])
+        elif isinstance(event, ToolCalls):
+            calls.extend(event.calls)
+        elif isinstance(event, Done):
+            done = event
+    status = t.status_of(done)[0]
+    if not mid and not calls:  # nothing at all was said: still one (empty) message, as the JSON reply has
+        mid = t.item_id("msg")
+        for e in opened():
+            yield e
+    if mid:
+        whole = "".join(text)
+        output[0] = t.message_item(mid, whole, status)
+        part = output[0]["content"][0]
+        yield ev("output_text.done", item_id=mid, output_index=0, content_index=0, text=whole, logprobs=[])
+        yield ev("content_part.done", item_id=mid, output_index=0, content_index=0, part=part)
+        yield ev("output_item.done", output_index=0, item=output[0])
+    for call in calls:
+        for e in _call_events(ev, output, call):
+            yield e
+    final = t.response_object(rid, req, created_at=created, output=output, done=done)
+    if save is not None:
+        await save(final)
+    yield ev("completed" if final["status"] == "completed" else "incomplete", response=final)
+
+
+def _call_events(ev: Callable[..., Event], output: list[t.Item], call: ToolCall) -> list[Event]:
+    index, fid = len(output), t.item_id("fc")
+    item = t.call_item(fid, call)
+    output.append(item)
+    return [ev("output_item.added", output_index=index, item={**item, "arguments": "", "status": "in_progress"}),
+            ev("function_call_arguments.delta", item_id=fid, output_index=index, delta=item["arguments"]),
+            ev("function_call_arguments.done", item_id=fid, output_index=index, name=call.name,
+               arguments=item["arguments"]),
+            ev("output_item.done", output_index=index, item=item)]

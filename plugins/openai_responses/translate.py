@@ -1,0 +1,245 @@
+"""Responses bodies and stored conversations → core requests; core results → Responses objects.
+
+A conversation is kept as Responses items (plain dicts, as the wire has them): the input items of every turn
+and the output items the model answered with. Stored that way it is what `previous_response_id` continues
+from, and the same function turns fresh input and stored history into core messages.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+from inferno.api import (
+    BadRequestError,
+    Done,
+    GenerateRequest,
+    InfernoError,
+    LoadOptions,
+    Message,
+    SamplingOptions,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    keep_alive,
+    stop_list,
+)
+
+from .schemas import (
+    CreateResponse,
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    FunctionTool,
+    JsonObjectFormat,
+    JsonSchemaFormat,
+    MediaPart,
+    MessageItem,
+    NamedFunction,
+    Part,
+    PromptBody,
+    ReasoningItem,
+    RefusalPart,
+    TextPart,
+)
+
+Item = dict[str, Any]
+
+
+def error_body(error: InfernoError) -> dict[str, Any]:
+    """OpenAI's error shape, as its SDK reads it."""
+    kind = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+            404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
+            503: "server_busy"}.get(error.status, "invalid_request_error" if error.status < 500 else "api_error")
+    code = "model_not_found" if error.status == 404 and error.param == "model" else error.code
+    return {"error": {"message": error.message, "type": kind, "param": error.param, "code": code}}
+
+
+def item_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+# input ----------------------------------------------------------------------------------------------
+
+
+def input_items(body: PromptBody) -> list[Item]:
+    """The request's input as items (a string is one user message); what gets stored as this turn's input."""
+    if isinstance(body.input, str):
+        return [{"type": "message", "id": item_id("msg"), "role": "user", "content": body.input}] if body.input \
+            else []
+    prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+    return [{"id": item_id(prefix[i.type]), **i.model_dump(by_alias=True, exclude_none=True)}
+            for i in body.input if not isinstance(i, ReasoningItem)]
+
+
+def _text(content: str | list[Part], where: str) -> str:
+    if isinstance(content, str):
+        return content
+    if any(isinstance(p, MediaPart) for p in content):
+        raise BadRequestError(f"{where}: this server's models read text only (no images, files or audio)",
+                              param="input")
+    return "".join(p.text if isinstance(p, TextPart) else p.refusal if isinstance(p, RefusalPart) else ""
+                   for p in content)
+
+
+def _arguments(raw: str, where: str) -> dict[str, Any]:
+    try:
+        args = json.loads(raw or "{}")
+    except json.JSONDecodeError:
+        raise BadRequestError(f"{where}: arguments are not JSON", param="input") from None
+    if not isinstance(args, dict):
+        raise BadRequestError(f"{where}: arguments must be a JSON object", param="input")
+    return args
+
+
+def messages(items: list[Item], instructions: str | None) -> list[Message]:
+    """Items (stored history and new input alike) as core messages. Consecutive function calls join the
+    assistant message before them, as chat templates show one assistant turn with several calls."""
+    from pydantic import TypeAdapter, ValidationError
+
+    out: list[Message] = [Message(role="system", content=instructions)] if instructions else []
+    names: dict[str, str] = {}  # call_id -> function name, for the tool results that answer them
+    adapter: TypeAdapter[Any] = TypeAdapter(MessageItem | FunctionCallItem | FunctionCallOutputItem)
+    for n, raw in enumerate(items):
+        where = f"input[{n}]"
+        try:
+            item = adapter.validate_python(raw)
+        except ValidationError:  # a stored record written by a different version: not worth a 500
+            raise BadRequestError(f"{where}: not an input item this server understands", param="input") from None
+        if isinstance(item, MessageItem):
+            role = "system" if item.role == "developer" else item.role
+            out.append(Message(role=role, content=_text(item.content, where)))
+        elif isinstance(item, FunctionCallItem):
+            call = ToolCall(id=item.call_id, name=item.name, arguments=_arguments(item.arguments, where))
+            names[item.call_id] = item.name
+            last = out[-1] if out else None
+            if last is not None and last.role == "assistant":
+                last.tool_calls = [*(last.tool_calls or []), call]
+            else:
+                out.append(Message(role="assistant", content="", tool_calls=[call]))
+        else:
+            out.append(Message(role="tool", content=_text(item.output, where), tool_call_id=item.call_id,
+                               name=names.get(item.call_id)))
+    if not any(m.role != "system" for m in out):
+        raise BadRequestError("input must not be empty", param="input")
+    return out
+
+
+def _tools(body: PromptBody) -> list[Tool]:
+    tools = []
+    for i, t in enumerate(body.tools or []):
+        if not isinstance(t, FunctionTool):
+            if t.type == "function":
+                raise BadRequestError(f"tools[{i}]: a function needs a name of letters, digits, _ . -",
+                                      param=f"tools[{i}].name")
+            raise BadRequestError(f"tools[{i}]: {t.type!r} tools are not available here, only function tools",
+                                  param=f"tools[{i}].type")
+        tools.append(Tool(name=t.name, description=t.description or "",
+                          parameters=t.parameters or {"type": "object", "properties": {}}))
+    return tools
+
+
+def _tool_choice(body: PromptBody, tools: list[Tool]) -> ToolChoice:
+    value = body.tool_choice
+    if value is None:
+        return ToolChoice()
+    if isinstance(value, NamedFunction):
+        choice = ToolChoice(mode="function", name=value.name)
+    elif isinstance(value, str):
+        choice = ToolChoice(mode=value)
+    else:
+        raise BadRequestError(f"tool_choice of type {value.type!r} is not supported here", param="tool_choice")
+    if choice.mode in ("required", "function") and not tools:
+        raise BadRequestError("tool_choice needs tools", param="tool_choice")
+    if choice.mode == "function" and choice.name not in {t.name for t in tools}:
+        raise BadRequestError(f"tool_choice names {choice.name!r}, which is not among the tools",
+                              param="tool_choice")
+    return choice
+
+
+def _format(body: PromptBody) -> Any:
+    fmt = body.text.format if body.text else None
+    if isinstance(fmt, JsonObjectFormat):
+        return "json"
+    if isinstance(fmt, JsonSchemaFormat):
+        return fmt.schema_
+    return None
+
+
+def _refuse_unsupported(body: PromptBody) -> None:
+    if body.conversation is not None:
+        raise BadRequestError("conversations are not supported here; continue with previous_response_id",
+                              param="conversation")
+    if isinstance(body, CreateResponse) and body.background:
+        raise BadRequestError("background responses are not supported here", param="background")
+
+
+def core_request(body: PromptBody, history: list[Item]) -> tuple[GenerateRequest, list[Item]]:
+    """The core request for a body after a stored history, and this turn's input items."""
+    _refuse_unsupported(body)
+    new = input_items(body)
+    tools = _tools(body)
+    choice = _tool_choice(body, tools)
+    sampling, load, alive = SamplingOptions(), LoadOptions(), None
+    if isinstance(body, CreateResponse):
+        stop = stop_list(body.stop)
+        if len(stop) > 16:
+            raise BadRequestError("at most 16 stop sequences", param="stop")
+        sampling = SamplingOptions(temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=stop,
+                                   top_k=body.top_k, min_p=body.min_p, repeat_penalty=body.repeat_penalty,
+                                   presence_penalty=body.presence_penalty,
+                                   frequency_penalty=body.frequency_penalty, max_tokens=body.max_output_tokens)
+        load, alive = LoadOptions(n_ctx=body.num_ctx), keep_alive(body.keep_alive)
+    core = GenerateRequest(model=body.model, messages=messages([*history, *new], body.instructions),
+                           sampling=sampling, format=_format(body), tools=tools or None, tool_choice=choice,
+                           load=load, keep_alive=alive, truncate=body.truncation == "auto")
+    return core, new
+
+
+# output ---------------------------------------------------------------------------------------------
+
+
+def message_item(mid: str, text: str, status: str) -> Item:
+    return {"type": "message", "id": mid, "status": status, "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
+
+
+def call_item(fid: str, call: ToolCall, status: str = "completed") -> Item:
+    return {"type": "function_call", "id": fid, "call_id": call.id, "name": call.name,
+            "arguments": json.dumps(call.arguments, ensure_ascii=False), "status": status}
+
+
+def usage(done: Done) -> dict[str, Any]:
+    return {"input_tokens": done.prompt_tokens, "input_tokens_details": {"cached_tokens": done.cached_tokens},
+            "output_tokens": done.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": done.prompt_tokens + done.completion_tokens}
+
+
+def status_of(done: Done) -> tuple[str, dict[str, Any] | None]:
+    if done.reason == "length":
+        return "incomplete", {"reason": "max_output_tokens"}
+    return "completed", None
+
+
+def response_object(rid: str, body: CreateResponse, *, created_at: int, status: str = "in_progress",
+                    output: list[Item] | None = None, done: Done | None = None) -> dict[str, Any]:
+    """The Response object, as `response.created` announces it and `response.completed` finishes it."""
+    incomplete = None
+    if done is not None:
+        status, incomplete = status_of(done)
+    choice = body.tool_choice
+    fmt = body.text.format.model_dump(by_alias=True, exclude_none=True) if body.text else {"type": "text"}
+    return {
+        "id": rid, "object": "response", "created_at": created_at, "status": status,
+        "completed_at": int(time.time()) if done is not None else None, "error": None,
+        "incomplete_details": incomplete, "instructions": body.instructions,
+        "max_output_tokens": body.max_output_tokens, "model": body.model, "output": output or [],
+        "parallel_tool_calls": body.parallel_tool_calls is not False,
+        "previous_response_id": body.previous_response_id, "reasoning": {"effort": None, "summary": None},
+        "store": body.store, "temperature": body.temperature, "text": {"format": fmt},
+        "tool_choice": choice.model_dump(exclude_none=True) if isinstance(choice, NamedFunction) else choice or "auto",
+        "tools": [t.model_dump(exclude_none=True) for t in body.tools or []], "top_p": body.top_p,
+        "truncation": body.truncation or "disabled", "usage": usage(done) if done is not None else None,
+        "user": body.user, "metadata": body.metadata or {},
+    }
