@@ -86,3 +86,34 @@ def test_a_worker_killed_mid_stream_fails_that_model_only_and_it_comes_back(
         a.stop()
         b.stop()
     assert "Traceback" not in server.log.read_text(errors="replace")
+
+
+@needs_rpc
+@pytest.mark.timeout(600)
+def test_a_worker_that_dies_while_its_model_is_idle(tmp_path: Path, smollm2_path: Path) -> None:
+    a, b = start_worker(tmp_path / "workers"), start_worker(tmp_path / "workers")
+    home = tmp_path / "home"
+    Inferno(load_settings({"INFERNO_HOME": str(home)})).import_file(smollm2_path, "smollm2", source="t", mode="link")
+    server = start_server(home, {"INFERNO_RPC_SERVERS": f"{a.endpoint},{b.endpoint}"})
+    url = server.url
+    ask = {"model": "smollm2", "prompt": "Name a colour.", "stream": False, "options": {"num_predict": 4}}
+    try:
+        assert httpx.post(f"{url}/api/generate", json=ask, timeout=300).status_code == 200
+        b.kill()  # nothing is running: the next request is the first to meet the dead connection
+        r = httpx.post(f"{url}/api/generate", json=ask, timeout=300)
+        assert r.status_code == 503 and f"RPC worker {b.endpoint} is gone" in r.json()["error"], r.text
+        b = start_worker(tmp_path / "workers", b.port)
+        assert httpx.post(f"{url}/api/generate", json=ask, timeout=300).status_code == 200
+
+        a.kill()  # idle again; this time /health looks first: it sees the closed connection
+        states = {w["endpoint"]: w for w in httpx.get(f"{url}/health", timeout=30).json()["rpc_workers"]}
+        assert states[a.endpoint]["state"] == "gone", states
+        assert "closed its connection" in states[a.endpoint]["error"]
+        assert httpx.get(f"{url}/api/ps", timeout=30).json()["models"] == []  # out of service, not stuck
+        r = httpx.post(f"{url}/api/generate", json=ask, timeout=300)
+        assert r.status_code == 503 and f"RPC worker {a.endpoint} is unreachable" in r.json()["error"], r.text
+        assert server.proc.poll() is None
+    finally:
+        stop_server(server)
+        a.stop()
+        b.stop()
