@@ -152,6 +152,7 @@ class RpcPool:
         self.registering: tuple[int, str] | None = None  # (native thread id, endpoint) while registering
         self.wedged: str | None = None
         self.leaked: list[Any] = []  # what abandoned models hold: kept referenced so that nothing frees it
+        self.old_threads: set[int] = set()  # connection threads of generations given up (they live on, parked)
         self._guard: Any = None
 
     # loading ----------------------------------------------------------------------------------------------
@@ -279,7 +280,7 @@ class RpcPool:
             gen = self.gen
             if tid is not None:
                 endpoint = gen.threads.get(tid)
-                if endpoint is None and self.registering is not None:
+                if endpoint is None and tid not in self.old_threads and self.registering is not None:
                     endpoint = self.registering[1]
                     self.wedged = f"{endpoint}: {detail}"
             elif number != gen.number:
@@ -301,6 +302,7 @@ class RpcPool:
             self.gen = _Generation(gen.number + 1)
             users, self.users = list(self.users), set()
             self.leaked.append(gen)  # its open backends stay open: closing them would block on the dead one
+            self.old_threads.update(gen.threads)
             for ep in gen.devices:
                 if ep != endpoint:
                     w = self.workers.setdefault(ep, _Worker())
