@@ -68,6 +68,7 @@ from inferno.errors import (
 from inferno.hookspecs import hookimpl
 from inferno.host import Inferno
 from inferno.metadata import ModelMetadata, format_parameter_size
+from inferno.ram import default_context, kv_cache_bytes, ram_table
 from inferno.server import body, read_json
 from inferno.sources import Chooser, Fetched, ModelRef, name_from
 from inferno.store import ModelInfo, Progress, display_name, normalize_name, safe_filename, sha256_file
@@ -79,8 +80,8 @@ __all__ = [
     "ModelInfo", "ModelLoadError", "ModelMetadata", "ModelNotFoundError", "ModelRef", "NotFoundError", "Progress",
     "ProgressBar", "ResolvedModel", "SamplingOptions", "ScoreRequest", "Scores", "Settings", "SourceError",
     "TextDelta", "TokenizeRequest", "Tokens", "Tool", "ToolCall", "ToolCalls", "ToolChoice", "UnavailableError",
-    "__version__", "body", "collect", "count_tokens", "display_name", "dumps", "error_response",
-    "format_parameter_size", "hookimpl", "human_size", "keep_alive", "name_from", "ndjson", "neutral_error",
-    "normalize_name", "parse_duration", "primed", "read_json", "register_error_shape", "safe_filename",
-    "sha256_file", "sse", "stop_list", "stream", "submit_all", "table", "tool_call_id",
+    "__version__", "body", "collect", "count_tokens", "default_context", "display_name", "dumps", "error_response",
+    "format_parameter_size", "hookimpl", "human_size", "keep_alive", "kv_cache_bytes", "name_from", "ndjson",
+    "neutral_error", "normalize_name", "parse_duration", "primed", "ram_table", "read_json", "register_error_shape",
+    "safe_filename", "sha256_file", "sse", "stop_list", "stream", "submit_all", "table", "tool_call_id",
 ]

@@ -22,8 +22,8 @@ def test_pull_list_show_cp_rm(home: Path, tiny_gguf: Path) -> None:
     code, out, _ = invoke("list")
     assert code == 0
     header, row = out.strip().splitlines()
-    assert header.split() == ["NAME", "SIZE", "QUANT", "CONTEXT", "FAMILY", "MODIFIED"]
-    assert row.split()[:5] == ["mymodel", "470", "KB", "F32", "2048"]
+    assert header.split() == ["NAME", "SIZE", "RAM", "QUANT", "CONTEXT", "FAMILY", "MODIFIED"]
+    assert row.split()[:3] == ["mymodel", "470", "KB"] and row.split()[5:8] == ["F32", "2048", "llama"]
     assert invoke("ls")[1] == out
     code, out, _ = invoke("show", "mymodel")
     assert code == 0
@@ -34,7 +34,7 @@ def test_pull_list_show_cp_rm(home: Path, tiny_gguf: Path) -> None:
     assert {m["name"] for m in json.loads(invoke("list", "--json")[1])} == {"mymodel", "my-copy"}
     assert invoke("rm", "my-copy")[0] == 0
     assert invoke("remove", "mymodel")[0] == 0
-    assert invoke("list")[1].strip() == "NAME   SIZE   QUANT   CONTEXT   FAMILY   MODIFIED"
+    assert invoke("list")[1].strip() == "NAME   SIZE   RAM   QUANT   CONTEXT   FAMILY   MODIFIED"
 
 
 def test_cli_pull_of_a_path_needs_no_allow_list(home: Path, tiny_gguf: Path) -> None:

@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 import click
 
@@ -74,18 +75,35 @@ def pull(identifier: str, name: str | None, link: bool, quiet: bool) -> None:
     click.echo(f"pulled {info.name} ({human_size(info.size)})")
 
 
+def model_ram(host: Any, info: Any) -> tuple[int | None, int | None]:
+    """(RAM bytes, context) of a store model: weights + KV cache at its default context, as `estimate` says."""
+    from inferno.errors import InfernoError
+    from inferno.ram import default_context, ram_bytes
+
+    try:
+        meta = host.metadata(info.name)
+    except (InfernoError, OSError, ValueError):  # a missing or unreadable file: the row still shows
+        return None, None
+    ctx = default_context(meta, host.settings.default_context)
+    return ram_bytes(info.size, meta, ctx), ctx
+
+
 @click.command(name="list")  # also `ls`
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_(as_json: bool) -> None:
-    """List the local models."""
-    models = _host().store.list()
+    """List the local models, with the RAM each needs (weights + KV cache at its default context)."""
+    host = _host()
+    models = host.store.list()
+    rams = [model_ram(host, m) for m in models]
     if as_json:
-        click.echo(json.dumps([m.model_dump(mode="json") for m in models], indent=2))
+        click.echo(json.dumps([m.model_dump(mode="json") | {"ram": ram, "ram_context": ctx}
+                               for m, (ram, ctx) in zip(models, rams, strict=True)], indent=2))
         return
-    rows = [["NAME", "SIZE", "QUANT", "CONTEXT", "FAMILY", "MODIFIED"]]
-    for m in models:
-        rows.append([m.name, human_size(m.size), m.quantization_type or "-",
-                     str(m.max_context or "-"), m.architecture or "-", ago(m.downloaded_at)])
+    rows = [["NAME", "SIZE", "RAM", "QUANT", "CONTEXT", "FAMILY", "MODIFIED"]]
+    for m, (ram, _) in zip(models, rams, strict=True):
+        rows.append([m.name, human_size(m.size), human_size(ram) if ram is not None else "-",
+                     m.quantization_type or "-", str(m.max_context or "-"), m.architecture or "-",
+                     ago(m.downloaded_at)])
     click.echo(table(rows))
 
 
@@ -121,6 +139,13 @@ def show(name: str, as_json: bool, template: bool) -> None:
         ("source", info.source), ("sha256", info.sha256),
     ]
     click.echo("\n".join(f"  {k:<18}{v}" for k, v in rows))
+    from inferno.ram import default_context, ram_table
+
+    ctx = default_context(meta, host.settings.default_context)
+    ram = [["QUANT", "WEIGHTS", f"KV CACHE @{ctx}", "RAM"]] + [
+        [label, human_size(w), human_size(kv) if kv is not None else "-", human_size(total)]
+        for label, w, kv, total in ram_table(info.size, meta, ctx)]
+    click.echo("\n  RAM needed\n" + "\n".join("    " + line for line in table(ram).splitlines()))
     if meta.chat_template:
         click.echo("\n  chat template\n" + "\n".join("    " + line for line in meta.chat_template.splitlines()))
 
@@ -153,9 +178,32 @@ def plugins(show_all: bool) -> None:
     click.echo(json.dumps(plugin_statuses(include_disabled=show_all), indent=2))
 
 
+def build_info() -> dict[str, Any]:
+    """What the installed llama-cpp-python was compiled with: ggml's backends, RPC, GPU offload, the devices."""
+    import ctypes
+
+    import llama_cpp
+
+    from inferno.engine.devices import dev_description, dev_name, ggml, local_accelerators, local_devices
+
+    g = ggml()
+    g.ggml_backend_reg_count.argtypes, g.ggml_backend_reg_count.restype = [], ctypes.c_size_t
+    g.ggml_backend_reg_get.argtypes, g.ggml_backend_reg_get.restype = [ctypes.c_size_t], ctypes.c_void_p
+    g.ggml_backend_reg_name.argtypes, g.ggml_backend_reg_name.restype = [ctypes.c_void_p], ctypes.c_char_p
+    backends = [(g.ggml_backend_reg_name(g.ggml_backend_reg_get(i)) or b"?").decode()
+                for i in range(g.ggml_backend_reg_count())]
+    # llama_supports_gpu_offload() is also true for RPC alone: a GPU backend is one beyond CPU, BLAS and RPC
+    gpu_backends = [b for b in backends if b not in ("CPU", "BLAS", "RPC")]
+    return {"backends": backends, "rpc": bool(llama_cpp.llama_supports_rpc()), "gpu_offload": bool(gpu_backends),
+            "gpu_backends": gpu_backends, "mlock": bool(llama_cpp.llama_supports_mlock()),
+            "devices": [f"{dev_name(d)} ({dev_description(d)})" for d in local_devices()],
+            "gpus": [dev_name(d) for d in local_accelerators()]}
+
+
 @click.command()
-def version() -> None:
-    """Print Inferno's version and llama-cpp-python's."""
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def version(as_json: bool) -> None:
+    """Print Inferno's and llama-cpp-python's versions, and what llama.cpp was built with (backends, RPC, GPU)."""
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as dist_version
 
@@ -163,7 +211,23 @@ def version() -> None:
         llama = dist_version("llama-cpp-python")
     except PackageNotFoundError:
         llama = "not installed"
+    info: dict[str, Any] = {"inferno": __version__, "llama_cpp_python": llama}
+    if llama != "not installed":
+        info |= build_info()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
     click.echo(f"inferno {__version__}\nllama-cpp-python {llama}")
+    if llama == "not installed":
+        return
+    gpu = ("yes: " + ", ".join(info["gpu_backends"]) if info["gpu_offload"]
+           else "no (a CPU-only build; the README's \"GPU builds\" says how to rebuild)")
+    if info["gpu_offload"] and not info["gpus"]:
+        gpu += " (but no GPU found)"
+    rows = [("backends", ", ".join(info["backends"])), ("RPC", "yes" if info["rpc"] else "no"),
+            ("GPU offload", gpu), ("mlock", "yes" if info["mlock"] else "no"),
+            ("devices", ", ".join(info["devices"]) or "-")]
+    click.echo("\n".join(f"{k:<12} {v}" for k, v in rows))
 
 
 def add_commands(cli: click.Group) -> None:

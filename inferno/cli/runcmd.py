@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from inferno.cli.loadflags import load_flags
+
 HELP = """Available commands:
   /set system <text>          set the system prompt
   /set context <n>            set the context window (reloads the model)
@@ -198,8 +200,7 @@ def _repl(session: Session) -> None:
 @click.command()
 @click.argument("model")
 @click.argument("prompt", nargs=-1)
-@click.option("--n-ctx", type=click.IntRange(16), help="Context window in tokens.")
-@click.option("--threads", type=click.IntRange(1), help="CPU threads.")
+@load_flags
 @click.option("--temperature", type=click.FloatRange(0), help="Sampling temperature.")
 @click.option("--top-k", type=click.IntRange(0))
 @click.option("--top-p", type=click.FloatRange(0, 1))
@@ -212,7 +213,7 @@ def _repl(session: Session) -> None:
 @click.option("--rpc", help="llama.cpp RPC workers (`inferno rpc-worker`) to split the model across: "
                             "HOST:PORT[,HOST:PORT…] (INFERNO_RPC_SERVERS).")
 @click.option("--tensor-split", help="Proportions of the layers per device, the RPC workers' first, then local GPUs.")
-def run(model: str, prompt: tuple[str, ...], n_ctx: int | None, threads: int | None, temperature: float | None,
+def run(model: str, prompt: tuple[str, ...], load: dict[str, Any], temperature: float | None,
         top_k: int | None, top_p: float | None, seed: int | None, max_tokens: int | None, ignore_eos: bool,
         fmt: str | None, system: str | None, verbose: bool, rpc: str | None, tensor_split: str | None) -> None:
     """Chat with a model (pulled first if it is not local). With PROMPT or piped stdin: one answer."""
@@ -231,7 +232,6 @@ def run(model: str, prompt: tuple[str, ...], n_ctx: int | None, threads: int | N
     sampling = {k: v for k, v in {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed,
                                   "max_tokens": max_tokens, "ignore_eos": ignore_eos or None}.items()
                 if v is not None}
-    load = {k: v for k, v in {"n_ctx": n_ctx, "n_threads": threads}.items() if v is not None}
     session = Session(host, info.name, sampling, load, fmt, system, verbose)
     try:
         text = " ".join(prompt)

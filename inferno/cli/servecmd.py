@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from inferno.cli.loadflags import load_flags
+
 if TYPE_CHECKING:
     from inferno.config import Settings
 
@@ -59,9 +61,7 @@ def server_ps() -> list[dict[str, Any]]:
 @click.argument("model", required=False)
 @click.option("--host", help="Address to bind (default 127.0.0.1; INFERNO_HOST).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port (default 8000; INFERNO_HOST=host:port).")
-@click.option("--n-ctx", type=click.IntRange(16), help="Context window for loaded models.")
-@click.option("--threads", type=click.IntRange(1), help="CPU threads per model.")
-@click.option("--n-gpu-layers", type=click.IntRange(-1), help="Layers to offload to a GPU (-1: all).")
+@load_flags
 @click.option("--keep-alive", help="How long an idle model stays loaded (5m, 1h, -1 forever, 0).")
 @click.option("--parallel", type=click.IntRange(1, 256),
               help="Sequences decoded together per model, sharing its context (default 4; INFERNO_NUM_PARALLEL).")
@@ -74,9 +74,9 @@ def server_ps() -> list[dict[str, Any]]:
 @click.option("--tensor-split", help="Proportions of the layers per device, the RPC workers' first, then local GPUs: "
                                      "3,1 (default: by free memory; INFERNO_TENSOR_SPLIT).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
-def serve(model: str | None, host: str | None, port: int | None, n_ctx: int | None, threads: int | None,
-          n_gpu_layers: int | None, keep_alive: str | None, parallel: int | None, kv_type: str | None,
-          flash_attn: str | None, rpc: str | None, tensor_split: str | None, log_level: str) -> None:
+def serve(model: str | None, host: str | None, port: int | None, load: dict[str, Any], keep_alive: str | None,
+          parallel: int | None, kv_type: str | None, flash_attn: str | None, rpc: str | None,
+          tensor_split: str | None, log_level: str) -> None:
     """Serve every local model over the Ollama (/api) and OpenAI (/v1) APIs.
 
     With MODEL, that model is pulled if needed and loaded before requests come. On an empty store the
@@ -108,7 +108,7 @@ def serve(model: str | None, host: str | None, port: int | None, n_ctx: int | No
             name = inferno.ensure(model, progress=bar, choose=interactive_choose).name
         finally:
             bar.close()
-    options = LoadOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers)
+    options = LoadOptions(**load)
     inferno.engine.set_defaults(name, options)
 
     def ready(url: str) -> None:

@@ -47,7 +47,7 @@ class AsyncInfernoClient(_core.Surface):
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *, timeout: float = 600.0,
                  connect_timeout: float = 5.0, max_retries: int = 2, backoff: float = 0.5) -> None:
-        self.base_url = (base_url or _core.default_base_url()).rstrip("/")
+        self.base_url = _core.server_root(base_url)
         self.max_retries, self.backoff = max_retries, backoff
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=_core.headers(api_key),
                                        timeout=httpx.Timeout(timeout, connect=connect_timeout))

@@ -32,6 +32,13 @@ def default_base_url() -> str:
     return f"http://{host.replace('0.0.0.0', '127.0.0.1')}"
 
 
+def server_root(base_url: str | None) -> str:
+    """The server's root URL: a base_url ending in /v1 (the OpenAI SDK's and the original inferno's spelling)
+    means the same server, and the client's paths already carry /v1 or /api."""
+    url = (base_url or default_base_url()).rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
 def headers(api_key: str | None) -> dict[str, str]:
     key = api_key if api_key is not None else os.environ.get("INFERNO_API_KEY")
     return {"Authorization": f"Bearer {key}"} if key else {}

@@ -46,13 +46,14 @@ class Stream:
 class InfernoClient(_core.Surface):
     """A client for `inferno serve`, shaped like the `openai` package plus model management.
 
-    base_url defaults to INFERNO_HOST (127.0.0.1:8000), api_key to INFERNO_API_KEY. Connection errors and
-    503 "busy" answers are retried max_retries times with exponential backoff; nothing else is.
+    base_url defaults to INFERNO_HOST (127.0.0.1:8000); "http://host:port/v1" works too. api_key defaults to
+    INFERNO_API_KEY. Connection errors and 503 "busy" answers are retried max_retries times with exponential
+    backoff; nothing else is.
     """
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *, timeout: float = 600.0,
                  connect_timeout: float = 5.0, max_retries: int = 2, backoff: float = 0.5) -> None:
-        self.base_url = (base_url or _core.default_base_url()).rstrip("/")
+        self.base_url = _core.server_root(base_url)
         self.max_retries, self.backoff = max_retries, backoff
         self._http = httpx.Client(base_url=self.base_url, headers=_core.headers(api_key),
                                   timeout=httpx.Timeout(timeout, connect=connect_timeout))

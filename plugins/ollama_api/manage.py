@@ -97,7 +97,7 @@ def make_blueprint(inferno: Inferno) -> Any:
                 expires = datetime.fromtimestamp(m.expires_at, timezone.utc) if m.expires_at else \
                     datetime(2318, 1, 1, tzinfo=timezone.utc)  # Ollama's "forever"
                 out.append({"name": display_name(m.name), "model": display_name(m.name), "size": m.size,
-                            "size_vram": 0, "digest": info.sha256, "details": details(info),
+                            "size_vram": vram_bytes(m.devices), "digest": info.sha256, "details": details(info),
                             "expires_at": t.rfc3339(expires), "context_length": m.context_length,
                             # Inferno's own: the batching engine's slots (Ollama clients ignore unknown keys)
                             "slots": m.slots, "slots_in_use": m.slots_in_use, "queued": m.queued,
@@ -284,3 +284,7 @@ async def _stream_or_last(stream: bool, statuses: AsyncIterator[dict[str, Any]])
     return last
 
 
+def vram_bytes(devices: list[dict[str, Any]]) -> int:
+    """Bytes this model holds on local GPUs, by llama.cpp's own buffer accounting: the layers offloaded there
+    (weights), their KV cache and compute buffers. Host RAM ("CPU") and RPC workers' memory are not VRAM here."""
+    return sum(int(d.get("memory", 0)) for d in devices if d.get("name") != "CPU" and not d.get("endpoint"))

@@ -97,6 +97,29 @@ class _Sampling(_Body):
     num_ctx: int | None = Field(None, ge=16, le=1 << 22)
     ignore_eos: bool = False
     keep_alive: str | float | None = None
+    # load options, in Ollama's spelling (num_*) or llama.cpp's (n_*): a change reloads the model
+    n_ctx: int | None = Field(None, ge=16, le=1 << 22)
+    num_batch: int | None = Field(None, ge=1, le=1 << 16)
+    n_batch: int | None = Field(None, ge=1, le=1 << 16)
+    num_gpu: int | None = Field(None, ge=-1)
+    n_gpu_layers: int | None = Field(None, ge=-1)
+    num_thread: int | None = Field(None, ge=1, le=1024)
+    n_threads: int | None = Field(None, ge=1, le=1024)
+    use_mlock: bool | None = None
+    use_mmap: bool | None = None
+    rope_freq_base: float | None = Field(None, gt=0)
+    rope_frequency_base: float | None = Field(None, gt=0)
+    rope_freq_scale: float | None = Field(None, gt=0)
+    rope_frequency_scale: float | None = Field(None, gt=0)
+
+    def load_options(self) -> dict[str, Any]:
+        """The load options this body sets, under LoadOptions' names (llama.cpp's spelling wins a tie)."""
+        pairs = {"n_ctx": (self.n_ctx, self.num_ctx), "n_batch": (self.n_batch, self.num_batch),
+                 "n_gpu_layers": (self.n_gpu_layers, self.num_gpu), "n_threads": (self.n_threads, self.num_thread),
+                 "use_mlock": (self.use_mlock, None), "use_mmap": (self.use_mmap, None),
+                 "rope_freq_base": (self.rope_freq_base, self.rope_frequency_base),
+                 "rope_freq_scale": (self.rope_freq_scale, self.rope_frequency_scale)}
+        return {k: a if a is not None else b for k, (a, b) in pairs.items() if a is not None or b is not None}
 
 
 class ChatCompletionRequest(_Sampling):

@@ -106,14 +106,14 @@ def chat_request(body: ChatCompletionRequest) -> GenerateRequest:
                                                                          or body.max_tokens),
         format=fmt, tools=tools or None, tool_choice=choice,
         logprobs=(body.top_logprobs or 0) if body.logprobs else None,
-        load=LoadOptions(n_ctx=body.num_ctx), keep_alive=keep_alive(body.keep_alive))
+        load=LoadOptions(**body.load_options()), keep_alive=keep_alive(body.keep_alive))
 
 
 def completion_request(body: CompletionRequest, prompt: str) -> GenerateRequest:
     return GenerateRequest(
         model=body.model, prompt=prompt, suffix=body.suffix or None,
         sampling=_sampling(body, body.max_tokens), logprobs=body.logprobs,
-        load=LoadOptions(n_ctx=body.num_ctx), keep_alive=keep_alive(body.keep_alive))
+        load=LoadOptions(**body.load_options()), keep_alive=keep_alive(body.keep_alive))
 
 
 def new_id(prefix: str) -> str:

@@ -113,9 +113,9 @@ def quantize(source: str | None, target: str | None, method: str, show_list: boo
 @click.option("--n-ctx", type=click.IntRange(16), default=4096, show_default=True, help="Context for RAM and --eval.")
 def compare(models: tuple[str, ...], run_eval: bool, n_ctx: int) -> None:
     """Compare models side by side: size, bits/weight, quantization, parameters, context, RAM."""
-    from inferno.api import format_parameter_size, table
+    from inferno.api import format_parameter_size, kv_cache_bytes, table
 
-    from .report import bits_per_weight, evaluate, human, kv_cache_bytes
+    from .report import bits_per_weight, evaluate, human
 
     host = _host()
     rows = [["MODEL", "SIZE", "BITS/W", "QUANT", "PARAMS", "CONTEXT", f"RAM @{n_ctx}"]]
@@ -148,15 +148,15 @@ def compare(models: tuple[str, ...], run_eval: bool, n_ctx: int) -> None:
 @click.option("--n-ctx", type=click.IntRange(16), help="Context length (default: min(trained, 4096)).")
 def estimate(model: str, n_ctx: int | None) -> None:
     """RAM a model needs (weights + KV cache), for its own quantization and the common alternatives."""
-    from inferno.api import table
+    from inferno.api import default_context, kv_cache_bytes, table
 
     from .methods import COMMON, by_name
-    from .report import human, kv_cache_bytes
+    from .report import human
 
     host = _host()
     info = host.store.get(model)
     meta = host.metadata(model)
-    ctx = n_ctx or min(meta.context_length or 4096, host.settings.default_context)
+    ctx = n_ctx or default_context(meta, host.settings.default_context)
     kv = kv_cache_bytes(meta, ctx)
     rows = [["QUANT", "WEIGHTS", f"KV CACHE @{ctx}", "TOTAL"]]
     own = (meta.quantization or "?").upper()

@@ -1,23 +1,10 @@
-"""Numbers for compare and estimate: sizes, bits per weight, RAM for weights and KV cache, and --eval."""
+"""Numbers for compare and estimate: sizes, bits per weight and --eval (RAM estimates: inferno/ram.py)."""
 
 from __future__ import annotations
 
 import time
 from importlib.resources import files
 from typing import Any
-
-from inferno.api import ModelMetadata
-
-KV_BYTES = 2  # f16 K and V cache entries
-
-
-def kv_cache_bytes(meta: ModelMetadata, n_ctx: int) -> int | None:
-    """layers * kv heads * head dim * context * (K and V) * bytes per element."""
-    if not (meta.block_count and meta.embedding_length and meta.head_count):
-        return None
-    kv_heads = meta.head_count_kv or meta.head_count
-    head_dim = meta.embedding_length // meta.head_count
-    return meta.block_count * kv_heads * head_dim * n_ctx * 2 * KV_BYTES
 
 
 def bits_per_weight(size: int, params: int | None) -> float | None:
