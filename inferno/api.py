@@ -31,6 +31,7 @@ from inferno.dialect import (
     tool_call_id,
 )
 from inferno.engine.protocol import Engine, ModelDefaults, ResolvedModel
+from inferno.engine.thinking import supports_thinking
 from inferno.engine.types import (
     Done,
     Embeddings,
@@ -46,6 +47,7 @@ from inferno.engine.types import (
     ScoreRequest,
     Scores,
     TextDelta,
+    ThinkingDelta,
     TokenizeRequest,
     Tokens,
     Tool,
@@ -79,9 +81,11 @@ __all__ = [
     "GenerateRequest", "Inferno", "InfernoError", "LoadOptions", "LoadedModelInfo", "Message", "ModelDefaults",
     "ModelInfo", "ModelLoadError", "ModelMetadata", "ModelNotFoundError", "ModelRef", "NotFoundError", "Progress",
     "ProgressBar", "ResolvedModel", "SamplingOptions", "ScoreRequest", "Scores", "Settings", "SourceError",
-    "TextDelta", "TokenizeRequest", "Tokens", "Tool", "ToolCall", "ToolCalls", "ToolChoice", "UnavailableError",
+    "TextDelta", "ThinkingDelta", "TokenizeRequest", "Tokens", "Tool", "ToolCall", "ToolCalls", "ToolChoice",
+    "UnavailableError",
     "__version__", "body", "collect", "count_tokens", "default_context", "display_name", "dumps", "error_response",
     "format_parameter_size", "hookimpl", "human_size", "keep_alive", "kv_cache_bytes", "name_from", "ndjson",
     "neutral_error", "normalize_name", "parse_duration", "primed", "ram_table", "read_json", "register_error_shape",
-    "safe_filename", "sha256_file", "sse", "stop_list", "stream", "submit_all", "table", "tool_call_id",
+    "safe_filename", "sha256_file", "sse", "stop_list", "stream", "submit_all", "supports_thinking", "table",
+    "tool_call_id",
 ]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from inferno.config import parse_duration
 from inferno.engine.chat import tool_call_id as tool_call_id  # one id form: the engine's parser uses it too
-from inferno.engine.types import Done, SamplingOptions, TextDelta, ToolCall, ToolCalls, ToolChoice
+from inferno.engine.types import Done, SamplingOptions, TextDelta, ThinkingDelta, ToolCall, ToolCalls, ToolChoice
 from inferno.errors import InfernoError
 
 if TYPE_CHECKING:
@@ -61,9 +61,10 @@ def error_response(app: Quart, path: str, error: InfernoError) -> Any:
 
 @dataclass
 class Collected:
-    """A whole generation: its text, tool calls, logprobs and final Done."""
+    """A whole generation: its text, reasoning (thinking models), tool calls, logprobs and final Done."""
 
     text: str = ""
+    thinking: str = ""
     calls: list[ToolCall] = field(default_factory=list)
     logprobs: list[dict[str, Any]] = field(default_factory=list)
     done: Done = field(default_factory=lambda: Done(reason="stop"))
@@ -72,16 +73,20 @@ class Collected:
 async def collect(events: AsyncIterator[Any] | RequestHandle) -> Collected:
     """Every event of one request, gathered into one result (non-streamed replies)."""
     text: list[str] = []
+    thinking: list[str] = []
     out = Collected()
     async for event in events:
         if isinstance(event, TextDelta):
             text.append(event.text)
             out.logprobs.extend(event.logprobs or [])
+        elif isinstance(event, ThinkingDelta):
+            thinking.append(event.text)
         elif isinstance(event, ToolCalls):
             out.calls.extend(event.calls)
         elif isinstance(event, Done):
             out.done = event
     out.text = "".join(text)
+    out.thinking = "".join(thinking)
     return out
 
 

@@ -61,6 +61,22 @@ class Inferno:
     def metadata(self, name: str) -> ModelMetadata:
         return read_metadata(self.lookup(name).file)
 
+    def capabilities(self, info: ModelInfo, meta: ModelMetadata) -> list[str]:
+        """What a model can do, in Ollama's words: completion, tools, insert, embedding, thinking."""
+        from inferno.engine.thinking import supports_thinking
+
+        caps = ["completion"]
+        template = info.template or meta.chat_template or ""
+        if "tools" in template:
+            caps.append("tools")
+        if meta.has_fim:
+            caps.append("insert")
+        if meta.pooling_type not in (None, "none"):
+            caps.append("embedding")
+        if supports_thinking(template):
+            caps.append("thinking")
+        return caps
+
     def lookup(self, name: str) -> ModelInfo:
         """The local model a request names: a store name, or an identifier it was pulled by
         (`hf.co/owner/Repo-GGUF:Q4_K_M` → `repo:q4_k_m`), as Ollama clients use the name they pulled."""

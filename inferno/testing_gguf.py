@@ -15,7 +15,8 @@ TINY_TEMPLATE = (
 
 
 def write_tiny_gguf(path: Path, *, seed: int = 0, n_embd: int = 64, n_layer: int = 2, n_ff: int = 128,
-                    n_head: int = 4, context_length: int = 2048, file_type_f16: bool = False) -> Path:
+                    n_head: int = 4, context_length: int = 2048, file_type_f16: bool = False,
+                    chat_template: str = TINY_TEMPLATE) -> Path:
     import numpy as np
     from gguf import GGUFWriter, LlamaFileType, TokenType
 
@@ -43,7 +44,7 @@ def write_tiny_gguf(path: Path, *, seed: int = 0, n_embd: int = 64, n_layer: int
     w.add_eos_token_id(2)
     w.add_unk_token_id(0)
     w.add_add_bos_token(True)
-    w.add_chat_template(TINY_TEMPLATE)
+    w.add_chat_template(chat_template)
     n_vocab = len(tokens)
 
     def t(name: str, *shape: int, ones: bool = False) -> None:

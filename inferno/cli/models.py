@@ -137,6 +137,7 @@ def show(name: str, as_json: bool, template: bool) -> None:
         ("rope", rope), ("quantization", meta.quantization or "-"),
         ("size", human_size(info.size)), ("path", info.path + (" (linked)" if info.linked else "")),
         ("source", info.source), ("sha256", info.sha256),
+        ("capabilities", ", ".join(host.capabilities(info, meta))),
     ]
     click.echo("\n".join(f"  {k:<18}{v}" for k, v in rows))
     from inferno.ram import default_context, ram_table

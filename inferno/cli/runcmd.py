@@ -13,6 +13,7 @@ from inferno.cli.loadflags import load_flags
 HELP = """Available commands:
   /set system <text>          set the system prompt
   /set context <n>            set the context window (reloads the model)
+  /set think, /set nothink    turn a thinking model's reasoning on or off (shown dimmed)
   /set parameter <name> <v>   set a sampling parameter (temperature, top_k, top_p, min_p, seed,
                               repeat_penalty, repeat_last_n, presence_penalty, frequency_penalty,
                               num_predict, stop, num_thread)
@@ -38,6 +39,7 @@ class Session:
         self.system = system
         self.history: list[Message] = []
         self.verbose = verbose
+        self.think: bool | None = None  # None: the model's template decides
 
     def messages(self) -> list[Any]:
         from inferno.engine.types import Message
@@ -47,21 +49,37 @@ class Session:
 
     def ask(self, text: str, out: Any = None) -> str:
         """Stream one answer to out; Ctrl-C stops it and keeps what was said."""
-        from inferno.engine.types import Done, GenerateRequest, LoadOptions, Message, SamplingOptions, TextDelta
+        from inferno.engine.types import (
+            Done,
+            GenerateRequest,
+            LoadOptions,
+            Message,
+            SamplingOptions,
+            TextDelta,
+            ThinkingDelta,
+        )
 
         out = out or sys.stdout
         self.history.append(Message(role="user", content=text))
         req = GenerateRequest(model=self.name, messages=self.messages(), format=self.fmt,  # type: ignore
                               sampling=SamplingOptions(**self.sampling), load=LoadOptions(**self.load),
-                              keep_alive=-1)
+                              keep_alive=-1, think=self.think)
         handle = self.host.engine.submit(req)
         parts: list[str] = []
+        thought: list[str] = []
+        dim = getattr(out, "isatty", lambda: False)()
         done: Any = None
         try:
             for event in handle:
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
+                    if thought and len(parts) == 1:
+                        out.write("\n\n")  # the answer after the reasoning
                     out.write(event.text)
+                    out.flush()
+                elif isinstance(event, ThinkingDelta):
+                    thought.append(event.text)
+                    out.write(click.style(event.text, dim=True) if dim else event.text)
                     out.flush()
                 elif isinstance(event, Done):
                     done = event
@@ -75,7 +93,7 @@ class Session:
             raise
         out.write("\n")
         answer = "".join(parts)
-        self.history.append(Message(role="assistant", content=answer))
+        self.history.append(Message(role="assistant", content=answer, thinking="".join(thought) or None))
         if self.verbose and done is not None:
             rate = done.completion_tokens / (done.eval_ns / 1e9) if done.eval_ns else 0.0
             click.echo(f"prompt tokens: {done.prompt_tokens}, answer tokens: {done.completion_tokens}, "
@@ -119,11 +137,15 @@ class Session:
                 return
             self.load["n_ctx"] = n
             click.echo(f"Set context to {n} (the model reloads on the next message).")
+        elif what in ("think", "nothink"):
+            self.think = what == "think"
+            click.echo(f"Set thinking {'on' if self.think else 'off'}.")
         elif what == "parameter":
             name, _, raw = value.partition(" ")
             self._parameter(name.strip().lower(), raw.strip())
         else:
-            click.echo("Usage: /set system <text> | /set context <n> | /set parameter <name> <value>")
+            click.echo("Usage: /set system <text> | /set context <n> | /set think | /set nothink | "
+                       "/set parameter <name> <value>")
 
     def _parameter(self, name: str, raw: str) -> None:
         try:

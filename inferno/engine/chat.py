@@ -69,6 +69,8 @@ def _message_dict(m: Message) -> dict[str, Any]:
         d["tool_call_id"] = m.tool_call_id
     if m.name:
         d["name"] = m.name
+    if m.thinking:
+        d["reasoning_content"] = m.thinking  # Qwen3's and DeepSeek's templates read it
     return d
 
 
@@ -81,15 +83,17 @@ def tools_system_text(tools: list[Tool]) -> str:
 
 
 def render_chat(template: str | None, messages: list[Message], *, tools: list[Tool] | None,
-                bos_token: str, eos_token: str, add_generation_prompt: bool = True) -> str:
+                bos_token: str, eos_token: str, add_generation_prompt: bool = True,
+                extra: dict[str, Any] | None = None) -> str:
+    """The prompt text; `extra` are more template variables (a thinking switch: enable_thinking …)."""
     source = template or CHATML
     msgs = [_message_dict(m) for m in messages]
     if tools and "tools" not in source:
-        extra = tools_system_text(tools)
+        described = tools_system_text(tools)
         if msgs and msgs[0]["role"] == "system":
-            msgs[0] = {**msgs[0], "content": msgs[0]["content"] + "\n\n" + extra}
+            msgs[0] = {**msgs[0], "content": msgs[0]["content"] + "\n\n" + described}
         else:
-            msgs.insert(0, {"role": "system", "content": extra})
+            msgs.insert(0, {"role": "system", "content": described})
     if "tool_calls" not in source:  # a template that cannot show tool calls: show them as text
         for d in msgs:
             if d.get("tool_calls"):
@@ -101,7 +105,8 @@ def render_chat(template: str | None, messages: list[Message], *, tools: list[To
     try:
         return _compile(source).render(
             messages=msgs, tools=[_tool_spec(t) for t in tools] if tools else None,
-            add_generation_prompt=add_generation_prompt, bos_token=bos_token, eos_token=eos_token)
+            add_generation_prompt=add_generation_prompt, bos_token=bos_token, eos_token=eos_token,
+            **(extra or {}))
     except TemplateError:
         raise
     except Exception as e:  # includes SecurityError from the sandbox

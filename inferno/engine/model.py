@@ -193,25 +193,36 @@ class Model:
         if bad:
             raise BadRequestError(f"token {bad[0]} is outside the vocabulary of {self.name}", param="tokens")
 
+    def chat_template(self, req: GenerateRequest) -> str | None:
+        """The template a chat request is rendered with: the request's, the model's own (store), the GGUF's."""
+        return req.template or self.defaults.template or self.meta.chat_template
+
     def prompt_tokens(self, req: GenerateRequest) -> list[int]:
+        return self.prompt(req)[0]
+
+    def prompt(self, req: GenerateRequest) -> tuple[list[int], str]:
+        """The prompt's tokens, and for a chat the rendered text ("" otherwise)."""
         if req.messages is not None:
+            from inferno.engine.thinking import template_vars
+
             messages = req.messages
             system = self.defaults.system
             if system and not any(m.role == "system" for m in messages):
                 messages = [Message(role="system", content=system), *messages]
-            text = chat.render_chat(req.template or self.defaults.template or self.meta.chat_template,
+            text = chat.render_chat(self.chat_template(req),
                                     messages, tools=req.tools if req.tool_choice.mode != "none" else None,
-                                    bos_token=self.bos_text, eos_token=self.eos_text)
+                                    bos_token=self.bos_text, eos_token=self.eos_text,
+                                    extra=template_vars(req.think))
             if req.context:  # Ollama's generate context: the earlier exchange's tokens come first
                 self.check_tokens(req.context)
-                return list(req.context) + self.tokenize(text, add_bos=False)
-            return self.tokenize(text)
+                return list(req.context) + self.tokenize(text, add_bos=False), text
+            return self.tokenize(text), text
         prompt = req.prompt or ""
         if req.suffix:
-            return self._infill(prompt, req.suffix)
+            return self._infill(prompt, req.suffix), ""
         if req.context:
             self.check_tokens(req.context)
-        return list(req.context or []) + self.tokenize(prompt, add_bos=not req.context)
+        return list(req.context or []) + self.tokenize(prompt, add_bos=not req.context), ""
 
     def _infill(self, prompt: str, suffix: str) -> list[int]:
         lib = self.lib

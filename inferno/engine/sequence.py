@@ -15,7 +15,8 @@ from inferno.engine import chat
 from inferno.engine.grammar import grammar_for
 from inferno.engine.output import StreamedText
 from inferno.engine.sampling import DEFAULT_SAMPLING, Sampler, logprobs_entry
-from inferno.engine.types import Done, FinishReason, GenerateRequest, ToolCalls
+from inferno.engine.thinking import ThinkSplitter, opens_inside, supports_thinking
+from inferno.engine.types import Done, FinishReason, GenerateRequest, ThinkingDelta, ToolCalls
 
 if TYPE_CHECKING:
     from inferno.engine.model import Model
@@ -28,19 +29,24 @@ class Sequence:
                  cancelled: Callable[[], bool], load_ns: int = 0) -> None:
         self.t0 = time.perf_counter_ns()
         self.model, self.req, self.emit, self.is_cancelled, self.load_ns = model, req, emit, cancelled, load_ns
-        self.prompt = model.fit_prompt(model.prompt_tokens(req), req.truncate)
+        tokens, text = model.prompt(req)
+        self.prompt = model.fit_prompt(tokens, req.truncate)
         own = model.defaults.parameters
         params = own.model_dump(exclude_defaults=True) if own is not None else {}
         s = DEFAULT_SAMPLING | params | req.sampling.model_dump(exclude_none=True)
         if not req.sampling.stop and params.get("stop"):
             s["stop"] = params["stop"]
         forced = chat.tool_call_schema(req.tools, req.tool_choice) if req.tools else None
-        self.sampler = Sampler(model.lib, model.vocab, model.n_vocab, model.n_ctx, s,
-                               grammar_for(forced if forced is not None else req.format))
+        grammar = req.grammar if req.grammar and forced is None else grammar_for(
+            forced if forced is not None else req.format)
+        self.sampler = Sampler(model.lib, model.vocab, model.n_vocab, model.n_ctx, s, grammar)
         max_tokens = s.get("max_tokens")
         self.max_tokens = None if max_tokens is None or max_tokens < 0 else int(max_tokens)
         watch_tools = bool(req.tools) and req.tool_choice.mode in ("auto", "required", "function")
         self.out = StreamedText([x for x in s.get("stop") or [] if x], watch_tools, emit)
+        # A thinking model's chat: its reasoning is split off before the answer reaches stops and tool calls.
+        self.think = (ThinkSplitter(inside=opens_inside(text))
+                      if req.messages is not None and supports_thinking(model.chat_template(req)) else None)
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.generated: list[int] = []
         self.cached = 0  # prompt tokens found in the slot's cache
@@ -65,6 +71,10 @@ class Sequence:
             return "stop"
         self.generated.append(tok)
         piece = self.decoder.decode(self.model.piece_bytes(tok))
+        if self.think is not None:
+            thought, piece = self.think.feed(piece)
+            if thought:
+                self.emit(ThinkingDelta(thought))
         if self.out.feed(piece, lp):
             return "stop"
         if self.max_tokens is not None and len(self.generated) >= self.max_tokens:
@@ -78,7 +88,12 @@ class Sequence:
         self.done = True
         t_end = time.perf_counter_ns()
         if reason != "cancelled":
-            calls = self.out.finish(self.decoder.decode(b"", final=True), self.req.tools or [])
+            tail = self.decoder.decode(b"", final=True)
+            if self.think is not None:  # an unterminated block (max_tokens) is still reasoning
+                thought, tail = self.think.finish(tail)
+                if thought:
+                    self.emit(ThinkingDelta(thought))
+            calls = self.out.finish(tail, self.req.tools or [])
             if calls:
                 self.emit(ToolCalls(calls))
                 reason = "tool_calls"

@@ -27,6 +27,7 @@ class Message(BaseModel):
     tool_call_id: str | None = None
     name: str | None = None  # the tool's name on a tool result
     images: list[str] | None = None  # reserved: no vision models yet
+    thinking: str | None = None  # an assistant turn's reasoning (the template sees it as reasoning_content)
 
 
 class Tool(BaseModel):
@@ -107,6 +108,10 @@ class GenerateRequest(BaseModel):
     context: list[int] | None = None  # Ollama's generate context: tokens of an earlier exchange
     return_context: bool = False
     truncate: bool = False  # drop the oldest prompt tokens instead of refusing a too-long prompt
+    # Thinking models: None = the template's default; False = off where the template has a switch; True or an
+    # effort = on (the effort reaches templates that read `reasoning_effort`).
+    think: bool | Literal["low", "medium", "high"] | None = None
+    grammar: str | None = Field(None, max_length=100_000)  # raw GBNF, as llama-server's `grammar` (wins over format)
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerateRequest:
@@ -129,6 +134,13 @@ class EmbedRequest(BaseModel):
 class TextDelta:
     text: str
     logprobs: list[dict[str, Any]] | None = None
+
+
+@dataclass(slots=True)
+class ThinkingDelta:
+    """Reasoning of a thinking model, separated from the answer (which comes as TextDelta)."""
+
+    text: str
 
 
 @dataclass(slots=True)
@@ -195,7 +207,7 @@ class Scores:
         return math.exp(-sum(self.logprobs) / len(self.logprobs))
 
 
-Event = TextDelta | ToolCalls | Done
+Event = TextDelta | ThinkingDelta | ToolCalls | Done
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from inferno.api import (
     Inferno,
     Message,
     TextDelta,
+    ThinkingDelta,
     Tool,
     ToolCall,
     ToolCalls,
@@ -34,13 +36,29 @@ def ndjson_stream(chunks: AsyncIterator[Chunk]) -> Any:
     return stream(chunks, kind="ndjson", error=t.error_body)
 
 
-def _check_capabilities(inferno: Inferno, model: str, images: list[str] | None, think: Any) -> None:
-    """An unknown model is a 404, images or thinking a 400, before any generation starts."""
-    inferno.lookup(model)
+def _think(value: Any) -> bool | str | None:
+    """Ollama's think: true, false, or an effort ("low", "medium", "high")."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if isinstance(value, str) and value.lower() in ("low", "medium", "high"):
+        return value.lower()
+    raise BadRequestError(f'think must be true, false, "low", "medium" or "high", not {value!r}', param="think")
+
+
+async def _check_capabilities(inferno: Inferno, model: str, images: list[str] | None,
+                              think: Any) -> bool | str | None:
+    """An unknown model is a 404, images or thinking a 400, before any generation starts; the think value."""
+    info = inferno.lookup(model)
     if images:
         raise BadRequestError(f'"{model}" does not support images', param="images")
-    if think not in (None, False, "", "false"):
-        raise BadRequestError(f'"{model}" does not support thinking', param="think")
+    think = _think(think)
+    if think not in (None, False):
+        meta = await asyncio.to_thread(inferno.metadata, info.name)
+        if "thinking" not in inferno.capabilities(info, meta):
+            raise BadRequestError(f'"{model}" does not support thinking', param="think")
+    return think
 
 
 async def _load_or_unload(inferno: Inferno, model: str, keep_alive: float | None, key: str,
@@ -66,13 +84,14 @@ def make_blueprint(inferno: Inferno) -> Any:
     async def generate() -> Any:
         """Generate a completion for a prompt (streamed as NDJSON unless stream is false)."""
         req: GenerateBody = await read_json(GenerateBody)
-        _check_capabilities(inferno, req.model, req.images, req.think)
+        think = await _check_capabilities(inferno, req.model, req.images, req.think)
         sampling, load = t.options(req.options)
         keep = keep_alive(req.keep_alive)
         if not req.prompt and not req.suffix:
             return await _load_or_unload(inferno, req.model, keep, "response", "")
         core: dict[str, Any] = {"model": req.model, "sampling": sampling, "load": load, "keep_alive": keep,
-                                "format": t.fmt(req.format), "context": req.context, "return_context": True}
+                                "format": t.fmt(req.format), "context": req.context, "return_context": True,
+                                "think": think, "grammar": t.grammar(req.options)}
         filled = t.go_template(req.template, req.system, req.prompt) if req.template else None
         if req.raw or req.suffix or filled is not None:
             core.update(prompt=filled if filled is not None else req.prompt, suffix=req.suffix)
@@ -85,8 +104,10 @@ def make_blueprint(inferno: Inferno) -> Any:
             events = await handle.primed()
             return ndjson_stream(_generate_chunks(req.model, events))
         r = await collect(handle)
-        return {"model": req.model, "created_at": t.now(), "response": r.text, "done": True,
-                "context": r.done.context or [], **t.final_metrics(r.done)}
+        out: dict[str, Any] = {"model": req.model, "created_at": t.now(), "response": r.text}
+        if r.thinking:
+            out["thinking"] = r.thinking
+        return {**out, "done": True, "context": r.done.context or [], **t.final_metrics(r.done)}
 
     @bp.post("/api/chat")
     @body(ChatBody)
@@ -94,13 +115,13 @@ def make_blueprint(inferno: Inferno) -> Any:
         """Chat with a model: messages, tools, format (streamed as NDJSON unless stream is false)."""
         req: ChatBody = await read_json(ChatBody)
         images = [i for m in req.messages for i in (m.images or [])]
-        _check_capabilities(inferno, req.model, images, req.think)
+        think = await _check_capabilities(inferno, req.model, images, req.think)
         sampling, load = t.options(req.options)
         keep = keep_alive(req.keep_alive)
         empty = {"role": "assistant", "content": ""}
         if not req.messages:
             return await _load_or_unload(inferno, req.model, keep, "message", empty)
-        messages = [Message(role=m.role, content=m.content, name=m.tool_name,
+        messages = [Message(role=m.role, content=m.content, name=m.tool_name, thinking=m.thinking,
                             tool_calls=[ToolCall(id=c.id or tool_call_id(), name=c.function.name,
                                                  arguments=c.function.arguments)
                                         for c in m.tool_calls] if m.tool_calls else None)
@@ -108,12 +129,15 @@ def make_blueprint(inferno: Inferno) -> Any:
         tools = [Tool(name=x.function.name, description=x.function.description,
                       parameters=x.function.parameters) for x in req.tools or []]
         handle = engine.submit(GenerateRequest(model=req.model, messages=messages, sampling=sampling, load=load,
-                                               keep_alive=keep, format=t.fmt(req.format), tools=tools or None))
+                                               keep_alive=keep, format=t.fmt(req.format), tools=tools or None,
+                                               think=think, grammar=t.grammar(req.options)))
         if req.stream:
             events = await handle.primed()
             return ndjson_stream(_chat_chunks(req.model, events))
         r = await collect(handle)
         message: dict[str, Any] = {"role": "assistant", "content": r.text}
+        if r.thinking:
+            message["thinking"] = r.thinking
         if r.calls:
             message["tool_calls"] = _calls(r.calls)
         return {"model": req.model, "created_at": t.now(), "message": message, "done": True,
@@ -164,6 +188,8 @@ async def _generate_chunks(model: str, events: AsyncIterator[Any]) -> AsyncItera
     async for event in events:
         if isinstance(event, TextDelta) and event.text:
             yield {"model": model, "created_at": t.now(), "response": event.text, "done": False}
+        elif isinstance(event, ThinkingDelta):
+            yield {"model": model, "created_at": t.now(), "response": "", "thinking": event.text, "done": False}
         elif isinstance(event, Done):
             yield {"model": model, "created_at": t.now(), "response": "", "done": True,
                    "context": event.context or [], **t.final_metrics(event)}
@@ -174,6 +200,9 @@ async def _chat_chunks(model: str, events: AsyncIterator[Any]) -> AsyncIterator[
         if isinstance(event, TextDelta) and event.text:
             yield {"model": model, "created_at": t.now(), "message": {"role": "assistant", "content": event.text},
                    "done": False}
+        elif isinstance(event, ThinkingDelta):
+            yield {"model": model, "created_at": t.now(),
+                   "message": {"role": "assistant", "content": "", "thinking": event.text}, "done": False}
         elif isinstance(event, ToolCalls):
             yield {"model": model, "created_at": t.now(),
                    "message": {"role": "assistant", "content": "", "tool_calls": _calls(event.calls)},

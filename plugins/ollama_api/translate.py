@@ -18,7 +18,8 @@ _LOAD = {"num_ctx": ("n_ctx", int), "num_batch": ("n_batch", int), "num_gpu": ("
          "flash_attn": ("flash_attn", bool), "rope_frequency_base": ("rope_freq_base", float),
          "rope_frequency_scale": ("rope_freq_scale", float)}
 _IGNORED = {"num_keep", "tfs_z", "mirostat", "mirostat_tau", "mirostat_eta", "penalize_newline", "numa",
-            "num_gqa", "low_vram", "f16_kv", "vocab_only", "main_gpu", "logits_all", "embedding_only"}
+            "num_gqa", "low_vram", "f16_kv", "vocab_only", "main_gpu", "logits_all", "embedding_only",
+            "grammar"}
 
 
 def now() -> str:
@@ -75,6 +76,14 @@ def options(opts: dict[str, Any] | None) -> tuple[SamplingOptions, LoadOptions]:
     except ValueError as e:
         err = e.errors()[0]  # type: ignore
         raise BadRequestError(f"option {err['loc'][0]!r}: {err['msg']}", param="options") from None
+
+
+def grammar(opts: dict[str, Any] | None) -> str | None:
+    """An extension: options.grammar, raw GBNF as llama-server takes it (constrains the whole output)."""
+    value = (opts or {}).get("grammar")
+    if value is not None and not isinstance(value, str):
+        raise BadRequestError("option 'grammar' must be a GBNF string", param="options")
+    return value or None
 
 
 def fmt(value: Any) -> Any:

@@ -19,6 +19,7 @@ from inferno.api import (
     GenerateRequest,
     Inferno,
     TextDelta,
+    ThinkingDelta,
     TokenizeRequest,
     ToolCalls,
     body,
@@ -74,6 +75,8 @@ def make_blueprint(inferno: Inferno) -> Any:
         choices, dones = [], []
         for index, r in enumerate(await asyncio.gather(*map(collect, handles))):
             message: dict[str, Any] = {"role": "assistant", "content": r.text if not r.calls or r.text else None}
+            if r.thinking:
+                message["reasoning_content"] = r.thinking
             if r.calls:
                 message["tool_calls"] = t.tool_calls_out(r.calls)
             choices.append({"index": index, "message": message,
@@ -193,6 +196,8 @@ async def _chat_chunks(handles: list[Any], first: AsyncIterator[Any], req: ChatC
                     yield chunk({"content": event.text}, logprobs=t.chat_logprobs(event.logprobs))
                 elif event.text:
                     yield (prefix + json.dumps(event.text, ensure_ascii=False) + suffix).encode()
+            elif isinstance(event, ThinkingDelta):
+                yield chunk({"reasoning_content": event.text})
             elif isinstance(event, ToolCalls):
                 yield chunk({"tool_calls": t.tool_calls_out(event.calls, stream=True)})
             elif isinstance(event, Done):

@@ -37,6 +37,8 @@ class ChatMessage(_Body):
     name: str | None = None
     tool_calls: list[ToolCallIn] | None = None
     tool_call_id: str | None = None
+    reasoning_content: str | None = None  # an earlier answer's reasoning, as we send it (llama-server, DeepSeek)
+    reasoning: str | None = None  # the same, in vLLM's and LM Studio's newer name
 
 
 class FunctionDef(_Body):
@@ -97,6 +99,7 @@ class _Sampling(_Body):
     num_ctx: int | None = Field(None, ge=16, le=1 << 22)
     ignore_eos: bool = False
     keep_alive: str | float | None = None
+    grammar: str | None = Field(None, max_length=100_000)  # raw GBNF, as llama-server takes it
     # load options, in Ollama's spelling (num_*) or llama.cpp's (n_*): a change reloads the model
     n_ctx: int | None = Field(None, ge=16, le=1 << 22)
     num_batch: int | None = Field(None, ge=1, le=1 << 16)
@@ -131,6 +134,8 @@ class ChatCompletionRequest(_Sampling):
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    # thinking models: "none" turns thinking off where the template can; an effort reaches templates that read it
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
 
 
 class CompletionRequest(_Sampling):

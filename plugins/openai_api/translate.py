@@ -80,7 +80,7 @@ def _messages(body: ChatCompletionRequest) -> list[Message]:
         role = {"developer": "system", "function": "tool"}.get(m.role, m.role)
         name = m.name if role == "tool" and m.name else names.get(m.tool_call_id or "")
         out.append(Message(role=role, content=_content(m), tool_calls=calls,  # type: ignore
-                           tool_call_id=m.tool_call_id, name=name))
+                           tool_call_id=m.tool_call_id, name=name, thinking=m.reasoning_content or m.reasoning))
     return out
 
 
@@ -106,14 +106,22 @@ def chat_request(body: ChatCompletionRequest) -> GenerateRequest:
                                                                          or body.max_tokens),
         format=fmt, tools=tools or None, tool_choice=choice,
         logprobs=(body.top_logprobs or 0) if body.logprobs else None,
-        load=LoadOptions(**body.load_options()), keep_alive=keep_alive(body.keep_alive))
+        load=LoadOptions(**body.load_options()), keep_alive=keep_alive(body.keep_alive),
+        think=_think(body.reasoning_effort), grammar=body.grammar)
+
+
+def _think(effort: str | None) -> Any:
+    """reasoning_effort → the core's think: "none" off, "minimal" the lowest effort a template knows."""
+    if effort is None:
+        return None
+    return False if effort == "none" else {"minimal": "low"}.get(effort, effort)
 
 
 def completion_request(body: CompletionRequest, prompt: str) -> GenerateRequest:
     return GenerateRequest(
         model=body.model, prompt=prompt, suffix=body.suffix or None,
         sampling=_sampling(body, body.max_tokens), logprobs=body.logprobs,
-        load=LoadOptions(**body.load_options()), keep_alive=keep_alive(body.keep_alive))
+        load=LoadOptions(**body.load_options()), keep_alive=keep_alive(body.keep_alive), grammar=body.grammar)
 
 
 def new_id(prefix: str) -> str:
