@@ -75,7 +75,8 @@ def test_info_json_is_validated_and_keeps_extra_fields(tmp_path: Path, tiny_gguf
     store.add("tiny", tiny_gguf, source="test", extra={"architecture": "llama", "plugin_fact": 3})
     raw = json.loads((store.root / "tiny" / "info.json").read_text())
     assert raw["architecture"] == "llama" and raw["plugin_fact"] == 3
-    assert store.update("tiny", system="be brief").model_extra["system"] == "be brief"  # type: ignore
+    assert store.update("tiny", system="be brief").system == "be brief"  # a typed field now
+    assert store.update("tiny", plugin_fact=4).model_extra["plugin_fact"] == 4  # type: ignore
 
 
 def test_failed_copy_leaves_no_temp_files(tmp_path: Path) -> None:
