@@ -1,6 +1,6 @@
 """An error after a stream began, through a real server: the status line (200) is sent, so the error must
-arrive as the stream's last item — an `{"error": ...}` line in NDJSON, an OpenAI error event in SSE — and the
-server must go on serving.
+arrive as the stream's last item — an `{"error": ...}` line in NDJSON, an OpenAI error event in SSE, Anthropic's
+`event: error` — and the server must go on serving.
 
 The failure is injected by a plugin installed the way third-party plugins are (an entry point on the server's
 sys.path): its startup hook wraps the engine's public submit() so that a request whose prompt holds a magic
@@ -116,6 +116,18 @@ def test_sse_error_is_the_last_event(failing_server: Server) -> None:
         assert any("choices" in p for p in payloads[:-1]), payloads  # text came first …
         error = payloads[-1]["error"]
         assert error["message"] == MESSAGE and error["type"] == "api_error"
+
+
+def test_anthropic_error_is_an_error_event(failing_server: Server) -> None:
+    with httpx.stream("POST", failing_server.url + "/v1/messages", timeout=60, json={
+            "model": "tiny", "max_tokens": 50, "stream": True, "messages": [{"role": "user", "content": MAGIC}]}) as r:
+        assert r.status_code == 200
+        frames = [f.split("\n") for f in "".join(r.iter_text()).split("\n\n") if f]
+    names = [head.removeprefix("event: ") for head, _ in frames]
+    assert names[0] == "message_start" and "content_block_delta" in names  # text came first …
+    assert names[-1] == "error" and "message_stop" not in names  # … then the error, and no pretended end
+    assert json.loads(frames[-1][1].removeprefix("data: ")) == {
+        "type": "error", "error": {"type": "api_error", "message": MESSAGE}}
 
 
 def test_the_server_goes_on_after_a_failed_stream(failing_server: Server) -> None:

@@ -15,6 +15,7 @@ from inferno.api import (
     ToolCalls,
     body,
     collect,
+    count_tokens,
     primed,
     read_json,
     stream,
@@ -48,11 +49,10 @@ def make_blueprint(inferno: Inferno) -> Any:
 
     @bp.post("/count_tokens")
     @body(CountTokensBody)
-    async def count_tokens() -> Any:
+    async def count_message_tokens() -> Any:
         """The number of tokens a Messages request's prompt (system, messages, tools) takes in the model."""
         req: CountTokensBody = await read_json(CountTokensBody)
-        r = await collect(inferno.engine.submit(t.counting_request(req)))
-        return {"input_tokens": r.done.prompt_tokens}
+        return {"input_tokens": await count_tokens(inferno.engine, t.core_request(req))}
 
     return bp
 

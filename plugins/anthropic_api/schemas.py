@@ -48,7 +48,7 @@ ContentParam = Annotated[TextParam | MediaParam | ThinkingParam | ToolUseParam |
 
 
 class MessageParam(_Body):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]  # system: an instruction mid-conversation (text blocks only)
     content: str | list[ContentParam]
 
 
@@ -68,6 +68,17 @@ class ToolChoiceParam(_Body):
     disable_parallel_tool_use: bool = False
 
 
+class OutputFormatParam(_Body):
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class OutputConfigParam(_Body):
+    """Structured outputs: the answer follows the JSON schema (enforced by grammar). `effort` is ignored."""
+
+    format: OutputFormatParam | None = None
+
+
 class PromptBody(_Body):
     """What both /v1/messages and /v1/messages/count_tokens read."""
 
@@ -76,6 +87,8 @@ class PromptBody(_Body):
     system: str | list[TextParam] | None = None
     tools: list[ToolSpec] | None = None
     tool_choice: ToolChoiceParam | None = None
+    output_config: OutputConfigParam | None = None
+    output_format: OutputFormatParam | None = None  # the beta's spelling of output_config.format
 
 
 class MessagesBody(PromptBody):

@@ -70,6 +70,8 @@ def _messages(i: int, m: MessageParam, names: dict[str, str]) -> list[Message]:
     out: list[Message] = []
     texts: list[str] = []
     calls: list[ToolCall] = []
+    if m.role == "system" and not all(isinstance(b, TextParam) for b in blocks):
+        raise BadRequestError(f"{where}: a system message holds text blocks only", param=where)
     for b in blocks:
         if isinstance(b, TextParam):
             texts.append(b.text)
@@ -121,22 +123,16 @@ def core_request(body: PromptBody) -> GenerateRequest:
     for i, m in enumerate(body.messages):
         messages += _messages(i, m, names)
     tools, choice = _tools(body)
+    spec = body.output_config.format if body.output_config and body.output_config.format else body.output_format
+    schema = spec.schema_ if spec is not None else None
     if not isinstance(body, MessagesBody):
-        return GenerateRequest(model=body.model, messages=messages, tools=tools, tool_choice=choice)
+        return GenerateRequest(model=body.model, messages=messages, tools=tools, tool_choice=choice, format=schema)
     stops = stop_list(body.stop_sequences)
     sampling = SamplingOptions(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
                                top_k=body.top_k, stop=stops)
     # With stop sequences the generated tokens come back, to tell which one ended the answer (matched_stop).
     return GenerateRequest(model=body.model, messages=messages, tools=tools, tool_choice=choice, sampling=sampling,
-                           keep_alive=keep_alive(body.keep_alive), return_context=bool(stops))
-
-
-def counting_request(body: PromptBody) -> GenerateRequest:
-    """A request whose Done says how many tokens the rendered prompt has: one greedy token, no grammar (a
-    forced tool call renders the same prompt as `auto`; `none` leaves the tools out, as generation does)."""
-    core = core_request(body)
-    choice = core.tool_choice if core.tool_choice.mode == "none" else ToolChoice()
-    return core.model_copy(update={"tool_choice": choice, "sampling": SamplingOptions(max_tokens=1, temperature=0)})
+                           format=schema, keep_alive=keep_alive(body.keep_alive), return_context=bool(stops))
 
 
 async def matched_stop(engine: Engine, core: GenerateRequest, done: Done) -> str | None:
