@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 
 SIMILARITY = 0.1  # llama-server's --slot-prompt-similarity default
+RATE_WINDOW = 5.0  # seconds of decode steps behind tokens_per_second
 
 
 class Slot:
@@ -90,9 +91,9 @@ class Batcher:
     def busy(self) -> bool:
         return bool(self.waiting) or any(s.seq is not None for s in self.slots)
 
-    def tokens_per_second(self, window: float = 5.0) -> float:
+    def tokens_per_second(self) -> float:
         now = time.monotonic()
-        while self.rate and self.rate[0][0] < now - window:
+        while self.rate and self.rate[0][0] < now - RATE_WINDOW:
             self.rate.popleft()
         if not self.rate:
             return 0.0
@@ -189,7 +190,10 @@ class Batcher:
                 self._release(slot, reason)
             else:
                 slot.next_token = tok
-        self.rate.append((time.monotonic(), n))
+        now = time.monotonic()
+        self.rate.append((now, n))
+        while self.rate[0][0] < now - RATE_WINDOW:  # bounded: only the last seconds count
+            self.rate.popleft()
 
     def _fill(self) -> list[tuple[Slot, int]]:
         """Put this step's tokens in the batch; returns the (slot, batch row) pairs that output logits."""

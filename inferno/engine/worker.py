@@ -72,8 +72,10 @@ class Worker:
 
     def _loop(self) -> None:
         while True:
-            active = (self.batcher is not None and self.batcher.busy) or bool(self.scores)
-            self._take(block=not active and not self.inbox)
+            stepping = (self.batcher is not None and self.batcher.busy) or bool(self.scores)
+            # Idle: sleep until a job comes. Held jobs (a reload, an unload) wait for work running elsewhere
+            # (an embedding on its own thread) to end: look again every 50 ms rather than spin.
+            self._take(block=not stepping, timeout=0.05 if self.inbox else None)
             if self.abandoned or self._dispatch():
                 break
             if self.batcher is not None and self.batcher.busy:
@@ -89,9 +91,9 @@ class Worker:
         if not self.abandoned:
             self._unload()
 
-    def _take(self, block: bool) -> None:
+    def _take(self, block: bool, timeout: float | None) -> None:
         try:
-            self.inbox.append(self.jobs.get(block=block, timeout=0.5 if block and self.inbox else None))
+            self.inbox.append(self.jobs.get(block=block, timeout=timeout))
             while True:
                 self.inbox.append(self.jobs.get_nowait())
         except queue.Empty:
@@ -132,12 +134,14 @@ class Worker:
         if job.kind == "generate":
             seq = Sequence(self.model, job.request, self._emitter(job), job.handle.cancelled.is_set, load_ns)
             job.running = True
-            self.running += 1
+            with self.scheduler.lock:
+                self.running += 1
             self.active.add(job)
             self.batcher.enqueue(seq, lambda: self._begin(job))
             return
         job.running = True
-        self.running += 1
+        with self.scheduler.lock:
+            self.running += 1
         self.active.add(job)
         self._begin(job)
         if job.kind == "embed":
@@ -209,7 +213,8 @@ class Worker:
         self._begin(job)
         if job.running:
             job.running = False
-            self.running -= 1
+            with self.scheduler.lock:  # the embedding thread ends its jobs too
+                self.running -= 1
         self.active.discard(job)
         job.ended = True
         job.handle._put(Failure(result) if isinstance(result, BaseException) else result)
