@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -17,6 +18,7 @@ import pytest
 from inferno.api import BadRequestError, BusyError, InfernoError, ModelNotFoundError, UnavailableError
 from inferno.config import load_settings
 from inferno.host import Inferno
+from inferno.testing_gguf import write_tiny_gguf
 
 from .conftest import Server, start_server, stop_server
 
@@ -233,13 +235,44 @@ def test_error_types() -> None:
     assert kind(InfernoError("x")) == "api_error"
 
 
+# A synthetic thinking model (Qwen3's switch), its output forced by a grammar to hold a think block.
+THINKER = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+           "{% if add_generation_prompt %}<|assistant|>{% if enable_thinking is defined and enable_thinking is false %}"
+           "<think>\n\n</think>\n\n{% endif %}{% endif %}")
+THINK_GRAMMAR = 'root ::= "<think>" [a-z]{3,8} "</think>" [A-Z]{2,5}'
+
+
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[Server]:
+    """The tiny model and a thinking one, behind an API key."""
     home = tmp_path_factory.mktemp("anthropic-keyed")
-    Inferno(load_settings({"INFERNO_HOME": str(home)})).import_file(tiny_gguf, "tiny", source="t")
+    h = Inferno(load_settings({"INFERNO_HOME": str(home)}))
+    h.import_file(tiny_gguf, "tiny", source="t")
+    h.import_file(write_tiny_gguf(home.parent / "thinker.gguf", chat_template=THINKER), "thinker", source="t")
     s = start_server(home, {"INFERNO_API_KEY": "sekrit"})
     yield s
     stop_server(s)
+
+
+def test_thinking_blocks(keyed_server: Server) -> None:
+    claude = anthropic.Anthropic(base_url=keyed_server.url, api_key="sekrit", max_retries=0)
+    kw: Any = {"model": "thinker", "max_tokens": 64, "thinking": {"type": "enabled", "budget_tokens": 1024},
+               "messages": [{"role": "user", "content": "hi"}], "extra_body": {"grammar": THINK_GRAMMAR, **GREEDY}}
+    msg = claude.messages.create(**kw)
+    assert [b.type for b in msg.content] == ["thinking", "text"]
+    thought, answer = msg.content
+    assert thought.type == "thinking" and re.fullmatch(r"[a-z]{3,8}", thought.thinking)
+    assert answer.type == "text" and re.fullmatch(r"[A-Z]{2,5}", answer.text)
+    with claude.messages.stream(**kw) as stream:
+        kinds = [e.delta.type for e in stream if e.type == "content_block_delta"]
+        final = stream.get_final_message()
+    assert kinds[0] == "thinking_delta" and kinds[-1] == "text_delta"
+    assert [b.to_dict() for b in final.content] == [b.to_dict() for b in msg.content]
+    history: Any = [{"role": "user", "content": "hi"},  # the earlier reasoning goes back to the template
+                    {"role": "assistant", "content": [b.to_dict() for b in msg.content]},
+                    {"role": "user", "content": "more"}]
+    again = claude.messages.create(**{**kw, "messages": history})
+    assert [b.type for b in again.content] == ["thinking", "text"]
 
 
 def test_x_api_key(keyed_server: Server) -> None:

@@ -24,9 +24,10 @@ class MediaParam(_Body):
 
 
 class ThinkingParam(_Body):
-    """A thinking block another model produced in an earlier turn: carried by clients, ignored here."""
+    """An earlier turn's reasoning, which goes back to the template (a redacted one has none to show)."""
 
     type: Literal["thinking", "redacted_thinking"]
+    thinking: str = ""
 
 
 class ToolUseParam(_Body):
@@ -79,6 +80,13 @@ class OutputConfigParam(_Body):
     format: OutputFormatParam | None = None
 
 
+class ThinkingConfigParam(_Body):
+    """Extended thinking: on, off, or the model's own default (adaptive). The budget is not enforced."""
+
+    type: Literal["enabled", "disabled", "adaptive"]
+    budget_tokens: int | None = Field(None, ge=0)
+
+
 class PromptBody(_Body):
     """What both /v1/messages and /v1/messages/count_tokens read."""
 
@@ -89,6 +97,7 @@ class PromptBody(_Body):
     tool_choice: ToolChoiceParam | None = None
     output_config: OutputConfigParam | None = None
     output_format: OutputFormatParam | None = None  # the beta's spelling of output_config.format
+    thinking: ThinkingConfigParam | None = None
 
 
 class MessagesBody(PromptBody):
@@ -98,7 +107,9 @@ class MessagesBody(PromptBody):
     top_p: float | None = Field(None, ge=0, le=1)
     top_k: int | None = Field(None, ge=0)
     stream: bool = False
-    keep_alive: str | float | None = None  # Inferno's own, as in the other dialects: how long the model stays
+    # Inferno's own, as in the other dialects: how long the model stays loaded; a raw GBNF grammar
+    keep_alive: str | float | None = None
+    grammar: str | None = Field(None, max_length=100_000)
 
 
 class CountTokensBody(PromptBody):

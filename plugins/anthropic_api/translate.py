@@ -36,6 +36,7 @@ from .schemas import (
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
                 403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
                 413: "request_too_large", 429: "rate_limit_error", 504: "timeout_error", 529: "overloaded_error"}
+_THINK: dict[str, bool | None] = {"enabled": True, "disabled": False, "adaptive": None}
 _CHOICE: dict[str, Literal["auto", "required", "function", "none"]] = {
     "auto": "auto", "any": "required", "tool": "function", "none": "none"}
 
@@ -69,6 +70,7 @@ def _messages(i: int, m: MessageParam, names: dict[str, str]) -> list[Message]:
     blocks = [TextParam(type="text", text=m.content)] if isinstance(m.content, str) else m.content
     out: list[Message] = []
     texts: list[str] = []
+    thoughts: list[str] = []
     calls: list[ToolCall] = []
     if m.role == "system" and not all(isinstance(b, TextParam) for b in blocks):
         raise BadRequestError(f"{where}: a system message holds text blocks only", param=where)
@@ -89,11 +91,11 @@ def _messages(i: int, m: MessageParam, names: dict[str, str]) -> list[Message]:
             result = _text(b.content)
             out.append(Message(role="tool", content=f"Error: {result}" if b.is_error else result,
                                tool_call_id=b.tool_use_id, name=names.get(b.tool_use_id)))
-        elif isinstance(b, ThinkingParam):
-            continue  # another model's reasoning: not shown to this one
+        elif isinstance(b, ThinkingParam) and b.thinking and m.role == "assistant":
+            thoughts.append(b.thinking)
     text = "\n".join(texts)
     if text or calls or not out:
-        out.append(Message(role=m.role, content=text, tool_calls=calls or None))
+        out.append(Message(role=m.role, content=text, tool_calls=calls or None, thinking="\n".join(thoughts) or None))
     return out
 
 
@@ -125,14 +127,17 @@ def core_request(body: PromptBody) -> GenerateRequest:
     tools, choice = _tools(body)
     spec = body.output_config.format if body.output_config and body.output_config.format else body.output_format
     schema = spec.schema_ if spec is not None else None
+    think = _THINK[body.thinking.type] if body.thinking else None
     if not isinstance(body, MessagesBody):
-        return GenerateRequest(model=body.model, messages=messages, tools=tools, tool_choice=choice, format=schema)
+        return GenerateRequest(model=body.model, messages=messages, tools=tools, tool_choice=choice, format=schema,
+                               think=think)
     stops = stop_list(body.stop_sequences)
     sampling = SamplingOptions(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
                                top_k=body.top_k, stop=stops)
     # With stop sequences the generated tokens come back, to tell which one ended the answer (matched_stop).
     return GenerateRequest(model=body.model, messages=messages, tools=tools, tool_choice=choice, sampling=sampling,
-                           format=schema, keep_alive=keep_alive(body.keep_alive), return_context=bool(stops))
+                           format=schema, think=think, grammar=body.grammar, keep_alive=keep_alive(body.keep_alive),
+                           return_context=bool(stops))
 
 
 async def matched_stop(engine: Engine, core: GenerateRequest, done: Done) -> str | None:
@@ -178,9 +183,14 @@ def tool_use(call: ToolCall, streamed: bool = False) -> dict[str, Any]:
     return {"type": "tool_use", "id": call.id, "name": call.name, "input": {} if streamed else call.arguments}
 
 
-def tool_input_delta(index: int, call: ToolCall) -> dict[str, Any]:
-    return {"type": "content_block_delta", "index": index,
-            "delta": {"type": "input_json_delta", "partial_json": json.dumps(call.arguments, ensure_ascii=False)}}
+def tool_input_json(call: ToolCall) -> str:
+    return json.dumps(call.arguments, ensure_ascii=False)
+
+
+def thinking_block(thinking: str) -> dict[str, Any]:
+    """A reasoning block. Anthropic signs its own; a local model's has nothing to sign, so the signature is
+    empty (clients send the block back as it is)."""
+    return {"type": "thinking", "thinking": thinking, "signature": ""}
 
 
 def message(mid: str, model: str, content: list[dict[str, Any]], stop: str | None, stop_sequence: str | None,
@@ -189,8 +199,9 @@ def message(mid: str, model: str, content: list[dict[str, Any]], stop: str | Non
             "stop_reason": stop, "stop_sequence": stop_sequence, "usage": usage(done)}
 
 
-def content(text: str, calls: list[ToolCall]) -> list[dict[str, Any]]:
-    """A whole answer's blocks: its text (left out when it is only the whitespace before a tool call), then
-    one tool_use block per call."""
-    blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text.strip() or not calls else []
+def content(text: str, calls: list[ToolCall], thinking: str = "") -> list[dict[str, Any]]:
+    """A whole answer's blocks: its reasoning, its text (left out when it is only the whitespace before a tool
+    call), then one tool_use block per call."""
+    blocks: list[dict[str, Any]] = [thinking_block(thinking)] if thinking else []
+    blocks += [{"type": "text", "text": text}] if text.strip() or not calls else []
     return blocks + [tool_use(c) for c in calls]
