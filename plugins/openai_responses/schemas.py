@@ -170,6 +170,7 @@ class CreateResponse(PromptBody):
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     num_ctx: int | None = Field(None, ge=16, le=1 << 22)
+    ignore_eos: bool = False
     keep_alive: str | float | None = None
 
 

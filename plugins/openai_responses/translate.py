@@ -189,7 +189,8 @@ def core_request(body: PromptBody, history: list[Item]) -> tuple[GenerateRequest
         sampling = SamplingOptions(temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=stop,
                                    top_k=body.top_k, min_p=body.min_p, repeat_penalty=body.repeat_penalty,
                                    presence_penalty=body.presence_penalty,
-                                   frequency_penalty=body.frequency_penalty, max_tokens=body.max_output_tokens)
+                                   frequency_penalty=body.frequency_penalty, max_tokens=body.max_output_tokens,
+                                   ignore_eos=body.ignore_eos)
         load, alive = LoadOptions(n_ctx=body.num_ctx), keep_alive(body.keep_alive)
     core = GenerateRequest(model=body.model, messages=messages([*history, *new], body.instructions),
                            sampling=sampling, format=_format(body), tools=tools or None, tool_choice=choice,
