@@ -1,5 +1,5 @@
-"""The example third-party plugins, installed with pip as an outsider would: the Anthropic Messages dialect
-(driven with the official `anthropic` package) and the `dir:` source. They use the shipped pytest fixtures."""
+"""The example third-party plugins, installed with pip as an outsider would: a small API dialect (llama-server's
+native /completion) and the `dir:` source. They use the shipped pytest fixtures."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import anthropic
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = {"inferno-anthropic": "anthropic_api", "inferno-dir-source": "dir_source"}
+EXAMPLES = {"inferno-llama-completion": "llama_completion", "inferno-dir-source": "dir_source"}
 
 
 @pytest.fixture(scope="module")
@@ -35,58 +35,46 @@ def _plugins(home: Path) -> dict[str, Any]:
 
 def test_plugins_lists_third_party_plugins(installed: None, inferno_home: Path) -> None:
     listed = _plugins(inferno_home)
-    assert listed["anthropic_api"]["version"] == "0.1.0" and listed["anthropic_api"]["hooks"] == ["register_routes"]
+    example = listed["llama_completion"]
+    assert example["version"] == "0.1.0" and example["hooks"] == ["register_routes"]
     assert listed["dir_source"]["hooks"] == ["register_model_sources"]
 
 
 @pytest.fixture
-def claude(installed: None, inferno_server: Callable[..., Any], smollm2_path: Path,
-           inferno_tiny_gguf: Path) -> anthropic.Anthropic:
-    server = inferno_server(models={"smollm2": smollm2_path, "tiny": inferno_tiny_gguf})
-    return anthropic.Anthropic(base_url=server.url, api_key="unused", max_retries=0)
+def llama(installed: None, inferno_server: Callable[..., Any], smollm2_path: Path, inferno_tiny_gguf: Path) -> str:
+    """The URL of a real server with the example dialect installed."""
+    return inferno_server(models={"smollm2": smollm2_path, "tiny": inferno_tiny_gguf}).url
 
 
-def test_messages(claude: anthropic.Anthropic) -> None:
-    msg = claude.messages.create(model="smollm2", max_tokens=60, extra_body={"temperature": 0},
-                                 messages=[{"role": "user", "content": "Name three primary colours"}])
-    assert msg.type == "message" and msg.role == "assistant" and msg.stop_reason == "end_turn"
-    block = msg.content[0]
-    assert block.type == "text" and "red" in block.text.lower()
-    assert msg.usage.input_tokens > 0 and msg.usage.output_tokens > 0
+def test_completion(llama: str) -> None:
+    r = httpx.post(f"{llama}/completion", timeout=120, json={
+        "model": "smollm2", "prompt": "The capital of France is", "n_predict": 8, "temperature": 0})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert "Paris" in out["content"] and out["stop"] is True and out["model"] == "smollm2"
+    assert out["tokens_evaluated"] > 0 and 0 < out["tokens_predicted"] <= 8
+    assert out["stop_type"] == ("limit" if out["tokens_predicted"] == 8 else "eos")
 
 
-def test_streaming(claude: anthropic.Anthropic) -> None:
-    with claude.messages.stream(model="smollm2", max_tokens=8, system="Be brief.",
-                                messages=[{"role": "user", "content": "Say hello"}]) as stream:
-        text = "".join(stream.text_stream)
-        final = stream.get_final_message()
-    assert text and final.content[0].type == "text" and final.content[0].text == text
-    assert final.stop_reason in ("end_turn", "max_tokens")
+def test_completion_streamed(llama: str) -> None:
+    body = {"model": "smollm2", "prompt": "The capital of France is", "n_predict": 8, "temperature": 0}
+    whole = httpx.post(f"{llama}/completion", json=body, timeout=120).json()
+    with httpx.stream("POST", f"{llama}/completion", json={**body, "stream": True}, timeout=120) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(e.removeprefix("data: ")) for e in r.read().decode().split("\n\n") if e]
+    assert all(e["stop"] is False for e in events[:-1]) and events[-1]["stop"] is True
+    assert "".join(e["content"] for e in events) == whole["content"]
+    assert events[-1]["tokens_predicted"] == whole["tokens_predicted"]
 
 
-def test_tool_use_round_trip(claude: anthropic.Anthropic) -> None:
-    tools: Any = [{"name": "get_weather", "description": "Weather in a city", "input_schema": {
-        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
-    msg = claude.messages.create(model="smollm2", max_tokens=100, tools=tools, extra_body={"temperature": 0},
-                                 tool_choice={"type": "tool", "name": "get_weather"},
-                                 messages=[{"role": "user", "content": "What is the weather in Paris?"}])
-    assert msg.stop_reason == "tool_use"
-    use = next(b for b in msg.content if b.type == "tool_use")
-    assert use.name == "get_weather" and isinstance(use.input, dict) and "city" in use.input
-    follow = claude.messages.create(model="smollm2", max_tokens=20, tools=tools, messages=[
-        {"role": "user", "content": "What is the weather in Paris?"},
-        {"role": "assistant", "content": [{"type": "tool_use", "id": use.id, "name": use.name, "input": use.input}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]}])
-    assert follow.content
-
-
-def test_anthropic_shaped_errors(claude: anthropic.Anthropic) -> None:
-    with pytest.raises(anthropic.NotFoundError) as missing:
-        claude.messages.create(model="nope", max_tokens=5, messages=[{"role": "user", "content": "x"}])
-    assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore
-    with pytest.raises(anthropic.BadRequestError) as bad:
-        claude.messages.create(model="smollm2", max_tokens=0, messages=[{"role": "user", "content": "x"}])
-    assert bad.value.body["type"] == "error"  # type: ignore
+def test_completion_errors_in_llama_server_shape(llama: str) -> None:
+    missing = httpx.post(f"{llama}/completion", json={"model": "nope", "prompt": "x", "stream": True}, timeout=30)
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
+    bad = httpx.post(f"{llama}/completion", json={"model": "tiny", "n_predict": 3}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == 400
+    assert bad.json()["error"]["type"] == "invalid_request_error" and "prompt" in bad.json()["error"]["message"]
+    paths = httpx.get(f"{llama}/openapi.json", timeout=30).json()["paths"]
+    assert "requestBody" in paths["/completion"]["post"]
 
 
 def test_dir_source(installed: None, inferno_home: Path, inferno_tiny_gguf: Path) -> None:
