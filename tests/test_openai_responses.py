@@ -6,7 +6,9 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from openai import OpenAI
 
 from inferno.config import load_settings
 from inferno.host import Inferno
+from inferno.testing_gguf import write_tiny_gguf
 
 from .conftest import Server, start_server, stop_server
 
@@ -249,6 +252,73 @@ def test_a_conversation_survives_a_restart(tmp_path: Path, smollm2_path: Path) -
         assert [getattr(i, "role", None) for i in items] == ["user", "assistant", "user"]
     finally:
         stop_server(second)
+
+
+# thinking models: a synthetic model whose template has Qwen3's switch, its output forced to hold a think block
+
+QWEN_LIKE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+             "{% if add_generation_prompt %}<|assistant|>"
+             "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}"
+             "{% endif %}")
+THINK: Any = {"grammar": 'root ::= "<think>" [a-z]{3,8} "</think>" [A-Z]{2,5}'}
+
+
+@pytest.fixture(scope="module")
+def thinker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenAI]:
+    d = tmp_path_factory.mktemp("thinker")
+    Inferno(load_settings({"INFERNO_HOME": str(d / "home")})).import_file(
+        write_tiny_gguf(d / "qwen.gguf", chat_template=QWEN_LIKE), "thinker", source="test")
+    s = start_server(d / "home")
+    yield OpenAI(base_url=f"{s.url}/v1", api_key="unused", max_retries=0)
+    stop_server(s)
+
+
+def test_reasoning_is_its_own_output_item(thinker: OpenAI) -> None:
+    r = thinker.responses.create(model="thinker", input="hi", temperature=0, max_output_tokens=64, extra_body=THINK)
+    reasoning: Any = r.output[0]
+    assert [o.type for o in r.output] == ["reasoning", "message"] and r.status == "completed"
+    assert re.fullmatch(r"[a-z]{3,8}", reasoning.content[0].text) and re.fullmatch(r"[A-Z]{2,5}", r.output_text)
+    events: list[Any] = list(thinker.responses.create(model="thinker", input="hi", temperature=0, stream=True,
+                                                      max_output_tokens=64, extra_body=THINK))
+    kinds = [e.type for e in events]
+    thought = [e for e in events if e.type == "response.reasoning_text.delta"]
+    collapsed = [k for i, k in enumerate(kinds) if i == 0 or k != kinds[i - 1]]  # one entry per run of deltas
+    assert collapsed == ["response.created", "response.in_progress", "response.output_item.added",
+                         "response.content_part.added", "response.reasoning_text.delta",
+                         "response.reasoning_text.done", "response.content_part.done", "response.output_item.done",
+                         *TEXT_EVENTS[2:], "response.completed"], kinds
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    final = events[-1].response
+    assert [o.type for o in final.output] == ["reasoning", "message"]
+    assert "".join(e.delta for e in thought) == final.output[0].content[0].text == reasoning.content[0].text
+    assert {e.output_index for e in thought} == {0} and events[-5].output_index == 1
+    assert final.output_text == r.output_text
+    # the stored reasoning item is part of the history a next turn continues from
+    again = thinker.responses.create(model="thinker", input="more", previous_response_id=r.id, temperature=0,
+                                     max_output_tokens=64, extra_body=THINK)
+    assert again.status == "completed" and again.output_text
+
+
+def test_reasoning_effort_none_reaches_the_template(thinker: OpenAI) -> None:
+    default = thinker.responses.input_tokens.count(model="thinker", input="hi").input_tokens
+    off = thinker.responses.input_tokens.count(model="thinker", input="hi", reasoning={"effort": "none"})
+    # byte-level vocabulary: the empty block the template writes is one token per character
+    assert off.input_tokens - default == len("<think>\n\n</think>\n\n")
+
+
+def test_reasoning_items_fed_back_join_their_turn() -> None:
+    translate: Any = importlib.import_module("inferno_plugins.openai_responses.translate")
+    items = [{"type": "message", "role": "user", "content": "hi"},
+             {"type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": "greet"}]},
+             {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "HI"}]},
+             {"type": "reasoning", "summary": [{"type": "summary_text", "text": "look it up"}]},
+             {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+             {"type": "function_call_output", "call_id": "c1", "output": "42"}]
+    out = translate.messages(items, "be brief")
+    assert [(m.role, m.content, m.thinking) for m in out] == [
+        ("system", "be brief", None), ("user", "hi", None), ("assistant", "HI", "greet"),
+        ("assistant", "", "look it up"), ("tool", "42", None)]
+    assert out[3].tool_calls[0].name == "f" and out[4].name == "f"
 
 
 # the store on its own --------------------------------------------------------------------------------

@@ -9,19 +9,14 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from inferno.api import (
     BadRequestError,
-    Collected,
-    Done,
     Inferno,
     InfernoError,
     NotFoundError,
-    TextDelta,
-    ToolCall,
-    ToolCalls,
     body,
     collect,
     count_tokens,
@@ -31,6 +26,7 @@ from inferno.api import (
     stream,
 )
 
+from . import streaming
 from . import translate as t
 from .schemas import CreateResponse, InputTokens, PromptBody
 from .store import Limits, ResponseStore, new_id
@@ -97,10 +93,11 @@ def make_blueprint(inferno: Inferno) -> Any:
         if req.stream:
             events = await primed([handle])
             seq = itertools.count()
-            return stream(_events(events, seq, rid, req, created, save), kind="sse", error=_error_event(seq),
-                          event_of=lambda e: e["type"])
+            return stream(streaming.events(events, seq, rid, req, created, save), kind="sse",
+                          error=streaming.error_event(seq), event_of=lambda e: e["type"])
         result = await collect(handle)
-        response = t.response_object(rid, req, created_at=created, output=_output(result), done=result.done)
+        response = t.response_object(rid, req, created_at=created, output=t.output_items(result),
+                                     done=result.done)
         if save is not None:
             await save(response)
         return response
@@ -146,86 +143,3 @@ def make_blueprint(inferno: Inferno) -> Any:
                 "last_id": page[-1].get("id") if page else None, "has_more": len(items) > limit}
 
     return bp
-
-
-def _output(result: Collected) -> list[t.Item]:
-    status = t.status_of(result.done)[0]
-    items = [t.message_item(t.item_id("msg"), result.text, status)] if result.text.strip() or not result.calls \
-        else []
-    return items + [t.call_item(t.item_id("fc"), c) for c in result.calls]
-
-
-def _error_event(seq: itertools.count[int]) -> Callable[[InfernoError], Event]:
-    """A failure after the stream began: the Responses `error` event."""
-
-    def shape(e: InfernoError) -> Event:
-        body = t.error_body(e)["error"]
-        return {"type": "error", "sequence_number": next(seq), "code": body["code"], "message": body["message"],
-                "param": body["param"]}
-
-    return shape
-
-
-async def _events(events: AsyncIterator[Any], seq: itertools.count[int], rid: str, req: CreateResponse,
-                  created: int, save: Callable[[dict[str, Any]], Any] | None) -> AsyncIterator[Event]:
-    """The official event sequence: created, in_progress, then per output item added → (content part added →
-    text deltas → text done → part done | argument delta → arguments done) → item done, then completed (or
-    incomplete when max_output_tokens cut it) with usage. Every event has its type and sequence number."""
-
-    def ev(kind: str, **fields: Any) -> Event:
-        return {"type": f"response.{kind}", "sequence_number": next(seq), **fields}
-
-    yield ev("created", response=t.response_object(rid, req, created_at=created))
-    yield ev("in_progress", response=t.response_object(rid, req, created_at=created))
-    output: list[t.Item] = []
-    mid, text, calls, done = "", [], [], Done(reason="stop")
-
-    def opened() -> list[Event]:
-        output.append(t.message_item(mid, "", "in_progress"))
-        return [ev("output_item.added", output_index=0, item=output[0]),
-                ev("content_part.added", item_id=mid, output_index=0, content_index=0,
-                   part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})]
-
-    async for event in events:
-        if isinstance(event, TextDelta) and event.text:
-            if not mid:
-                mid = t.item_id("msg")
-                for e in opened():
-                    yield e
-            text.append(event.text)
-            yield ev("output_text.delta", item_id=mid, output_index=0, content_index=0, delta=event.text,
-                     logprobs=[])
-        elif isinstance(event, ToolCalls):
-            calls.extend(event.calls)
-        elif isinstance(event, Done):
-            done = event
-    status = t.status_of(done)[0]
-    if not mid and not calls:  # nothing at all was said: still one (empty) message, as the JSON reply has
-        mid = t.item_id("msg")
-        for e in opened():
-            yield e
-    if mid:
-        whole = "".join(text)
-        output[0] = t.message_item(mid, whole, status)
-        part = output[0]["content"][0]
-        yield ev("output_text.done", item_id=mid, output_index=0, content_index=0, text=whole, logprobs=[])
-        yield ev("content_part.done", item_id=mid, output_index=0, content_index=0, part=part)
-        yield ev("output_item.done", output_index=0, item=output[0])
-    for call in calls:
-        for e in _call_events(ev, output, call):
-            yield e
-    final = t.response_object(rid, req, created_at=created, output=output, done=done)
-    if save is not None:
-        await save(final)
-    yield ev("completed" if final["status"] == "completed" else "incomplete", response=final)
-
-
-def _call_events(ev: Callable[..., Event], output: list[t.Item], call: ToolCall) -> list[Event]:
-    index, fid = len(output), t.item_id("fc")
-    item = t.call_item(fid, call)
-    output.append(item)
-    return [ev("output_item.added", output_index=index, item={**item, "arguments": "", "status": "in_progress"}),
-            ev("function_call_arguments.delta", item_id=fid, output_index=index, delta=item["arguments"]),
-            ev("function_call_arguments.done", item_id=fid, output_index=index, name=call.name,
-               arguments=item["arguments"]),
-            ev("output_item.done", output_index=index, item=item)]

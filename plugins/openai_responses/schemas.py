@@ -73,10 +73,19 @@ class FunctionCallOutputItem(_Body):
     status: Literal["in_progress", "completed", "incomplete"] | None = None
 
 
+class ReasoningText(_Body):
+    type: Literal["reasoning_text", "summary_text"]
+    text: str
+
+
 class ReasoningItem(_Body):
-    """A reasoning model's summary fed back; our models have none to use, so it is skipped."""
+    """A thinking model's reasoning fed back: it reaches templates that show earlier turns' reasoning."""
 
     type: Literal["reasoning"]
+    summary: list[ReasoningText] = Field(default_factory=list)
+    content: list[ReasoningText] | None = None
+    id: str | None = None
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
 
 
 InputItem = MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem
@@ -131,6 +140,14 @@ class TextConfig(_Body):
     verbosity: Literal["low", "medium", "high"] | None = None
 
 
+class ReasoningConfig(_Body):
+    """Thinking models: "none" turns thinking off where the template can; an effort reaches templates that
+    read one."""
+
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    summary: str | None = None
+
+
 # bodies ------------------------------------------------------------------------------------------------
 
 
@@ -147,7 +164,7 @@ class PromptBody(_Body):
     text: TextConfig | None = None
     truncation: Literal["auto", "disabled"] | None = None
     conversation: str | dict[str, Any] | None = None
-    reasoning: dict[str, Any] | None = None
+    reasoning: ReasoningConfig | None = None
 
 
 class CreateResponse(PromptBody):
@@ -171,6 +188,7 @@ class CreateResponse(PromptBody):
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     num_ctx: int | None = Field(None, ge=16, le=1 << 22)
     ignore_eos: bool = False
+    grammar: str | None = Field(None, max_length=100_000)  # raw GBNF, as llama-server's `grammar`
     keep_alive: str | float | None = None
 
 

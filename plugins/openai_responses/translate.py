@@ -14,6 +14,7 @@ from typing import Any
 
 from inferno.api import (
     BadRequestError,
+    Collected,
     Done,
     GenerateRequest,
     InfernoError,
@@ -68,9 +69,8 @@ def input_items(body: PromptBody) -> list[Item]:
     if isinstance(body.input, str):
         return [{"type": "message", "id": item_id("msg"), "role": "user", "content": body.input}] if body.input \
             else []
-    prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
-    return [{"id": item_id(prefix[i.type]), **i.model_dump(by_alias=True, exclude_none=True)}
-            for i in body.input if not isinstance(i, ReasoningItem)]
+    prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
+    return [{"id": item_id(prefix[i.type]), **i.model_dump(by_alias=True, exclude_none=True)} for i in body.input]
 
 
 def _text(content: str | list[Part], where: str) -> str:
@@ -95,32 +95,38 @@ def _arguments(raw: str, where: str) -> dict[str, Any]:
 
 def messages(items: list[Item], instructions: str | None) -> list[Message]:
     """Items (stored history and new input alike) as core messages. Consecutive function calls join the
-    assistant message before them, as chat templates show one assistant turn with several calls."""
+    assistant message before them, as chat templates show one assistant turn with several calls; reasoning
+    goes to the assistant message after it, where templates that show earlier reasoning find it."""
     from pydantic import TypeAdapter, ValidationError
 
     out: list[Message] = [Message(role="system", content=instructions)] if instructions else []
     names: dict[str, str] = {}  # call_id -> function name, for the tool results that answer them
-    adapter: TypeAdapter[Any] = TypeAdapter(MessageItem | FunctionCallItem | FunctionCallOutputItem)
+    thinking: list[str] = []  # reasoning waiting for the assistant message it belongs to
+    adapter: TypeAdapter[Any] = TypeAdapter(MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem)
     for n, raw in enumerate(items):
         where = f"input[{n}]"
         try:
             item = adapter.validate_python(raw)
         except ValidationError:  # a stored record written by a different version: not worth a 500
             raise BadRequestError(f"{where}: not an input item this server understands", param="input") from None
-        if isinstance(item, MessageItem):
+        if isinstance(item, ReasoningItem):
+            thinking += [p.text for p in item.content or item.summary]
+        elif isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
             out.append(Message(role=role, content=_text(item.content, where)))
         elif isinstance(item, FunctionCallItem):
             call = ToolCall(id=item.call_id, name=item.name, arguments=_arguments(item.arguments, where))
             names[item.call_id] = item.name
             last = out[-1] if out else None
-            if last is not None and last.role == "assistant":
+            if last is not None and last.role == "assistant" and not thinking:
                 last.tool_calls = [*(last.tool_calls or []), call]
             else:
                 out.append(Message(role="assistant", content="", tool_calls=[call]))
         else:
             out.append(Message(role="tool", content=_text(item.output, where), tool_call_id=item.call_id,
                                name=names.get(item.call_id)))
+        if thinking and out and out[-1].role == "assistant" and not isinstance(item, ReasoningItem):
+            out[-1].thinking, thinking = "\n".join(thinking), []
     if not any(m.role != "system" for m in out):
         raise BadRequestError("input must not be empty", param="input")
     return out
@@ -167,6 +173,14 @@ def _format(body: PromptBody) -> Any:
     return None
 
 
+def _think(body: PromptBody) -> Any:
+    """reasoning.effort → the core's think: "none" off, "minimal" the lowest effort a template knows."""
+    effort = body.reasoning.effort if body.reasoning else None
+    if effort is None:
+        return None
+    return False if effort == "none" else {"minimal": "low", "xhigh": "high"}.get(effort, effort)
+
+
 def _refuse_unsupported(body: PromptBody) -> None:
     if body.conversation is not None:
         raise BadRequestError("conversations are not supported here; continue with previous_response_id",
@@ -181,7 +195,7 @@ def core_request(body: PromptBody, history: list[Item]) -> tuple[GenerateRequest
     new = input_items(body)
     tools = _tools(body)
     choice = _tool_choice(body, tools)
-    sampling, load, alive = SamplingOptions(), LoadOptions(), None
+    sampling, load, alive, grammar = SamplingOptions(), LoadOptions(), None, None
     if isinstance(body, CreateResponse):
         stop = stop_list(body.stop)
         if len(stop) > 16:
@@ -191,24 +205,41 @@ def core_request(body: PromptBody, history: list[Item]) -> tuple[GenerateRequest
                                    presence_penalty=body.presence_penalty,
                                    frequency_penalty=body.frequency_penalty, max_tokens=body.max_output_tokens,
                                    ignore_eos=body.ignore_eos)
-        load, alive = LoadOptions(n_ctx=body.num_ctx), keep_alive(body.keep_alive)
+        load, alive, grammar = LoadOptions(n_ctx=body.num_ctx), keep_alive(body.keep_alive), body.grammar
     core = GenerateRequest(model=body.model, messages=messages([*history, *new], body.instructions),
                            sampling=sampling, format=_format(body), tools=tools or None, tool_choice=choice,
-                           load=load, keep_alive=alive, truncate=body.truncation == "auto")
+                           load=load, keep_alive=alive, truncate=body.truncation == "auto", grammar=grammar,
+                           think=_think(body))
     return core, new
 
 
 # output ---------------------------------------------------------------------------------------------
 
 
-def message_item(mid: str, text: str, status: str) -> Item:
-    return {"type": "message", "id": mid, "status": status, "role": "assistant",
+def message_item(text: str, status: str, mid: str | None = None) -> Item:
+    return {"type": "message", "id": mid or item_id("msg"), "status": status, "role": "assistant",
             "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
 
 
-def call_item(fid: str, call: ToolCall, status: str = "completed") -> Item:
-    return {"type": "function_call", "id": fid, "call_id": call.id, "name": call.name,
-            "arguments": json.dumps(call.arguments, ensure_ascii=False), "status": status}
+def reasoning_item(text: str, status: str, rid: str | None = None) -> Item:
+    """A thinking model's reasoning, in full (our models' reasoning is ours to show; there is no summary)."""
+    return {"type": "reasoning", "id": rid or item_id("rs"), "status": status, "summary": [],
+            "content": [{"type": "reasoning_text", "text": text}]}
+
+
+def call_item(call: ToolCall) -> Item:
+    return {"type": "function_call", "id": item_id("fc"), "call_id": call.id, "name": call.name,
+            "arguments": json.dumps(call.arguments, ensure_ascii=False), "status": "completed"}
+
+
+def output_items(result: Collected) -> list[Item]:
+    """A whole generation's output: reasoning, then the answer (always one message unless only functions were
+    called), then the function calls — the order and the rule the streamed events follow too."""
+    status = status_of(result.done)[0]
+    items = [reasoning_item(result.thinking, status)] if result.thinking else []
+    if result.text or not result.calls:
+        items.append(message_item(result.text, status))
+    return items + [call_item(c) for c in result.calls]
 
 
 def usage(done: Done) -> dict[str, Any]:
@@ -230,6 +261,7 @@ def response_object(rid: str, body: CreateResponse, *, created_at: int, status: 
     if done is not None:
         status, incomplete = status_of(done)
     choice = body.tool_choice
+    effort = body.reasoning.effort if body.reasoning else None
     fmt = body.text.format.model_dump(by_alias=True, exclude_none=True) if body.text else {"type": "text"}
     return {
         "id": rid, "object": "response", "created_at": created_at, "status": status,
@@ -237,7 +269,7 @@ def response_object(rid: str, body: CreateResponse, *, created_at: int, status: 
         "incomplete_details": incomplete, "instructions": body.instructions,
         "max_output_tokens": body.max_output_tokens, "model": body.model, "output": output or [],
         "parallel_tool_calls": body.parallel_tool_calls is not False,
-        "previous_response_id": body.previous_response_id, "reasoning": {"effort": None, "summary": None},
+        "previous_response_id": body.previous_response_id, "reasoning": {"effort": effort, "summary": None},
         "store": body.store, "temperature": body.temperature, "text": {"format": fmt},
         "tool_choice": choice.model_dump(exclude_none=True) if isinstance(choice, NamedFunction) else choice or "auto",
         "tools": [t.model_dump(exclude_none=True) for t in body.tools or []], "top_p": body.top_p,
