@@ -47,6 +47,13 @@ def quantize_model(inferno: Inferno, source: str, target: str, method: str, prog
     """Quantize the local model source into a new model target; return its ModelInfo. Sync; first wins."""
 
 
+@hookspec(firstresult=True)
+def convert_model(inferno: Inferno, source: str, target: str, outtype: str, progress: Progress,
+                  options: dict[str, Any]) -> ModelInfo | None:
+    """Convert a Hugging Face-format model (a local folder, or an identifier such as hf:owner/repo) into a new
+    GGUF model target; return its ModelInfo. Sync; first wins."""
+
+
 @hookspec
 def startup(inferno: Inferno) -> Awaitable[None] | None:
     """Run once when the server starts serving; may be async (awaited)."""

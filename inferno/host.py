@@ -58,6 +58,47 @@ class Inferno:
         return pm.hook.quantize_model(inferno=self, source=source, target=target, method=method,
                                       progress=progress, options=options or {})
 
+    @property
+    def can_convert(self) -> bool:
+        """Whether a plugin implements convert_model (the convert plugin is installed and enabled)."""
+        from inferno.plugins import pm
+
+        return bool(pm.hook.convert_model.get_hookimpls())
+
+    def convert(self, source: str, target: str, *, outtype: str = "f16", method: str | None = None,
+                keep_f16: bool = False, progress: Progress = _no_progress,
+                options: dict[str, Any] | None = None) -> ModelInfo:
+        """A Hugging Face-format model (folder or hf:owner/repo) → GGUF model target, through convert_model;
+        with method, quantized too: the intermediate GGUF is `target-OUTTYPE`, removed unless keep_f16."""
+        from inferno.plugins import pm
+
+        if not self.can_convert:
+            raise BadRequestError("converting needs the convert plugin, which is not installed")
+        target = normalize_name(target, "target")
+        if method and not self.can_quantize:
+            raise BadRequestError("quantizing needs the quantize plugin, which is not installed", param="quantize")
+        first = normalize_name(f"{target.replace(':', '-')}-{outtype}", "target") if method else target
+        info = pm.hook.convert_model(inferno=self, source=source, target=first, outtype=outtype,
+                                     progress=progress, options={**(options or {}), "quantize": method})
+        if not method:
+            return info
+        try:
+            return self.quantize(first, target, method, progress=progress)
+        finally:
+            if not keep_f16:
+                self.store.remove(first)
+
+    def snapshot(self, identifier: str, select: Any, *, progress: Progress = _no_progress) -> Path:
+        """Download the files of a model repository that select(listing) names, into a staging folder.
+
+        select gets {file name: size} (top-level files, names already checked) and returns the names wanted,
+        or raises an InfernoError; only sources with a snapshot method (Hugging Face) can do this."""
+        source, ref = resolve(identifier, self.settings.aliases)
+        snap = getattr(source, "snapshot", None)
+        if snap is None:
+            raise BadRequestError(f"{identifier!r} is not a Hugging Face repository or a local folder")
+        return snap(ref, progress=progress, staging=self.store.staging_dir(), select=select)
+
     def metadata(self, name: str) -> ModelMetadata:
         return read_metadata(self.lookup(name).file)
 

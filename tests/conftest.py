@@ -19,6 +19,11 @@ from inferno.host import Inferno
 from inferno.testing_gguf import write_tiny_gguf
 
 CACHE = Path(os.environ.get("INFERNO_TEST_CACHE", Path.home() / ".cache" / "inferno-tests"))
+# The tests run several llama.cpp users at once (this process, the servers it starts) on few cores. OpenMP's
+# default spin-waiting then turns every barrier into a fight for the CPU (decode fell from ~130 to ~5 tok/s
+# when two overlapped); sleeping waits keep the suite's speed predictable. Set before llama_cpp loads, and
+# inherited by every server a test starts. Benchmarks keep the default.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 SMOLLM2_FIXTURES = {"smollm2_path", "smol_host", "server"}
 
 

@@ -146,7 +146,8 @@ def test_split_model_comes_whole(hub: HubServer, home: Path) -> None:
 @pytest.mark.parametrize("identifier, message", [
     ("hf:acme/Tiny-Model-GGUF:Q3_K_S", "no Q3_K_S file in acme/Tiny-Model-GGUF; available: Q4_K_M, Q8_0"),
     ("acme/Tiny-Model-GGUF:nope.gguf", "has no file nope.gguf"),
-    ("hf:acme/NoGguf", "acme/NoGguf has no GGUF files (it holds safetensors weights: Inferno runs GGUF"),
+    ("hf:acme/NoGguf", "acme/NoGguf has no GGUF files (it holds safetensors weights: convert them with "
+                       "`inferno convert hf:acme/NoGguf`"),
     ("hf:acme/Missing", "repository acme/Missing not found"),
     ("hf:acme/Gated-GGUF", "acme/Gated-GGUF is gated"),
     ("hf:acme/Corrupt-GGUF", "is corrupt"),

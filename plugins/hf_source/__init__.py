@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,27 @@ class HfSource:
                        extra={"hf_repo": repo, "hf_revision": commit, "hf_files": picked.files})
 
 
+    def snapshot(self, ref: ModelRef, *, progress: Progress, staging: Path,
+                 select: Callable[[dict[str, int]], list[str]]) -> Path:
+        """The repository's top-level files that select({name: size}) picks, downloaded (resumable, checked
+        against the Hub's sha256) into one staging folder per repository and commit: for the converter."""
+        if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false"):
+            raise SourceError("HF_HUB_OFFLINE is set: cannot download from Hugging Face")
+        repo: str = ref.repo  # type: ignore
+        progress(0, None, "pulling manifest")
+        triples, commit = _files(repo, ref.revision)  # type: ignore
+        listing = {name: size for name, size, _ in triples if "/" not in name}
+        sha = {name: digest for name, _, digest in triples}
+        folder = staging / "hf-snapshot" / f"{repo.replace('/', '--')}--{commit[:12]}"
+        for name in select(listing):
+            final = folder / safe_filename(name, "file")
+            if final.is_file() and final.stat().st_size == listing[name]:
+                continue  # an earlier conversion of the same commit got this far
+            part = _download(repo, commit, name, folder / ".partial", sha.get(name), progress)
+            os.replace(part, final)
+        return folder
+
+
 def _hf_error(e: Exception, repo: str) -> SourceError:
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -140,7 +162,8 @@ def _endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT") or None
 
 
-def _list(repo: str, revision: str | None) -> tuple[list[Candidate], str]:
+def _files(repo: str, revision: str | None) -> tuple[list[tuple[str, int, str | None]], str]:
+    """(name, size, sha256 of an LFS file) of every safely named file, and the commit they belong to."""
     from huggingface_hub import HfApi
 
     try:
@@ -149,13 +172,18 @@ def _list(repo: str, revision: str | None) -> tuple[list[Candidate], str]:
         raise _hf_error(e, repo) from None
     triples = [(s.rfilename, s.size or 0, s.lfs.sha256 if s.lfs else None) for s in info.siblings or []
                if _safe_repo_path(s.rfilename)]
+    return triples, info.sha or revision or "main"
+
+
+def _list(repo: str, revision: str | None) -> tuple[list[Candidate], str]:
+    triples, commit = _files(repo, revision)
     cands = candidates(triples)
     if not cands:
         kinds = sorted({t[0].rsplit(".", 1)[-1] for t in triples if t[0].endswith((".safetensors", ".bin", ".pt"))})
-        hint = (f" (it holds {', '.join(kinds)} weights: Inferno runs GGUF files — convert them with llama.cpp's "
-                "convert_hf_to_gguf.py, or look for a -GGUF repository of the same model)") if kinds else ""
+        hint = (f" (it holds {', '.join(kinds)} weights: convert them with `inferno convert hf:{repo}`, "
+                "or look for a -GGUF repository of the same model)") if kinds else ""
         raise SourceError(f"{repo} has no GGUF files{hint}")
-    return cands, info.sha or revision or "main"
+    return cands, commit
 
 
 def _pick(ref: ModelRef, cands: list[Candidate], choose: Chooser | None) -> tuple[Candidate, str | None]:

@@ -179,7 +179,17 @@ def make_blueprint(inferno: Inferno) -> Any:
             raise BadRequestError("quantize needs the quantize plugin, which is not installed", param="quantize")
         if req.messages:
             raise BadRequestError("messages in /api/create are not supported", param="messages")
-        if req.files:
+        safetensors = any(n.endswith(".safetensors") for n in req.files or {})  # convert them (as Ollama)
+        if safetensors:
+            if not inferno.can_convert:
+                raise BadRequestError("safetensors files need the convert plugin, which is not installed",
+                                      param="files")
+            missing = [d for d in (req.files or {}).values() if not store.has_blob(d)]
+            if missing:
+                raise BadRequestError(f"blob {missing[0]} was not uploaded; POST it to /api/blobs/{missing[0]}",
+                                      param="files")
+            blob, filename, parent_name = None, None, None
+        elif req.files:
             ggufs = [(n, d) for n, d in req.files.items() if n.endswith(".gguf")]
             if len(ggufs) != 1:
                 raise BadRequestError("files must name exactly one .gguf blob", param="files")
@@ -205,7 +215,9 @@ def make_blueprint(inferno: Inferno) -> Any:
 
         def work(progress: Any) -> None:
             progress(0, None, "parsing modelfile")
-            if req.quantize:
+            if safetensors:
+                _create_from_safetensors(inferno, req.files or {}, target, req.quantize, progress)
+            elif req.quantize:
                 # quantize from the parent (or the uploaded blob, imported under a scratch name first)
                 base = parent_name
                 if base is None and blob is not None:
@@ -233,6 +245,30 @@ def make_blueprint(inferno: Inferno) -> Any:
         return await _stream_or_last(req.stream, _run_with_progress(work))
 
     return bp
+
+
+def _create_from_safetensors(inferno: Inferno, files: dict[str, str], target: str, method: str | None,
+                             progress: Any) -> None:
+    """Ollama's create from a safetensors folder: the uploaded blobs (config, tokenizer, weights) laid out under
+    their checked names in a scratch folder, converted by llama.cpp's converter, quantized when asked."""
+    import os
+    import shutil
+    import uuid
+
+    store = inferno.store
+    folder = store.staging_dir() / f"create-{uuid.uuid4().hex[:12]}"
+    folder.mkdir()
+    try:
+        for name, digest in files.items():
+            dest = folder / safe_filename(name, "files")
+            try:
+                os.link(store.blob_path(digest), dest)  # no copy: the blob stays, the folder goes
+            except OSError:
+                shutil.copyfile(store.blob_path(digest), dest)
+        progress(0, None, "converting model")
+        inferno.convert(str(folder), target, method=method, progress=progress)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _run_with_progress(work: Any) -> AsyncIterator[dict[str, Any]]:

@@ -67,11 +67,15 @@ def _host() -> Any:
 @click.option("--output-tensor-type", help="Type for output.weight (e.g. q8_0, f16).")
 @click.option("--token-embedding-type", help="Type for the token embeddings (e.g. q8_0).")
 @click.option("--threads", type=click.IntRange(0), default=0, help="Threads (0: all cores).")
+@click.option("--keep-f16", is_flag=True, help="For hf:owner/repo or a folder: keep the converted F16 GGUF too.")
+@click.option("-y", "--yes", is_flag=True, help="Set llama.cpp's converter up without asking, when it is needed.")
 def quantize(source: str | None, target: str | None, method: str, show_list: bool, imatrix: Path | None,
              allow_requantize: bool, pure: bool, output_tensor_type: str | None, token_embedding_type: str | None,
-             threads: int) -> None:
-    """Quantize a local model with llama.cpp's quantizer; the result is a new model in the store.
+             threads: int, keep_f16: bool, yes: bool) -> None:
+    """Quantize a model with llama.cpp's quantizer; the result is a new model in the store.
 
+    SOURCE is a local model, or a Hugging Face safetensors model (hf:owner/repo, or a folder) that is
+    converted first (`inferno convert`), the intermediate F16 deleted unless --keep-f16.
     TARGET defaults to SOURCE-METHOD (mymodel-f16 → mymodel-f16-q8_0).
     """
     from .methods import available, find
@@ -90,6 +94,9 @@ def quantize(source: str | None, target: str | None, method: str, show_list: boo
     if target:
         target = normalize_name(target, "target")  # a bad name is refused before anything runs
     chosen = find(method)
+    if _is_safetensors_source(host, source):
+        _convert_and_quantize(host, source, target, chosen.name, keep_f16, yes)
+        return
     name = host.store.get(source, "source").name
     target = normalize_name(target or f"{name.replace(':', '-')}-{chosen.name}", "target")
     bar = ProgressBar()
@@ -105,6 +112,38 @@ def quantize(source: str | None, target: str | None, method: str, show_list: boo
 
     before = host.store.get(name).size
     click.echo(f"quantized {name} → {info.name} ({chosen.label}): {human_size(before)} → {human_size(info.size)}")
+
+
+def _is_safetensors_source(host: Any, source: str) -> bool:
+    """hf:owner/repo (no GGUF selector: a GGUF repository is pulled, not converted) or a local folder."""
+    import re
+
+    if re.match(r"^(hf:|huggingface:|hf\.co/)[^:]+$", source):
+        return True
+    try:
+        return Path(source).expanduser().is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _convert_and_quantize(host: Any, source: str, target: str | None, method: str, keep_f16: bool,
+                          yes: bool) -> None:
+    """`inferno quantize hf:owner/repo NAME --method q4_k_m`: llama.cpp's converter, then its quantizer."""
+    import re
+    import sys
+
+    from inferno.api import ProgressBar, human_size, name_from, normalize_name
+
+    if target is None:
+        base = re.sub(r"^(hf:|huggingface:|hf\.co/)", "", source).split("@", 1)[0].rstrip("/")
+        target = normalize_name(f"{name_from(base.rsplit('/', 1)[-1])}-{method}", "target")
+    setup: Any = True if yes else (lambda q: click.confirm(q, default=True, err=True)) if sys.stdin.isatty() else None
+    bar = ProgressBar()
+    try:
+        info = host.convert(source, target, method=method, keep_f16=keep_f16, progress=bar, options={"setup": setup})
+    finally:
+        bar.close()
+    click.echo(f"converted and quantized {source} → {info.name} ({method.upper()}, {human_size(info.size)})")
 
 
 @click.command()
