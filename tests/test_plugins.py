@@ -12,7 +12,7 @@ from inferno import plugins
 from inferno.hookspecs import hookimpl
 
 FIRST_PARTY = {"gguf_reader", "local_source", "pypi_source", "hf_source", "openai_api", "openai_responses",
-               "ollama_api"}
+               "ollama_api", "anthropic_api"}
 
 
 def _fake_distribution(root: Path, name: str, module_source: str) -> Path:
