@@ -145,9 +145,10 @@ async def matched_stop(engine: Engine, core: GenerateRequest, done: Done) -> str
 
     The engine strips the stop string and its Done does not name it, so the generated tokens (kept with
     return_context) are decoded again and searched. One extra detokenize, only for requests that gave stop
-    sequences and ended with "stop"."""
+    sequences and ended with "stop" — and none after keep_alive 0 unloaded the model (it would load again
+    just for this): such an answer says end_turn."""
     stops = core.sampling.stop
-    if done.reason != "stop" or not stops or not done.context:
+    if done.reason != "stop" or not stops or not done.context or core.keep_alive == 0:
         return None
     generated = done.context[done.prompt_tokens:]
     if not generated:
