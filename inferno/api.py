@@ -73,7 +73,15 @@ from inferno.metadata import ModelMetadata, format_parameter_size
 from inferno.ram import default_context, kv_cache_bytes, ram_table
 from inferno.server import body, read_json
 from inferno.sources import Chooser, Fetched, ModelRef, name_from
-from inferno.store import ModelInfo, Progress, display_name, normalize_name, safe_filename, sha256_file
+from inferno.store import (
+    ModelInfo,
+    Progress,
+    atomic_write,
+    display_name,
+    normalize_name,
+    safe_filename,
+    sha256_file,
+)
 
 __all__ = [
     "AuthenticationError", "BadRequestError", "BusyError", "Chooser", "Chunk", "Collected", "Done", "EmbedRequest",
@@ -83,7 +91,8 @@ __all__ = [
     "ProgressBar", "ResolvedModel", "SamplingOptions", "ScoreRequest", "Scores", "Settings", "SourceError",
     "TextDelta", "ThinkingDelta", "TokenizeRequest", "Tokens", "Tool", "ToolCall", "ToolCalls", "ToolChoice",
     "UnavailableError",
-    "__version__", "body", "collect", "count_tokens", "default_context", "display_name", "dumps", "error_response",
+    "__version__", "atomic_write", "body", "collect", "count_tokens", "default_context", "display_name", "dumps",
+    "error_response",
     "format_parameter_size", "hookimpl", "human_size", "keep_alive", "kv_cache_bytes", "name_from", "ndjson",
     "neutral_error", "normalize_name", "parse_duration", "primed", "ram_table", "read_json", "register_error_shape",
     "safe_filename", "sha256_file", "sse", "stop_list", "stream", "submit_all", "supports_thinking", "table",

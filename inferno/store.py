@@ -155,11 +155,13 @@ def sha256_file(path: Path, progress: Progress = _no_progress, status: str = "ve
     return h.hexdigest()
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write a file whole or not at all: a temporary file beside it (`.tmp-*`), flushed to disk, then renamed
+    over it — a reader, or a restart after a crash, sees the old content or the new, never a part."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -227,7 +229,7 @@ class Store:
         info = legacy_info(d, data, complete)
         if complete:
             with contextlib.suppress(OSError):
-                _atomic_write_text(d / INFO, info.model_dump_json(indent=2))
+                atomic_write(d / INFO, info.model_dump_json(indent=2))
         return info
 
     def add(self, name: str, file: Path, *, source: str, mode: str = "copy",
@@ -263,7 +265,7 @@ class Store:
         info = ModelInfo(name=canonical, path=str(target), filename=target.name, source=source,
                          downloaded_at=datetime.now(timezone.utc), size=size, sha256=digest,
                          linked=mode == "link", **extra)
-        _atomic_write_text(d / INFO, info.model_dump_json(indent=2))
+        atomic_write(d / INFO, info.model_dump_json(indent=2))
         if old is not None and old != target and old.resolve().parent == d.resolve():
             with contextlib.suppress(OSError):
                 old.unlink()
@@ -332,14 +334,14 @@ class Store:
                 os.replace(tmp, dst_file)
         new = ModelInfo(name=dst, path=str(target), linked=info.linked,
                         downloaded_at=datetime.now(timezone.utc), **extra)
-        _atomic_write_text(d / INFO, new.model_dump_json(indent=2))
+        atomic_write(d / INFO, new.model_dump_json(indent=2))
         return new
 
     def update(self, name: str, **fields: Any) -> ModelInfo:
         info = self.get(name)
         data = info.model_dump() | fields
         new = ModelInfo.model_validate(data)
-        _atomic_write_text(self._dir(name) / INFO, new.model_dump_json(indent=2))
+        atomic_write(self._dir(name) / INFO, new.model_dump_json(indent=2))
         return new
 
     # blobs: raw files uploaded before a model is created from them (Ollama's /api/blobs) ----------------

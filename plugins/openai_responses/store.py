@@ -1,8 +1,9 @@
 """Stored responses: one JSON file per response under INFERNO_HOME/responses, bounded in count, bytes and age.
 
-A response is written to a temporary file in the same folder and renamed over its name, so a reader (or a
-restart after a crash) sees a whole record or none. Ids are `resp_` + hex and nothing else reaches the file
-system, so no id can name a path outside the folder. The blocking methods are called off the event loop.
+A response is written with the host's atomic_write (a temporary file in the same folder renamed over its
+name), so a reader, or a restart after a crash, sees a whole record or none. Ids are `resp_` + hex and
+nothing else reaches the file system, so no id can name a path outside the folder. The blocking methods are
+called off the event loop.
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ import logging
 import os
 import re
 import secrets
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from inferno.api import atomic_write
+
 log = logging.getLogger("inferno.responses")
 _ID = re.compile(r"resp_[0-9a-f]{16,64}")
-_TMP_PREFIX = ".tmp-"
+_TMP_PREFIX = ".tmp-"  # atomic_write's temporary files
 
 
 def new_id() -> str:
@@ -101,17 +103,7 @@ class ResponseStore:
                         self.limits.max_bytes)
             return False
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=_TMP_PREFIX, suffix=".json")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, data)
         with self._lock:
             index = self._load_index()
             index[rid] = (time.time(), len(data))
