@@ -235,11 +235,16 @@ def _ps_row(m: Any) -> dict[str, Any]:
 
 
 def openapi_document(app: Quart) -> dict[str, Any]:
-    """An OpenAPI 3.1 document of every route, with the pydantic models of the request bodies."""
+    """An OpenAPI 3.1 document of every route, with the pydantic models of the request bodies.
+
+    The bodies' schemas are made together (pydantic's models_json_schema), so two dialects' models of the same
+    class name (ChatMessage …) get distinct component names instead of overwriting each other."""
+    from pydantic.json_schema import models_json_schema
+
     from inferno import __version__
 
     paths: dict[str, Any] = {}
-    components: dict[str, Any] = {}
+    bodies: list[tuple[dict[str, Any], Any]] = []
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
@@ -258,12 +263,14 @@ def openapi_document(app: Quart) -> dict[str, Any]:
                 op["parameters"] = params
             model = getattr(view, "_inferno_body", None)
             if model is not None and method in ("POST", "PUT", "DELETE", "PATCH"):
-                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                components.update(schema.pop("$defs", {}))
-                op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+                bodies.append((op, model))
             paths.setdefault(path, {})[method.lower()] = op
+    models = list(dict.fromkeys(m for _, m in bodies))
+    refs, top = models_json_schema([(m, "validation") for m in models], ref_template="#/components/schemas/{model}")
+    for op, model in bodies:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": refs[(model, "validation")]}}}
     return {"openapi": "3.1.0", "info": {"title": "Inferno", "version": __version__}, "paths": paths,
-            "components": {"schemas": components}}
+            "components": {"schemas": top.get("$defs", {})}}
 
 
 async def _call_hook(results: list[Any]) -> None:

@@ -54,3 +54,17 @@ def test_the_public_api_imports_nothing_heavy() -> None:
             "'numpy') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_openapi_keeps_same_named_body_models_of_two_dialects_apart(tmp_path: Path) -> None:
+    from inferno.config import load_settings
+    from inferno.host import Inferno
+    from inferno.server import create_app, openapi_document
+
+    doc = openapi_document(create_app(Inferno(load_settings({"INFERNO_HOME": str(tmp_path)}))))
+    schemas = doc["components"]["schemas"]
+    chat_messages = [n for n in schemas if n.endswith("ChatMessage")]
+    assert len(chat_messages) >= 2  # the OpenAI and the Ollama dialect each have their own
+    refs = [op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+            for ops in doc["paths"].values() for op in ops.values() if "requestBody" in op]
+    assert refs and all(r in schemas for r in refs)
