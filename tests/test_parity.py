@@ -158,6 +158,16 @@ def test_version_reports_the_build(home: Path) -> None:
     assert info["gpu_offload"] == bool(set(info["backends"]) - {"CPU", "BLAS", "RPC"})
 
 
+def test_version_when_llama_cpp_does_not_load(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    for name in [n for n in sys.modules if n == "llama_cpp" or n.startswith("llama_cpp.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp → ImportError
+    code, out, _ = invoke("version")
+    assert code == 0 and "llama.cpp    does not load: ModuleNotFoundError" in out and "backends" not in out
+
+
 def test_client_base_url_with_or_without_v1() -> None:
     for url in ("http://h:1", "http://h:1/", "http://h:1/v1", "http://h:1/v1/"):
         assert server_root(url) == "http://h:1"

@@ -179,28 +179,6 @@ def plugins(show_all: bool) -> None:
     click.echo(json.dumps(plugin_statuses(include_disabled=show_all), indent=2))
 
 
-def build_info() -> dict[str, Any]:
-    """What the installed llama-cpp-python was compiled with: ggml's backends, RPC, GPU offload, the devices."""
-    import ctypes
-
-    import llama_cpp
-
-    from inferno.engine.devices import dev_description, dev_name, ggml, local_accelerators, local_devices
-
-    g = ggml()
-    g.ggml_backend_reg_count.argtypes, g.ggml_backend_reg_count.restype = [], ctypes.c_size_t
-    g.ggml_backend_reg_get.argtypes, g.ggml_backend_reg_get.restype = [ctypes.c_size_t], ctypes.c_void_p
-    g.ggml_backend_reg_name.argtypes, g.ggml_backend_reg_name.restype = [ctypes.c_void_p], ctypes.c_char_p
-    backends = [(g.ggml_backend_reg_name(g.ggml_backend_reg_get(i)) or b"?").decode()
-                for i in range(g.ggml_backend_reg_count())]
-    # llama_supports_gpu_offload() is also true for RPC alone: a GPU backend is one beyond CPU, BLAS and RPC
-    gpu_backends = [b for b in backends if b not in ("CPU", "BLAS", "RPC")]
-    return {"backends": backends, "rpc": bool(llama_cpp.llama_supports_rpc()), "gpu_offload": bool(gpu_backends),
-            "gpu_backends": gpu_backends, "mlock": bool(llama_cpp.llama_supports_mlock()),
-            "devices": [f"{dev_name(d)} ({dev_description(d)})" for d in local_devices()],
-            "gpus": [dev_name(d) for d in local_accelerators()]}
-
-
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def version(as_json: bool) -> None:
@@ -214,12 +192,19 @@ def version(as_json: bool) -> None:
         llama = "not installed"
     info: dict[str, Any] = {"inferno": __version__, "llama_cpp_python": llama}
     if llama != "not installed":
-        info |= build_info()
+        from inferno.engine.buildinfo import build_info
+
+        try:
+            info |= build_info()
+        except Exception as e:  # ImportError, or its shared library does not load
+            info["llama_cpp_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
     click.echo(f"inferno {__version__}\nllama-cpp-python {llama}")
-    if llama == "not installed":
+    if "llama_cpp_error" in info:
+        click.echo(f"llama.cpp    does not load: {info['llama_cpp_error']}")
+    if "backends" not in info:
         return
     gpu = ("yes: " + ", ".join(info["gpu_backends"]) if info["gpu_offload"]
            else "no (a CPU-only build; the README's \"GPU builds\" says how to rebuild)")
