@@ -163,6 +163,15 @@ def test_convert_from_the_hub_loads_and_generates(hub: HubServer) -> None:
     assert not list(staging.glob("hf-snapshot/*")) and not list(staging.glob(".tmp-convert-*"))
 
 
+def test_convert_a_revision_under_its_default_name(hub: HubServer) -> None:
+    code, _out, err = invoke("convert", "hf:acme/Tiny-Llama@v1.0", "--outtype", "bf16")
+    assert code == 0, err
+    host = Inferno()
+    assert host.store.get("tiny-llama").source == "hf:acme/Tiny-Llama@v1.0"
+    assert host.metadata("tiny-llama").quantization == "BF16"
+    assert ("GET", "/api/models/acme/Tiny-Llama/revision/v1.0", None) in hub.requests
+
+
 def test_quantize_from_the_hub_in_one_command(hub: HubServer) -> None:
     code, _out, err = invoke("quantize", "hf:acme/Tiny-Llama", "tl-q8", "--method", "q8_0")
     assert code == 0, err
