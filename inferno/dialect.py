@@ -124,7 +124,8 @@ async def count_tokens(engine: Engine, request: GenerateRequest) -> int:
     for the generation that usually follows. A prompt longer than the context is a BadRequestError."""
     choice = ToolChoice(mode="none") if request.tool_choice.mode == "none" else ToolChoice()
     probe = request.model_copy(update={"sampling": SamplingOptions(temperature=0, max_tokens=1), "format": None,
-                                       "tool_choice": choice, "logprobs": None, "return_context": False})
+                                       "grammar": None, "tool_choice": choice, "logprobs": None,
+                                       "return_context": False})
     return (await collect(engine.submit(probe))).done.prompt_tokens
 
 
