@@ -93,6 +93,12 @@ def test_stream_cut_by_max_output_tokens_is_incomplete(server: Server) -> None:
         assert head == "event: " + json.loads(data.removeprefix("data: "))["type"]
     last = json.loads(frames[-1][1][6:])
     assert last["type"] == "response.incomplete" and last["response"]["usage"]["output_tokens"] == 3
+    stored = httpx.get(f"{server.url}/v1/responses/{last['response']['id']}", timeout=10).json()
+    assert stored == last["response"]  # a streamed response is stored once it is finished
+    items = httpx.get(f"{server.url}/v1/responses/{stored['id']}/input_items", params={"limit": 1}, timeout=10)
+    assert items.json()["data"][0]["content"] == "abc" and items.json()["has_more"] is False
+    wrong = httpx.post(f"{server.url}/v1/responses/{stored['id']}", json={}, timeout=10)
+    assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "invalid_request_error"
 
 
 def test_forced_tool_call_then_its_output_fed_back(client: OpenAI) -> None:
