@@ -55,6 +55,7 @@ from inferno.engine.types import (
     ToolCalls,
     ToolChoice,
 )
+from inferno.engine.vision import MARKER as IMAGE_MARKER
 from inferno.errors import (
     AuthenticationError,
     BadRequestError,
@@ -84,6 +85,7 @@ from inferno.store import (
 )
 
 __all__ = [
+    "IMAGE_MARKER",
     "AuthenticationError", "BadRequestError", "BusyError", "Chooser", "Chunk", "Collected", "Done", "EmbedRequest",
     "Embeddings", "Engine", "ErrorShape", "Event", "Fetched", "FinishReason", "ForbiddenError", "FormatSpec",
     "GenerateRequest", "Inferno", "InfernoError", "LoadOptions", "LoadedModelInfo", "Message", "ModelDefaults",

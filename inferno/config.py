@@ -66,6 +66,8 @@ class Settings(BaseModel):
     default_model: str = "smollm2"
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     max_prompt_tokens: int = Field(0, ge=0)  # 0: the context window is the only limit
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)  # one image's size limit
+    allow_image_urls: bool = False  # fetch http(s) image URLs server-side (an SSRF risk: off by default)
     aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ALIASES))
     rpc_servers: list[str] = Field(default_factory=list)  # llama.cpp RPC workers (host:port) a model is split over
     tensor_split: list[float] = Field(default_factory=list)  # proportions per device (RPC workers, then GPUs)
@@ -131,6 +133,8 @@ KEYS = {
     "context_length": "default_context",
     "max_body_bytes": "max_body_bytes",
     "max_prompt_tokens": "max_prompt_tokens",
+    "max_image_bytes": "max_image_bytes",
+    "allow_image_urls": "allow_image_urls",
     "models": "models_path",
     "origins": "origins",
     "allow_local_paths": "allow_local_paths",

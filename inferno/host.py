@@ -102,6 +102,12 @@ class Inferno:
     def metadata(self, name: str) -> ModelMetadata:
         return read_metadata(self.lookup(name).file)
 
+    def add_projector(self, name: str, path: Path, *, mode: str = "copy", filename: str | None = None) -> ModelInfo:
+        """Give a local model its vision projector (an mmproj GGUF), kept beside it (mode "link": in place);
+        filename: the name it had where it came from (an upload's)."""
+        return self.store.set_projector(self.lookup(name).name, Path(path), check_projector(Path(path), filename),
+                                        mode=mode)
+
     def capabilities(self, info: ModelInfo, meta: ModelMetadata) -> list[str]:
         """What a model can do, in Ollama's words: completion, tools, insert, embedding, thinking."""
         from inferno.engine.thinking import supports_thinking
@@ -116,6 +122,8 @@ class Inferno:
             caps.append("embedding")
         if supports_thinking(template):
             caps.append("thinking")
+        if info.mmproj:
+            caps.append("vision")
         return caps
 
     def lookup(self, name: str) -> ModelInfo:
@@ -184,18 +192,20 @@ class Inferno:
         progress(0, None, f"pulling {ref.identifier}")
         fetched: Fetched = source.fetch(ref, progress=progress, staging=self.store.staging_dir(), choose=choose,
                                         options=opts)
+        extra_files = [*(fetched.parts or []), *([fetched.projector] if fetched.projector else [])]
         if remote and fetched.mode != "move":
             # a source (a plugin's too) handed back a file it did not download: a file on this machine
-            for p in [fetched.path, *(fetched.parts or [])]:
+            for p in [fetched.path, *extra_files]:
                 self._check_local_file(p, ref.identifier)
         try:
             info = self.import_file(fetched.path, target, source=ref.identifier, mode=fetched.mode,
                                     progress=progress, filename=fetched.filename, sha256=fetched.sha256,
                                     extra=fetched.extra, parts=list(zip(fetched.parts or [],
-                                                                        fetched.part_names or [], strict=True)))
+                                                                        fetched.part_names or [], strict=True)),
+                                    projector=fetched.projector, projector_name=fetched.projector_name)
         except BaseException:
             if fetched.mode == "move":
-                for p in [fetched.path, *(fetched.parts or [])]:
+                for p in [fetched.path, *extra_files]:
                     with contextlib.suppress(OSError):
                         p.unlink()
             raise
@@ -204,16 +214,21 @@ class Inferno:
 
     def import_file(self, path: Path, name: str, *, source: str, mode: str = "copy",
                     progress: Progress = _no_progress, filename: str | None = None, sha256: str | None = None,
-                    extra: dict[str, Any] | None = None, parts: list[tuple[Path, str]] | None = None) -> ModelInfo:
-        """Register a GGUF file on this machine under name, with its metadata in info.json."""
+                    extra: dict[str, Any] | None = None, parts: list[tuple[Path, str]] | None = None,
+                    projector: Path | None = None, projector_name: str | None = None) -> ModelInfo:
+        """Register a GGUF file on this machine under name, with its metadata in info.json; projector: a vision
+        model's mmproj GGUF, kept beside it."""
         meta = read_metadata(path)
         if meta.architecture is None:
             raise BadRequestError(f"{Path(path).name} is not a GGUF model file")
+        proj = None
+        if projector is not None:
+            proj = (Path(projector), check_projector(Path(projector), projector_name))
         fields = {"max_context": meta.context_length, "quantization_type": meta.quantization,
                   "architecture": meta.architecture, "parameter_count": meta.parameter_count, **(extra or {})}
         progress(0, None, "writing manifest")
         return self.store.add(name, Path(path), source=source, mode=mode, progress=progress, extra=fields,
-                              sha256=sha256, filename=filename, parts=parts)
+                              sha256=sha256, filename=filename, parts=parts, projector=proj)
 
     def ensure(self, name: str, *, progress: Progress = _no_progress, choose: Chooser | None = None) -> ModelInfo:
         """The local model called name, pulled first when it is not here (as `ollama run` does)."""
@@ -249,7 +264,8 @@ class _StoreResolver:
         except ValueError as e:
             raise ModelLoadError(f"{name}: the stored parameters are not valid sampling options: {e}") from e
         defaults = ModelDefaults(system=info.system, template=info.template, parameters=params)
-        return ResolvedModel(name=info.name, file=info.file, metadata=meta, defaults=defaults)
+        return ResolvedModel(name=info.name, file=info.file, metadata=meta, defaults=defaults,
+                             projector=Path(info.mmproj) if info.mmproj else None)
 
 
 class _MetricsObserver:
@@ -275,3 +291,25 @@ def _pull_lock(name: str) -> threading.Lock:
     """One lock per model name: two pulls of one model in this process download it once."""
     with _pull_locks_guard:
         return _pull_locks.setdefault(name, threading.Lock())
+
+
+def check_projector(path: Path, name: str | None = None) -> str:
+    """The store file name of a vision projector (mmproj) GGUF (name: the one it had at its source); a 400
+    when the file is not one."""
+    from inferno.store import safe_filename
+
+    if not path.is_file():
+        raise BadRequestError(f"no such projector file: {path}", param="mmproj")
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise BadRequestError(f"cannot read the projector {path}: {e}", param="mmproj") from e
+    if head != b"GGUF":
+        raise BadRequestError(f"{path.name} is not a GGUF projector (mmproj) file", param="mmproj")
+    name = name or path.name
+    name = name if name.lower().startswith("mmproj") else f"mmproj-{name}"
+    try:
+        return safe_filename(name)
+    except BadRequestError:
+        return "mmproj.gguf"

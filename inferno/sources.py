@@ -42,6 +42,8 @@ class Fetched:
     filename: str | None = None  # the name to keep in the store, when path is a temporary name
     parts: list[Path] | None = None  # the other files of a split GGUF, moved in beside path
     part_names: list[str] | None = None
+    projector: Path | None = None  # a vision model's mmproj file, moved in beside path the same way
+    projector_name: str | None = None
 
 
 class ModelSource(Protocol):

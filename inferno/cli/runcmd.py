@@ -14,6 +14,7 @@ HELP = """Available commands:
   /set system <text>          set the system prompt
   /set context <n>            set the context window (reloads the model)
   /set think, /set nothink    turn a thinking model's reasoning on or off (shown dimmed)
+  /image <path>               attach an image (PNG, JPEG, GIF, BMP) to the next message (vision models)
   /set parameter <name> <v>   set a sampling parameter (temperature, top_k, top_p, min_p, seed,
                               repeat_penalty, repeat_last_n, presence_penalty, frequency_penalty,
                               num_predict, stop, num_thread)
@@ -40,6 +41,7 @@ class Session:
         self.history: list[Message] = []
         self.verbose = verbose
         self.think: bool | None = None  # None: the model's template decides
+        self.images: list[str] = []  # base64 images for the next message (/image, --image)
 
     def messages(self) -> list[Any]:
         from inferno.engine.types import Message
@@ -60,7 +62,8 @@ class Session:
         )
 
         out = out or sys.stdout
-        self.history.append(Message(role="user", content=text))
+        images, self.images = self.images or None, []
+        self.history.append(Message(role="user", content=text, images=images))
         req = GenerateRequest(model=self.name, messages=self.messages(), format=self.fmt,  # type: ignore
                               sampling=SamplingOptions(**self.sampling), load=LoadOptions(**self.load),
                               keep_alive=-1, think=self.think)
@@ -115,6 +118,14 @@ class Session:
             self.history.clear()
             self.system = None
             click.echo("Cleared session context and system prompt")
+        elif cmd == "/image" and len(words) >= 2:
+            path = line.split(maxsplit=1)[1].strip().strip("'\"")
+            try:
+                self.add_image(path)
+            except click.ClickException as e:
+                click.echo(e.message)
+                return True
+            click.echo(f"Added image {path}; it goes with your next message.")
         elif cmd == "/set" and len(words) >= 2:
             self._set(words[1].lower(), words[2] if len(words) > 2 else "")
         elif cmd == "/show" and len(words) >= 2:
@@ -122,6 +133,17 @@ class Session:
         else:
             click.echo(f"Unknown command {line!r}. Type /? for help")
         return True
+
+    def add_image(self, path: str) -> None:
+        """Read an image file for the next message (the engine checks its format and size)."""
+        import base64
+        from pathlib import Path
+
+        try:
+            data = Path(path).expanduser().read_bytes()
+        except OSError as e:
+            raise click.ClickException(f"cannot read image {path}: {e.strerror or e}") from None
+        self.images.append(base64.b64encode(data).decode())
 
     def _set(self, what: str, value: str) -> None:
         if what == "system":
@@ -216,7 +238,12 @@ def _repl(session: Session) -> None:
             if not session.command(line):
                 break
             continue
-        session.ask(line)
+        from inferno.errors import InfernoError
+
+        try:
+            session.ask(line)
+        except InfernoError as e:  # a bad image, a model without vision …: say so and stay
+            click.secho(f"Error: {e.message}", fg="red", err=True)
 
 
 @click.command()
@@ -232,12 +259,14 @@ def _repl(session: Session) -> None:
 @click.option("--format", "fmt", type=click.Choice(["json"]), help="Constrain the answer to JSON.")
 @click.option("--system", help="System prompt.")
 @click.option("--verbose", is_flag=True, help="Print token counts and speed after each answer.")
+@click.option("--image", "images", multiple=True, help="An image file to ask about (vision models; repeatable).")
 @click.option("--rpc", help="llama.cpp RPC workers (`inferno rpc-worker`) to split the model across: "
                             "HOST:PORT[,HOST:PORT…] (INFERNO_RPC_SERVERS).")
 @click.option("--tensor-split", help="Proportions of the layers per device, the RPC workers' first, then local GPUs.")
 def run(model: str, prompt: tuple[str, ...], load: dict[str, Any], temperature: float | None,
         top_k: int | None, top_p: float | None, seed: int | None, max_tokens: int | None, ignore_eos: bool,
-        fmt: str | None, system: str | None, verbose: bool, rpc: str | None, tensor_split: str | None) -> None:
+        fmt: str | None, system: str | None, verbose: bool, images: tuple[str, ...], rpc: str | None,
+        tensor_split: str | None) -> None:
     """Chat with a model (pulled first if it is not local). With PROMPT or piped stdin: one answer."""
     from inferno.cli.models import interactive_choose
     from inferno.cli.progress import ProgressBar
@@ -255,6 +284,8 @@ def run(model: str, prompt: tuple[str, ...], load: dict[str, Any], temperature: 
                                   "max_tokens": max_tokens, "ignore_eos": ignore_eos or None}.items()
                 if v is not None}
     session = Session(host, info.name, sampling, load, fmt, system, verbose)
+    for path in images:
+        session.add_image(path)
     try:
         text = " ".join(prompt)
         if not text and not sys.stdin.isatty():

@@ -26,12 +26,14 @@ class ToolCall(_Model):
 class ChatMessage(_Model):
     role: str = "assistant"
     content: str | None = None
+    reasoning_content: str | None = None  # a thinking model's reasoning, apart from the answer
     tool_calls: list[ToolCall] | None = None
 
 
 class Delta(_Model):
     role: str | None = None
     content: str | None = None
+    reasoning_content: str | None = None
     tool_calls: list[ToolCall] | None = None
 
 

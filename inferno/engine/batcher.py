@@ -149,6 +149,8 @@ class Batcher:
                 reuse = common_prefix(slot.cache, seq.prompt)
             if reuse == len(seq.prompt):  # all cached: evaluate the last token again for its logits
                 reuse -= 1
+            if seq.images is not None:  # a cached prefix ends before an image, never inside one
+                reuse = seq.images.align(reuse)
             self._forget(slot, reuse)
             if not self._make_room(len(seq.prompt) - reuse + 1, keep=slot):
                 self._forget(slot, 0)
@@ -168,6 +170,9 @@ class Batcher:
         for slot in self.slots:
             if slot.seq is not None and slot.seq.is_cancelled():
                 self._release(slot, "cancelled")
+        for slot in self.slots:  # images first, each decoded for its own sequence by mtmd
+            if slot.seq is not None and slot.pending and slot.pending[0] < 0:
+                self._image(slot)
         outputs = self._fill()
         if not outputs and self.batch.n_tokens == 0:
             return
@@ -212,7 +217,11 @@ class Batcher:
             room = self.n_batch - b.n_tokens
             if room <= 0:
                 break
-            chunk, last = slot.pending[:room], len(slot.pending) <= room
+            # text up to the next image (placeholder ids are negative): the image is decoded on its own
+            upto = next((i for i, t in enumerate(slot.pending[:room]) if t < 0), min(room, len(slot.pending)))
+            if upto == 0:
+                continue
+            chunk, last = slot.pending[:upto], len(slot.pending) <= upto
             slot.pending = slot.pending[len(chunk):]
             row = self._add(slot, chunk, last, prompt=True)
             if last:
@@ -254,6 +263,24 @@ class Batcher:
             return False
         outputs[:] = self._fill()
         return self.batch.n_tokens > 0
+
+    def _image(self, slot: Slot) -> None:
+        """Decode the image the slot's prompt has next, with mtmd's helper, into the slot's sequence."""
+        seq = slot.seq
+        assert seq is not None and seq.images is not None and self.model.projector is not None
+        chunk, n = seq.images.spans[len(slot.cache)]
+        if self.model.projector.eval(self.ctx, chunk, len(slot.cache), slot.id, self.n_batch):
+            slot.cache.extend(slot.pending[:n])
+            slot.pending = slot.pending[n:]
+            slot.last_used = time.monotonic()
+            return
+        from inferno.engine.handle import Failure
+
+        self.lib.llama_memory_seq_rm(self.mem, slot.id, len(slot.cache), -1)  # what mtmd decoded of it
+        slot.seq, slot.pending, slot.next_token = None, [], None
+        seq.done = True
+        seq.sampler.close()
+        seq.emit(Failure(InfernoError(f"llama.cpp could not encode an image for {self.model.name}")))
 
     # leaving --------------------------------------------------------------------------------------
 

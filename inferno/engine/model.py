@@ -10,13 +10,16 @@ import codecs
 import ctypes
 import warnings
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inferno.engine import chat
 from inferno.engine.protocol import EngineSettings, ResolvedModel
 from inferno.engine.rpc import plain
 from inferno.engine.types import GenerateRequest, LoadOptions, Message
 from inferno.errors import BadRequestError, ModelLoadError, UnavailableError
+
+if TYPE_CHECKING:
+    from inferno.engine.vision import Projector, PromptImages
 
 _KV_TYPES = {"f16": "GGML_TYPE_F16", "q8_0": "GGML_TYPE_Q8_0", "q4_0": "GGML_TYPE_Q4_0"}
 _FLASH = {"auto": "LLAMA_FLASH_ATTN_TYPE_AUTO", "on": "LLAMA_FLASH_ATTN_TYPE_ENABLED",
@@ -111,8 +114,20 @@ class Model:
         self.context_buffers: dict[str, dict[str, int]] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
         self.piece_bytes = lru_cache(maxsize=None)(self._piece_bytes)  # per model: pieces never change
+        self.projector: Projector | None = None  # vision: the mmproj file loaded through llama.cpp's mtmd
+        if resolved.projector is not None:
+            from inferno.engine.vision import Projector
+
+            try:
+                self.projector = Projector(self.model, resolved.projector, threads=self.threads,
+                                           use_gpu=mp.n_gpu_layers != 0)
+            except BaseException:
+                self._model.close()
+                raise
 
     def close(self) -> None:
+        if self.projector is not None:
+            self.projector.close()
         self._model.close()
 
     def devices(self) -> list[dict[str, Any]]:
@@ -200,12 +215,18 @@ class Model:
     def prompt_tokens(self, req: GenerateRequest) -> list[int]:
         return self.prompt(req)[0]
 
-    def prompt(self, req: GenerateRequest) -> tuple[list[int], str]:
-        """The prompt's tokens, and for a chat the rendered text ("" otherwise)."""
+    def prompt(self, req: GenerateRequest) -> tuple[list[int], str, PromptImages | None]:
+        """The prompt's tokens, for a chat the rendered text ("" otherwise), and its images (None without)."""
+        images = [i for m in req.messages or [] for i in m.images or []] + list(req.images or [])
+        if images and self.projector is None:
+            raise BadRequestError(f"{self.name} has no vision: it was pulled without a projector (mmproj) file, "
+                                  "so it cannot take images", param="images")
         if req.messages is not None:
             from inferno.engine.thinking import template_vars
 
             messages = req.messages
+            if images:
+                messages = [with_markers(m) for m in messages]
             system = self.defaults.system
             if system and not any(m.role == "system" for m in messages):
                 messages = [Message(role="system", content=system), *messages]
@@ -213,16 +234,42 @@ class Model:
                                     messages, tools=req.tools if req.tool_choice.mode != "none" else None,
                                     bos_token=self.bos_text, eos_token=self.eos_text,
                                     extra=template_vars(req.think))
+            if images:
+                tokens, found = self._with_images(text, images, add_bos=not req.context, context=req.context)
+                return tokens, text, found
             if req.context:  # Ollama's generate context: the earlier exchange's tokens come first
                 self.check_tokens(req.context)
-                return list(req.context) + self.tokenize(text, add_bos=False), text
-            return self.tokenize(text), text
+                return list(req.context) + self.tokenize(text, add_bos=False), text, None
+            return self.tokenize(text), text, None
         prompt = req.prompt or ""
         if req.suffix:
-            return self._infill(prompt, req.suffix), ""
+            return self._infill(prompt, req.suffix), "", None
+        if images:
+            from inferno.engine.vision import MARKER
+
+            missing = len(images) - prompt.count(MARKER)
+            prompt = MARKER * max(0, missing) + prompt
+            tokens, found = self._with_images(prompt, images, add_bos=not req.context, context=req.context)
+            return tokens, "", found
         if req.context:
             self.check_tokens(req.context)
-        return list(req.context or []) + self.tokenize(prompt, add_bos=not req.context), ""
+        return list(req.context or []) + self.tokenize(prompt, add_bos=not req.context), "", None
+
+    def _with_images(self, text: str, images: list[str], *, add_bos: bool,
+                     context: list[int] | None) -> tuple[list[int], PromptImages]:
+        from inferno.engine.vision import image_bytes
+
+        assert self.projector is not None
+        raw = [image_bytes(x, i, self.settings.max_image_bytes) for i, x in enumerate(images)]
+        add = add_bos and self.add_bos and not (self.bos_text and text.startswith(self.bos_text))
+        tokens, found = self.projector.tokenize(text, raw, add_special=add)
+        if tokens and tokens[-1] < 0:
+            raise BadRequestError("a prompt cannot end with an image: put the question after it", param="images")
+        if context:
+            self.check_tokens(context)
+            found.spans = {k + len(context): v for k, v in found.spans.items()}
+            tokens = list(context) + tokens
+        return tokens, found
 
     def _infill(self, prompt: str, suffix: str) -> list[int]:
         lib = self.lib
@@ -247,3 +294,13 @@ class Model:
                 "shorten it or load the model with a larger context (num_ctx / n_ctx)", param="messages")
         keep = self.n_ctx // 2
         return tokens[:1] + tokens[-keep:] if self.add_bos else tokens[-keep:]
+
+
+def with_markers(m: Message) -> Message:
+    """A message with one media marker per image: where the dialect put them, else before its text."""
+    from inferno.engine.vision import MARKER
+
+    if not m.images:
+        return m
+    missing = len(m.images) - m.content.count(MARKER)
+    return m.model_copy(update={"content": MARKER * max(0, missing) + m.content}) if missing > 0 else m

@@ -48,6 +48,7 @@ class ResolvedModel:
     file: Path
     metadata: ModelMetadata
     defaults: ModelDefaults = field(default_factory=ModelDefaults)
+    projector: Path | None = None  # a vision model's mmproj file (llama.cpp's mtmd)
 
 
 class Resolver(Protocol):
@@ -82,6 +83,7 @@ class EngineSettings:
 
     default_context: int = 4096
     max_prompt_tokens: int = 0  # 0: the context window is the only limit
+    max_image_bytes: int = 20 * 1024 * 1024  # one image's size limit (INFERNO_MAX_IMAGE_BYTES)
     keep_alive: float | None = 300.0  # seconds; None = forever
     max_loaded_models: int = 2
     max_queue: int = 64
@@ -94,6 +96,7 @@ class EngineSettings:
     @classmethod
     def from_settings(cls, s: Any) -> EngineSettings:
         return cls(default_context=s.default_context, max_prompt_tokens=s.max_prompt_tokens,
+                   max_image_bytes=s.max_image_bytes,
                    keep_alive=s.keep_alive_seconds, max_loaded_models=s.max_loaded_models,
                    max_queue=s.max_queue, num_parallel=s.num_parallel, kv_cache_type=s.kv_cache_type,
                    flash_attn=s.flash_attn, rpc_servers=tuple(s.rpc_servers), tensor_split=tuple(s.tensor_split))

@@ -29,8 +29,8 @@ class Sequence:
                  cancelled: Callable[[], bool], load_ns: int = 0) -> None:
         self.t0 = time.perf_counter_ns()
         self.model, self.req, self.emit, self.is_cancelled, self.load_ns = model, req, emit, cancelled, load_ns
-        tokens, text = model.prompt(req)
-        self.prompt = model.fit_prompt(tokens, req.truncate)
+        tokens, text, self.images = model.prompt(req)
+        self.prompt = model.fit_prompt(tokens, req.truncate and self.images is None)
         own = model.defaults.parameters
         params = own.model_dump(exclude_defaults=True) if own is not None else {}
         s = DEFAULT_SAMPLING | params | req.sampling.model_dump(exclude_none=True)
@@ -103,5 +103,10 @@ class Sequence:
                        completion_tokens=len(self.generated), load_ns=self.load_ns,
                        prompt_eval_ns=t_first - self.t0, eval_ns=t_end - t_first,
                        total_ns=t_end - self.t0 + self.load_ns,
-                       context=self.prompt + self.generated if self.req.return_context else None,
+                       context=self.context() if self.req.return_context else None,
                        cached_tokens=self.cached))
+
+    def context(self) -> list[int]:
+        """Ollama's generate context: the exchange's tokens (an image's placeholders are not tokens)."""
+        tokens = self.prompt + self.generated
+        return [t for t in tokens if t >= 0] if self.images is not None else tokens

@@ -26,7 +26,7 @@ class Message(BaseModel):
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     name: str | None = None  # the tool's name on a tool result
-    images: list[str] | None = None  # reserved: no vision models yet
+    images: list[str] | None = None  # base64 (or data: URLs) of PNG, JPEG, GIF or BMP images, for vision models
     thinking: str | None = None  # an assistant turn's reasoning (the template sees it as reasoning_content)
 
 
@@ -96,6 +96,7 @@ class GenerateRequest(BaseModel):
     model: str
     messages: list[Message] | None = None  # rendered with the chat template
     prompt: str | None = None  # goes to the model verbatim (Ollama's raw mode and templates are the dialect's)
+    images: list[str] | None = None  # a prompt's images (a chat's are on its messages); base64 or data: URLs
     suffix: str | None = None
     template: str | None = None  # a Jinja chat template overriding the model's own
     sampling: SamplingOptions = Field(default_factory=SamplingOptions)

@@ -90,7 +90,8 @@ class HfSource:
         picked, note = _pick(ref, cands, choose)
         _ram_check(repo, commit, picked, progress)
         target_dir = staging / "hf" / repo.replace("/", "--")
-        paths = [_download(repo, commit, f, target_dir, picked.sha256.get(f), progress) for f in picked.files]
+        files = picked.files + ([picked.projector] if picked.projector else [])  # a vision model's mmproj too
+        paths = [_download(repo, commit, f, target_dir, picked.sha256.get(f), progress) for f in files]
         final = []
         for p in paths:  # out of huggingface_hub's local dir, so its bookkeeping can go
             moved = staging / f".tmp-hf-{uuid.uuid4().hex[:8]}-{p.name}"
@@ -98,10 +99,12 @@ class HfSource:
             final.append(moved)
         if not any(target_dir.iterdir()):
             target_dir.rmdir()
-        first = final[0]
+        first, n = final[0], len(picked.files)
         return Fetched(path=first, mode="move", sha256=picked.sha256.get(picked.first), note=note,
-                       filename=Path(picked.first).name, parts=final[1:],
+                       filename=Path(picked.first).name, parts=final[1:n],
                        part_names=[Path(f).name for f in picked.files[1:]],
+                       projector=final[n] if picked.projector else None,
+                       projector_name=Path(picked.projector).name if picked.projector else None,
                        extra={"hf_repo": repo, "hf_revision": commit, "hf_files": picked.files})
 
 

@@ -19,6 +19,7 @@ class Candidate:
     files: list[str]
     size: int = 0
     sha256: dict[str, str] = field(default_factory=dict)
+    projector: str | None = None  # a vision model's mmproj file in the same folder, pulled along
 
     @property
     def first(self) -> str:
@@ -40,7 +41,8 @@ class Candidate:
 
 
 def candidates(siblings: list[tuple[str, int, str | None]]) -> list[Candidate]:
-    """Group (filename, size, sha256) triples into candidates; projector files are left out."""
+    """Group (filename, size, sha256) triples into candidates; a projector file (mmproj) is not one, but goes
+    with the candidates of its folder."""
     groups: dict[str, Candidate] = {}
     for name, size, sha in sorted(siblings):
         if not name.endswith(".gguf") or "mmproj" in name.lower():
@@ -52,7 +54,24 @@ def candidates(siblings: list[tuple[str, int, str | None]]) -> list[Candidate]:
         c.size += size
         if sha:
             c.sha256[name] = sha
+    projectors = [(name, sha) for name, _, sha in siblings if name.endswith(".gguf") and "mmproj" in name.lower()]
+    for c in groups.values():
+        folder = c.first.rpartition("/")[0]
+        mine = [(n, sha) for n, sha in projectors if n.rpartition("/")[0] == folder]
+        if mine:
+            name, sha = min(mine, key=lambda p: (_projector_rank(p[0]), p[0]))
+            c.projector = name
+            if sha:
+                c.sha256[name] = sha
     return sorted(groups.values(), key=lambda c: c.first)
+
+
+def _projector_rank(name: str) -> int:
+    """F16 first (what llama.cpp's converter writes and most repositories ship), then the closest."""
+    found = _QUANT.findall(name.rsplit("/", 1)[-1].removesuffix(".gguf"))
+    order = ["F16", "BF16", "Q8_0", "F32"]
+    quant = found[-1].upper() if found else None
+    return order.index(quant) if quant in order else len(order)
 
 
 def by_quant(cands: list[Candidate], quant: str) -> list[Candidate]:

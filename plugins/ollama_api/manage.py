@@ -179,6 +179,7 @@ def make_blueprint(inferno: Inferno) -> Any:
             raise BadRequestError("quantize needs the quantize plugin, which is not installed", param="quantize")
         if req.messages:
             raise BadRequestError("messages in /api/create are not supported", param="messages")
+        projector: tuple[Path, str] | None = None  # a vision projector blob and its file name
         safetensors = any(n.endswith(".safetensors") for n in req.files or {})  # convert them (as Ollama)
         if safetensors:
             if not inferno.can_convert:
@@ -191,8 +192,16 @@ def make_blueprint(inferno: Inferno) -> Any:
             blob, filename, parent_name = None, None, None
         elif req.files:
             ggufs = [(n, d) for n, d in req.files.items() if n.endswith(".gguf")]
-            if len(ggufs) != 1:
-                raise BadRequestError("files must name exactly one .gguf blob", param="files")
+            # a vision model's projector comes as a second file, named as llama.cpp's are (mmproj-*.gguf)
+            projectors = [(n, d) for n, d in ggufs if "mmproj" in n.lower()]
+            ggufs = [g for g in ggufs if g not in projectors]
+            if len(ggufs) != 1 or len(projectors) > 1:
+                raise BadRequestError("files must name exactly one .gguf blob (and at most one mmproj-*.gguf "
+                                      "projector)", param="files")
+            for _, d in projectors:
+                if not store.has_blob(d):
+                    raise BadRequestError(f"blob {d} was not uploaded; POST it to /api/blobs/{d}", param="files")
+            projector = (store.blob_path(projectors[0][1]), projectors[0][0]) if projectors else None
             filename, digest = ggufs[0]
             if not store.has_blob(digest):
                 raise BadRequestError(f"blob {digest} was not uploaded; POST it to /api/blobs/{digest}",
@@ -238,6 +247,8 @@ def make_blueprint(inferno: Inferno) -> Any:
                 extra["parent_model"] = display_name(parent_name)
             elif blob is not None:
                 inferno.import_file(blob, target, filename=filename, source=f"blob:{blob.name}", progress=progress)
+            if projector is not None:
+                inferno.add_projector(target, projector[0], filename=projector[1])
             if extra:
                 store.update(target, **extra)
             progress(0, None, "writing manifest")
@@ -266,7 +277,7 @@ def _create_from_safetensors(inferno: Inferno, files: dict[str, str], target: st
             except OSError:
                 shutil.copyfile(store.blob_path(digest), dest)
         progress(0, None, "converting model")
-        inferno.convert(str(folder), target, method=method, progress=progress)
+        inferno.convert(str(folder), target, method=method, progress=progress, options={"uploaded": True})
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

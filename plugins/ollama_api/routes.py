@@ -51,12 +51,14 @@ async def _check_capabilities(inferno: Inferno, model: str, images: list[str] | 
                               think: Any) -> bool | str | None:
     """An unknown model is a 404, images or thinking a 400, before any generation starts; the think value."""
     info = inferno.lookup(model)
-    if images:
-        raise BadRequestError(f'"{model}" does not support images', param="images")
     think = _think(think)
-    if think not in (None, False):
+    if images or think not in (None, False):
         meta = await asyncio.to_thread(inferno.metadata, info.name)
-        if "thinking" not in inferno.capabilities(info, meta):
+        caps = inferno.capabilities(info, meta)
+        if images and "vision" not in caps:
+            raise BadRequestError(f'"{model}" does not support images: it has no vision projector (mmproj)',
+                                  param="images")
+        if think not in (None, False) and "thinking" not in caps:
             raise BadRequestError(f'"{model}" does not support thinking', param="think")
     return think
 
@@ -94,10 +96,11 @@ def make_blueprint(inferno: Inferno) -> Any:
                                 "think": think, "grammar": t.grammar(req.options)}
         filled = t.go_template(req.template, req.system, req.prompt) if req.template else None
         if req.raw or req.suffix or filled is not None:
-            core.update(prompt=filled if filled is not None else req.prompt, suffix=req.suffix)
+            core.update(prompt=filled if filled is not None else req.prompt, suffix=req.suffix,
+                        images=req.images or None)
         else:
             messages = ([Message(role="system", content=req.system)] if req.system else []) + \
-                [Message(role="user", content=req.prompt)]
+                [Message(role="user", content=req.prompt, images=req.images or None)]
             core.update(messages=messages, template=req.template)
         handle = engine.submit(GenerateRequest(**core))
         if req.stream:
@@ -122,6 +125,7 @@ def make_blueprint(inferno: Inferno) -> Any:
         if not req.messages:
             return await _load_or_unload(inferno, req.model, keep, "message", empty)
         messages = [Message(role=m.role, content=m.content, name=m.tool_name, thinking=m.thinking,
+                            images=m.images or None,
                             tool_calls=[ToolCall(id=c.id or tool_call_id(), name=c.function.name,
                                                  arguments=c.function.arguments)
                                         for c in m.tool_calls] if m.tool_calls else None)

@@ -65,7 +65,8 @@ def make_blueprint(inferno: Inferno) -> Any:
     async def chat_completions() -> Any:
         """Chat completion, streamed as server-sent events when stream is true."""
         req: ChatCompletionRequest = await read_json(ChatCompletionRequest)
-        cores = _choices(t.chat_request(req), req.n)
+        policy = t.ImagePolicy(inferno.settings.allow_image_urls, inferno.settings.max_image_bytes)
+        cores = _choices(await asyncio.to_thread(t.chat_request, req, policy), req.n)
         rid = t.new_id("chatcmpl")
         handles = submit_all(engine, cores)  # every choice at once: they decode together in one batch
         if req.stream:

@@ -16,8 +16,14 @@ class TextPart(_Body):
     text: str
 
 
+class ImageURL(_Body):
+    url: str
+    detail: str | None = None
+
+
 class ImagePart(_Body):
     type: Literal["image_url", "input_image", "input_audio", "file"]
+    image_url: ImageURL | str | None = None  # a data: URL, bare base64, or (when allowed) an http(s) URL
 
 
 class FunctionCall(_Body):

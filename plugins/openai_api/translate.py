@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from inferno.api import (
+    IMAGE_MARKER,
     BadRequestError,
     Done,
     GenerateRequest,
@@ -48,17 +51,58 @@ def _sampling(body: _Sampling, max_tokens: int | None) -> SamplingOptions:
                            repeat_penalty=body.repeat_penalty, max_tokens=max_tokens, ignore_eos=body.ignore_eos)
 
 
-def _content(m: ChatMessage) -> str:
+@dataclass
+class ImagePolicy:
+    """What image_url parts may be: http(s) URLs are fetched only when allowed (INFERNO_ALLOW_IMAGE_URLS)."""
+
+    allow_urls: bool = False
+    max_bytes: int = 20 * 1024 * 1024
+
+
+def _content(m: ChatMessage, policy: ImagePolicy) -> tuple[str, list[str]]:
+    """The text of a message (an image marker where each image part was) and its images (base64)."""
     if m.content is None:
-        return ""
+        return "", []
     if isinstance(m.content, str):
-        return m.content
-    if any(isinstance(p, ImagePart) for p in m.content):
-        raise BadRequestError("this server's models do not accept images or audio", param="messages")
-    return "\n".join(p.text for p in m.content if not isinstance(p, ImagePart))
+        return m.content, []
+    texts: list[str] = []
+    images: list[str] = []
+    for p in m.content:
+        if not isinstance(p, ImagePart):
+            texts.append(p.text)
+            continue
+        if p.type != "image_url" or p.image_url is None:
+            raise BadRequestError(f"{p.type} content parts are not supported; images come as image_url parts",
+                                  param="messages")
+        url = p.image_url if isinstance(p.image_url, str) else p.image_url.url
+        images.append(_image(url, policy))
+        texts.append(IMAGE_MARKER)
+    return "\n".join(texts), images
 
 
-def _messages(body: ChatCompletionRequest) -> list[Message]:
+def _image(url: str, policy: ImagePolicy) -> str:
+    if not url.startswith(("http://", "https://")):
+        return url  # a data: URL or bare base64: the engine decodes and checks it
+    if not policy.allow_urls:
+        raise BadRequestError("image URLs are not fetched by this server (set INFERNO_ALLOW_IMAGE_URLS=1 to allow "
+                              "it); send the image as a data: URL or base64 instead", param="messages")
+    import httpx
+
+    try:
+        with httpx.stream("GET", url, timeout=30, follow_redirects=True) as r:
+            r.raise_for_status()
+            data = bytearray()
+            for chunk in r.iter_bytes():
+                data += chunk
+                if len(data) > policy.max_bytes:
+                    raise BadRequestError(f"the image at {url} is larger than {policy.max_bytes} bytes "
+                                          "(INFERNO_MAX_IMAGE_BYTES)", param="messages")
+    except httpx.HTTPError as e:
+        raise BadRequestError(f"cannot fetch the image at {url}: {e}", param="messages") from e
+    return base64.b64encode(bytes(data)).decode()
+
+
+def _messages(body: ChatCompletionRequest, policy: ImagePolicy) -> list[Message]:
     out: list[Message] = []
     names: dict[str, str] = {}
     for i, m in enumerate(body.messages):
@@ -79,12 +123,13 @@ def _messages(body: ChatCompletionRequest) -> list[Message]:
                 names[c.id] = c.function.name
         role = {"developer": "system", "function": "tool"}.get(m.role, m.role)
         name = m.name if role == "tool" and m.name else names.get(m.tool_call_id or "")
-        out.append(Message(role=role, content=_content(m), tool_calls=calls,  # type: ignore
+        text, images = _content(m, policy)
+        out.append(Message(role=role, content=text, tool_calls=calls, images=images or None,  # type: ignore
                            tool_call_id=m.tool_call_id, name=name, thinking=m.reasoning_content or m.reasoning))
     return out
 
 
-def chat_request(body: ChatCompletionRequest) -> GenerateRequest:
+def chat_request(body: ChatCompletionRequest, policy: ImagePolicy | None = None) -> GenerateRequest:
     fmt: Any = None
     if body.response_format is not None and body.response_format.type != "text":
         if body.response_format.type == "json_object":
@@ -102,8 +147,8 @@ def chat_request(body: ChatCompletionRequest) -> GenerateRequest:
     if choice.mode in ("required", "function") and not tools:
         raise BadRequestError("tool_choice needs tools", param="tool_choice")
     return GenerateRequest(
-        model=body.model, messages=_messages(body), sampling=_sampling(body, body.max_completion_tokens
-                                                                         or body.max_tokens),
+        model=body.model, messages=_messages(body, policy or ImagePolicy()),
+        sampling=_sampling(body, body.max_completion_tokens or body.max_tokens),
         format=fmt, tools=tools or None, tool_choice=choice,
         logprobs=(body.top_logprobs or 0) if body.logprobs else None,
         load=LoadOptions(**body.load_options()), keep_alive=keep_alive(body.keep_alive),

@@ -1,0 +1,123 @@
+"""Vision through llama.cpp's mtmd: a synthetic projector (random weights, mtmd's `mlp` type) sized to the
+synthetic text model, so images really are encoded and decoded into the KV cache."""
+
+from __future__ import annotations
+
+import base64
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from inferno.config import load_settings
+from inferno.engine.types import Done, GenerateRequest, Message, SamplingOptions, TextDelta
+from inferno.errors import BadRequestError
+from inferno.host import Inferno
+from inferno.testing_gguf import write_tiny_mmproj
+
+IMAGE_TOKENS = 16  # (32 / 8)² patches of the synthetic projector
+
+
+def png(rgb: tuple[int, int, int], w: int = 24, h: int = 20) -> bytes:
+    """A solid-colour PNG, written by hand (no imaging library needed)."""
+    raw = b"".join(b"\x00" + bytes(rgb) * w for _ in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+RED = base64.b64encode(png((220, 20, 20))).decode()
+BLUE = base64.b64encode(png((20, 20, 220), 40, 40)).decode()
+
+
+@pytest.fixture(scope="module")
+def mmproj(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_mmproj(tmp_path_factory.mktemp("mmproj") / "mmproj-tiny.gguf")
+
+
+@pytest.fixture
+def vhost(home: Path, tiny_gguf: Path, mmproj: Path) -> Iterator[Inferno]:
+    h = Inferno(load_settings({"INFERNO_HOME": str(home), "INFERNO_MAX_IMAGE_BYTES": "4000"}))
+    h.import_file(tiny_gguf, "eyes", source="test", projector=mmproj)
+    h.import_file(tiny_gguf, "tiny", source="test")
+    yield h
+    h.engine.close()
+
+
+def ask(images: list[str] | None, text: str = "what is this?", model: str = "eyes",
+        history: list[Message] | None = None) -> GenerateRequest:
+    return GenerateRequest(model=model, messages=[*(history or []), Message(role="user", content=text, images=images)],
+                           sampling=SamplingOptions(temperature=0, max_tokens=12, ignore_eos=True))
+
+
+def run(h: Inferno, req: GenerateRequest) -> tuple[str, Done]:
+    events = list(h.engine.submit(req))
+    done = events[-1]
+    assert isinstance(done, Done)
+    return "".join(e.text for e in events if isinstance(e, TextDelta)), done
+
+
+def test_image_tokens_count_in_the_prompt(vhost: Inferno) -> None:
+    _, plain = run(vhost, ask(None))
+    _, one = run(vhost, ask([RED]))
+    _, two = run(vhost, ask([RED, BLUE]))
+    assert two.prompt_tokens == one.prompt_tokens + IMAGE_TOKENS
+    # the text after an image is tokenized on its own: an SPM vocabulary gives it a leading "▁" (3 bytes here)
+    assert IMAGE_TOKENS <= one.prompt_tokens - plain.prompt_tokens <= IMAGE_TOKENS + 3
+    assert "vision" in vhost.capabilities(vhost.store.get("eyes"), vhost.metadata("eyes"))
+    assert "vision" not in vhost.capabilities(vhost.store.get("tiny"), vhost.metadata("tiny"))
+
+
+def test_same_image_same_answer_different_image_different_answer(vhost: Inferno) -> None:
+    red1, _ = run(vhost, ask([RED]))
+    vhost.engine.unload("eyes")  # nothing cached: the image is encoded afresh
+    red2, _ = run(vhost, ask([RED]))
+    blue, _ = run(vhost, ask([BLUE]))
+    assert red1 == red2
+    assert red1 != blue
+
+
+def test_images_decode_together_with_continuous_batching(vhost: Inferno) -> None:
+    alone = {c: run(vhost, ask([c]))[0] for c in (RED, BLUE)}
+    vhost.engine.unload("eyes")
+    out: dict[str, str] = {}
+
+    def one(c: str) -> None:
+        out[c] = run(vhost, ask([c]))[0]
+
+    threads = [threading.Thread(target=one, args=(c,)) for c in (RED, BLUE, RED)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out == alone
+
+
+def test_text_after_an_image_reuses_the_cached_prefix(vhost: Inferno) -> None:
+    first = ask([RED], "describe it")
+    answer, done = run(vhost, first)
+    history = [*(first.messages or []), Message(role="assistant", content=answer)]
+    _, again = run(vhost, ask(None, "and now?", history=history))
+    assert again.cached_tokens >= done.prompt_tokens - 1  # the image and the question before it were kept
+    assert again.prompt_tokens > done.prompt_tokens
+
+
+def test_bad_images_are_400s(vhost: Inferno) -> None:
+    with pytest.raises(BadRequestError, match="tiny has no vision"):
+        run(vhost, ask([RED], model="tiny"))
+    with pytest.raises(BadRequestError, match="not valid base64"):
+        run(vhost, ask(["%%%"]))
+    with pytest.raises(BadRequestError, match="not a PNG, JPEG, GIF or BMP"):
+        run(vhost, ask([base64.b64encode(b"hello, not an image").decode()]))
+    with pytest.raises(BadRequestError, match="cannot be decoded"):
+        run(vhost, ask([base64.b64encode(b"\x89PNG\r\n\x1a\n broken").decode()]))
+    with pytest.raises(BadRequestError, match="larger than 4000 bytes"):
+        run(vhost, ask([base64.b64encode(png((1, 2, 3), 300, 300) + b"\x00" * 5000).decode()]))
+    text, _ = run(vhost, ask([f"data:image/png;base64,{RED}"]))  # a data URL is fine too
+    assert text
