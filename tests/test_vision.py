@@ -121,3 +121,16 @@ def test_bad_images_are_400s(vhost: Inferno) -> None:
         run(vhost, ask([base64.b64encode(png((1, 2, 3), 300, 300) + b"\x00" * 5000).decode()]))
     text, _ = run(vhost, ask([f"data:image/png;base64,{RED}"]))  # a data URL is fine too
     assert text
+
+
+def test_copy_and_remove_keep_the_projector_with_the_model(vhost: Inferno) -> None:
+    copied = vhost.store.copy("eyes", "eyes2")
+    assert copied.mmproj and Path(copied.mmproj).parent == copied.file.parent and Path(copied.mmproj).is_file()
+    assert "vision" in vhost.capabilities(copied, vhost.metadata("eyes2"))
+    text, _ = run(vhost, ask([RED], model="eyes2"))
+    assert text == run(vhost, ask([RED]))[0]
+    vhost.engine.unload("eyes2")
+    vhost.store.remove("eyes2")
+    assert not Path(copied.mmproj).exists()
+    original = vhost.store.get("eyes")
+    assert original.mmproj and Path(original.mmproj).is_file()
