@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from inferno.config import parse_duration
 from inferno.engine.chat import tool_call_id as tool_call_id  # one id form: the engine's parser uses it too
-from inferno.engine.types import Done, SamplingOptions, TextDelta, ThinkingDelta, ToolCall, ToolCalls, ToolChoice
+from inferno.engine.types import Done, TextDelta, ThinkingDelta, ToolCall, ToolCalls
 from inferno.errors import InfernoError
 
 if TYPE_CHECKING:
@@ -119,14 +119,13 @@ async def primed(handles: list[RequestHandle]) -> AsyncIterator[Any]:
 async def count_tokens(engine: Engine, request: GenerateRequest) -> int:
     """The number of prompt tokens a request makes: its messages under the model's chat template, tools and
     the model's own system prompt included — exactly what the engine would evaluate (OpenAI's
-    /v1/responses/input_tokens, Anthropic's count_tokens). The engine owns the template, so the prompt is
-    evaluated once and one token sampled, greedily and without a grammar; the slot keeps it as a cached prefix
-    for the generation that usually follows. A prompt longer than the context is a BadRequestError."""
-    choice = ToolChoice(mode="none") if request.tool_choice.mode == "none" else ToolChoice()
-    probe = request.model_copy(update={"sampling": SamplingOptions(temperature=0, max_tokens=1), "format": None,
-                                       "grammar": None, "tool_choice": choice, "logprobs": None,
-                                       "return_context": False})
-    return (await collect(engine.submit(probe))).done.prompt_tokens
+    /v1/responses/input_tokens, Anthropic's count_tokens). The engine renders and tokenizes it; nothing is
+    decoded, and a prompt longer than the context is still counted."""
+    from inferno.engine.types import TokenizeRequest
+
+    handle = engine.tokenize(TokenizeRequest(model=request.model, prompt_of=request, load=request.load,
+                                             keep_alive=request.keep_alive))
+    return len((await handle.result())[-1].tokens)
 
 
 # streaming ------------------------------------------------------------------------------------------

@@ -183,6 +183,7 @@ class TokenizeRequest(BaseModel):
     model: str
     text: str | None = None
     tokens: list[int] | None = None  # given: detokenize them instead
+    prompt_of: GenerateRequest | None = None  # given: the prompt tokens this request makes (template, tools, system)
     load: LoadOptions = Field(default_factory=LoadOptions)
     keep_alive: float | None = None
 

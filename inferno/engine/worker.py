@@ -154,7 +154,9 @@ class Worker:
             self.scores.append(job)
         elif job.kind == "tokenize":
             req = job.request
-            if req.tokens is not None:
+            if req.prompt_of is not None:  # rendered and tokenized, nothing decoded: counting is cheap
+                self._end(job, Tokens(tokens=self.model.prompt_tokens(req.prompt_of), text=""))
+            elif req.tokens is not None:
                 self.model.check_tokens(req.tokens)
                 self._end(job, Tokens(tokens=list(req.tokens), text=self.model.detokenize(list(req.tokens))))
             else:
