@@ -270,5 +270,9 @@ def test_api_create_from_uploaded_safetensors(hf_dirs: dict[str, Path], tmp_path
         bad = httpx.post(server.url + "/api/create", json={"model": "x", "stream": False, "files": {
             "model.safetensors": files["model.safetensors"], "config.json": "sha256:" + "1" * 64}}, timeout=60)
         assert bad.status_code == 400 and "was not uploaded" in bad.json()["error"]
+        bad = httpx.post(server.url + "/api/create", json={"model": "x", "stream": False, "files": {
+            "model.safetensors": files["model.safetensors"]}}, timeout=60)
+        assert bad.status_code == 400
+        assert bad.json()["error"] == "the upload is not a Hugging Face model: it has no config.json"
     finally:
         stop_server(server)

@@ -86,6 +86,10 @@ def convert_model(inferno: Inferno, source: str, target: str, outtype: str, prog
                   options: dict[str, Any]) -> ModelInfo | None:
     if outtype not in OUTTYPES:
         raise BadRequestError(f"outtype must be one of {', '.join(OUTTYPES)}", param="outtype")
+    local = Path(source).expanduser() if not source.startswith(("hf:", "huggingface:", "hf.co/")) else None
+    if local is not None and local.is_dir():  # a folder that cannot be converted is a 400 before anything else
+        listing = {p.name: p.stat().st_size for p in local.iterdir() if p.is_file()}
+        names = wanted(listing, "the upload" if options.get("uploaded") else str(local))
     env = toolenv.env_dir(inferno.settings.home)
     if not toolenv.is_ready(env):
         # options["setup"]: True (--yes) sets it up now; a callable is asked first; anything else refuses
@@ -98,10 +102,7 @@ def convert_model(inferno: Inferno, source: str, target: str, outtype: str, prog
                                    f"`inferno convert --setup` ({toolenv.SIZE_NOTE})")
     staging = inferno.store.staging_dir()
     method = options.get("quantize")
-    local = Path(source).expanduser() if not source.startswith(("hf:", "huggingface:", "hf.co/")) else None
     if local is not None and local.is_dir():
-        listing = {p.name: p.stat().st_size for p in local.iterdir() if p.is_file()}
-        names = wanted(listing, str(local))
         check_architecture(env, local / "config.json", str(local))
         check_disk(staging, {n: listing[n] for n in names}, set(names), local / "config.json", outtype, method)
         folder, downloaded = local, False
