@@ -65,7 +65,7 @@ def engine(host: Inferno, name: str, threads: int, n_ctx: int, reps: int, tokens
     list(host.engine.load(name, load, keep_alive=-1))
     ttft, rates = [], []
     for i in range(reps):
-        req = GenerateRequest(model=name, prompt=PROMPT.format(i=f"engine-{i}"), raw=True, load=load,
+        req = GenerateRequest(model=name, prompt=PROMPT.format(i=f"engine-{i}"), load=load,
                               sampling=SamplingOptions(temperature=0, max_tokens=tokens, ignore_eos=True),
                               keep_alive=-1)
         t0 = time.perf_counter()

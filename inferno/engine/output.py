@@ -18,6 +18,7 @@ class StreamedText:
         self.text = ""  # everything kept so far
         self.capturing = False  # inside what looks like a tool call: keep, do not send
         self.hold = max((len(x) for x in stops), default=1) - 1
+        self.stopped_by: str | None = None  # the stop string that ended the text
 
     def feed(self, piece: str, logprobs: list[dict[str, Any]] | None) -> bool:
         """Add piece; True when a stop string was reached."""
@@ -26,12 +27,12 @@ class StreamedText:
                 self.emit(TextDelta(piece, logprobs))
             return False
         self.pending += piece
-        for stop in self.stops:
-            i = self.pending.find(stop)
-            if i >= 0:
-                self.pending = self.pending[:i]
-                self._flush(len(self.pending), logprobs)
-                return True
+        found = [(i, stop) for stop in self.stops if (i := self.pending.find(stop)) >= 0]
+        if found:  # the earliest stop string in the text ends it
+            i, self.stopped_by = min(found, key=lambda f: f[0])
+            self.pending = self.pending[:i]
+            self._flush(len(self.pending), logprobs)
+            return True
         if self.watch_tools and not self.capturing:
             if "<tool_call>" in self.pending:
                 self._flush(self.pending.index("<tool_call>"), logprobs)

@@ -104,7 +104,7 @@ class Sequence:
                        prompt_eval_ns=t_first - self.t0, eval_ns=t_end - t_first,
                        total_ns=t_end - self.t0 + self.load_ns,
                        context=self.context() if self.req.return_context else None,
-                       cached_tokens=self.cached))
+                       cached_tokens=self.cached, stop_sequence=self.out.stopped_by if reason == "stop" else None))
 
     def context(self) -> list[int]:
         """Ollama's generate context: the exchange's tokens (an image's placeholders are not tokens)."""

@@ -163,6 +163,7 @@ class Done:
     total_ns: int = 0
     context: list[int] | None = None
     cached_tokens: int = 0
+    stop_sequence: str | None = None  # the stop string that ended the generation, when one did
 
 
 @dataclass(slots=True)

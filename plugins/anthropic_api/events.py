@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from inferno.api import Done, Engine, GenerateRequest, TextDelta, ThinkingDelta, ToolCall, ToolCalls
+from inferno.api import Done, TextDelta, ThinkingDelta, ToolCall, ToolCalls
 
 from . import translate as t
 from .schemas import MessagesBody
@@ -81,8 +81,7 @@ class Blocks:
         return out
 
 
-async def message_events(engine: Engine, core: GenerateRequest, events: AsyncIterator[Any],
-                         req: MessagesBody) -> AsyncIterator[Event]:
+async def message_events(events: AsyncIterator[Any], req: MessagesBody) -> AsyncIterator[Event]:
     """The whole stream of one message, from the engine's (primed) events."""
     yield {"type": "message_start", "message": t.message(t.new_id(), req.model, [], None, None, None)}
     blocks = Blocks()
@@ -96,7 +95,7 @@ async def message_events(engine: Engine, core: GenerateRequest, events: AsyncIte
             elif isinstance(event, ToolCalls):
                 out = blocks.tool_calls(event.calls)
             elif isinstance(event, Done):
-                stop_sequence = await t.matched_stop(engine, core, event)
+                stop_sequence = event.stop_sequence
                 reason = t.stop_reason(event, req.max_tokens, stop_sequence)
                 out = [*blocks.finish(),
                        {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": stop_sequence},

@@ -34,12 +34,11 @@ def make_blueprint(inferno: Inferno) -> Any:
         handle = engine.submit(core)
         if req.stream:
             events = await primed([handle])
-            return stream(message_events(engine, core, events, req), kind="sse", error=t.error_body,
+            return stream(message_events(events, req), kind="sse", error=t.error_body,
                           event_of=lambda o: o["type"])
         r = await collect(handle)
-        stop_sequence = await t.matched_stop(engine, core, r.done)
         return t.message(t.new_id(), req.model, t.content(r.text, r.calls, r.thinking),
-                         t.stop_reason(r.done, req.max_tokens, stop_sequence), stop_sequence, r.done)
+                         t.stop_reason(r.done, req.max_tokens, r.done.stop_sequence), r.done.stop_sequence, r.done)
 
     @bp.post("/count_tokens")
     @body(CountTokensBody)

@@ -9,12 +9,10 @@ from typing import Any, Literal
 from inferno.api import (
     BadRequestError,
     Done,
-    Engine,
     GenerateRequest,
     InfernoError,
     Message,
     SamplingOptions,
-    TokenizeRequest,
     Tool,
     ToolCall,
     ToolChoice,
@@ -134,29 +132,8 @@ def core_request(body: PromptBody) -> GenerateRequest:
     stops = stop_list(body.stop_sequences)
     sampling = SamplingOptions(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
                                top_k=body.top_k, stop=stops)
-    # With stop sequences the generated tokens come back, to tell which one ended the answer (matched_stop).
     return GenerateRequest(model=body.model, messages=messages, tools=tools, tool_choice=choice, sampling=sampling,
-                           format=schema, think=think, grammar=body.grammar, keep_alive=keep_alive(body.keep_alive),
-                           return_context=bool(stops))
-
-
-async def matched_stop(engine: Engine, core: GenerateRequest, done: Done) -> str | None:
-    """The stop sequence that ended a generation, or None when it ended on its own.
-
-    The engine strips the stop string and its Done does not name it, so the generated tokens (kept with
-    return_context) are decoded again and searched. One extra detokenize, only for requests that gave stop
-    sequences and ended with "stop" — and none after keep_alive 0 unloaded the model (it would load again
-    just for this): such an answer says end_turn."""
-    stops = core.sampling.stop
-    if done.reason != "stop" or not stops or not done.context or core.keep_alive == 0:
-        return None
-    generated = done.context[done.prompt_tokens:]
-    if not generated:
-        return None
-    tokens = (await engine.tokenize(TokenizeRequest(model=core.model, tokens=generated,
-                                                    keep_alive=core.keep_alive)).result())[-1]
-    found = [(tokens.text.find(s), i, s) for i, s in enumerate(stops) if s in tokens.text]
-    return min(found)[2] if found else None
+                           format=schema, think=think, grammar=body.grammar, keep_alive=keep_alive(body.keep_alive))
 
 
 # responses -----------------------------------------------------------------------------------------
