@@ -16,13 +16,13 @@ TINY_TEMPLATE = (
 
 def write_tiny_gguf(path: Path, *, seed: int = 0, n_embd: int = 64, n_layer: int = 2, n_ff: int = 128,
                     n_head: int = 4, context_length: int = 2048, file_type_f16: bool = False,
-                    chat_template: str = TINY_TEMPLATE) -> Path:
+                    chat_template: str = TINY_TEMPLATE, arch: str = "llama") -> Path:
     import numpy as np
     from gguf import GGUFWriter, LlamaFileType, TokenType
 
     rng = np.random.default_rng(seed)
     dtype = np.float16 if file_type_f16 else np.float32
-    w = GGUFWriter(str(path), "llama")
+    w = GGUFWriter(str(path), arch)
     w.add_name("tiny-test-llama")
     w.add_context_length(context_length)
     w.add_embedding_length(n_embd)
@@ -32,6 +32,8 @@ def write_tiny_gguf(path: Path, *, seed: int = 0, n_embd: int = 64, n_layer: int
     w.add_head_count_kv(n_head)
     w.add_rope_dimension_count(n_embd // n_head)
     w.add_rope_freq_base(10000.0)
+    if arch == "qwen2vl":  # M-RoPE: the rotary dimensions split into (time, height, width, -) sections
+        w.add_rope_dimension_sections([2, 3, 3, 0])
     w.add_layer_norm_rms_eps(1e-5)
     w.add_file_type(LlamaFileType.MOSTLY_F16 if file_type_f16 else LlamaFileType.ALL_F32)
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
@@ -125,6 +127,65 @@ def write_tiny_mmproj(path: Path, *, seed: int = 0, text_n_embd: int = 64, n_emb
     t("mm.0.weight", text_n_embd, n_embd)
     t("mm.0.bias", text_n_embd, zeros=True)
     t("mm.2.weight", text_n_embd, text_n_embd)
+    t("mm.2.bias", text_n_embd, zeros=True)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return Path(path)
+
+
+def write_tiny_qwen2vl_mmproj(path: Path, *, seed: int = 0, text_n_embd: int = 64, n_embd: int = 32,
+                              n_layer: int = 2, n_ff: int = 64, n_head: int = 4, patch_size: int = 4) -> Path:
+    """A synthetic Qwen2-VL projector (mtmd's `qwen2vl` type): image tokens on M-RoPE positions, for a text model
+    written with write_tiny_gguf(arch="qwen2vl")."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    rng = np.random.default_rng(seed)
+    w = GGUFWriter(str(path), "clip")
+    w.add_name("tiny-test-qwen2vl-mmproj")
+    w.add_bool("clip.has_vision_encoder", True)
+    w.add_string("clip.projector_type", "qwen2vl_merger")
+    w.add_bool("clip.use_gelu", True)
+    w.add_uint32("clip.vision.image_size", 64)
+    w.add_uint32("clip.vision.patch_size", patch_size)
+    w.add_uint32("clip.vision.embedding_length", n_embd)
+    w.add_uint32("clip.vision.feed_forward_length", n_ff)
+    w.add_uint32("clip.vision.block_count", n_layer)
+    w.add_uint32("clip.vision.projection_dim", text_n_embd)
+    w.add_uint32("clip.vision.attention.head_count", n_head)
+    w.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-6)
+    w.add_array("clip.vision.image_mean", [0.5, 0.5, 0.5])
+    w.add_array("clip.vision.image_std", [0.5, 0.5, 0.5])
+
+    def t(name: str, *shape: int, ones: bool = False, zeros: bool = False) -> None:
+        if ones or zeros:
+            data = np.full(shape, 1.0 if ones else 0.0, dtype=np.float32)
+        else:
+            data = rng.normal(0, 0.5, shape).astype(np.float32)
+        w.add_tensor(name, data)
+
+    t("v.patch_embd.weight", n_embd, 3, patch_size, patch_size)
+    t("v.patch_embd.weight.1", n_embd, 3, patch_size, patch_size)
+    for i in range(n_layer):
+        for x in ("q", "k", "v"):
+            t(f"v.blk.{i}.attn_{x}.weight", n_embd, n_embd)
+            t(f"v.blk.{i}.attn_{x}.bias", n_embd, zeros=True)
+        t(f"v.blk.{i}.attn_out.weight", n_embd, n_embd)
+        t(f"v.blk.{i}.attn_out.bias", n_embd, zeros=True)
+        for x in ("ln1", "ln2"):
+            t(f"v.blk.{i}.{x}.weight", n_embd, ones=True)
+            t(f"v.blk.{i}.{x}.bias", n_embd, zeros=True)
+        t(f"v.blk.{i}.ffn_up.weight", n_ff, n_embd)
+        t(f"v.blk.{i}.ffn_up.bias", n_ff, zeros=True)
+        t(f"v.blk.{i}.ffn_down.weight", n_embd, n_ff)
+        t(f"v.blk.{i}.ffn_down.bias", n_embd, zeros=True)
+    t("v.post_ln.weight", n_embd, ones=True)
+    t("v.post_ln.bias", n_embd, zeros=True)
+    t("mm.0.weight", n_embd * 4, n_embd * 4)
+    t("mm.0.bias", n_embd * 4, zeros=True)
+    t("mm.2.weight", text_n_embd, n_embd * 4)
     t("mm.2.bias", text_n_embd, zeros=True)
     w.write_header_to_file()
     w.write_kv_data_to_file()

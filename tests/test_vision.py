@@ -134,3 +134,89 @@ def test_copy_and_remove_keep_the_projector_with_the_model(vhost: Inferno) -> No
     assert not Path(copied.mmproj).exists()
     original = vhost.store.get("eyes")
     assert original.mmproj and Path(original.mmproj).is_file()
+
+
+@pytest.fixture
+def qhost(home: Path, tmp_path: Path) -> Iterator[Inferno]:
+    """A Qwen2-VL-shaped pair: image tokens on M-RoPE positions (fewer positions than tokens)."""
+    from inferno.testing_gguf import write_tiny_gguf, write_tiny_qwen2vl_mmproj
+
+    h = Inferno(load_settings({"INFERNO_HOME": str(home)}))
+    h.import_file(write_tiny_gguf(tmp_path / "q.gguf", arch="qwen2vl"), "qeyes", source="test",
+                  projector=write_tiny_qwen2vl_mmproj(tmp_path / "mmproj-q.gguf"))
+    yield h
+    h.engine.close()
+
+
+def test_m_rope_images(qhost: Inferno) -> None:
+    red, done = run(qhost, ask([RED], model="qeyes"))
+    _, plain = run(qhost, ask(None, model="qeyes"))
+    assert done.prompt_tokens > plain.prompt_tokens  # the image's tokens count
+    blue, _ = run(qhost, ask([BLUE], model="qeyes"))
+    qhost.engine.unload("qeyes")
+    assert run(qhost, ask([RED], model="qeyes"))[0] == red != blue
+    out: dict[str, str] = {}
+    threads = [threading.Thread(target=lambda c=c: out.__setitem__(c, run(qhost, ask([c], model="qeyes"))[0]))
+               for c in (RED, BLUE)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out == {RED: red, BLUE: blue}
+    # text after the image continues at the image's last position + 1: the cached prefix is reused, and the
+    # answer is the one the whole conversation gives when evaluated afresh
+    first = ask([RED], "describe it", model="qeyes")
+    answer, _ = run(qhost, first)
+    follow = ask(None, "and now?", model="qeyes", history=[*(first.messages or []),
+                                                           Message(role="assistant", content=answer)])
+    cached_text, again = run(qhost, follow)
+    assert again.cached_tokens > 0
+    qhost.engine.unload("qeyes")
+    fresh_text, fresh = run(qhost, follow)
+    assert fresh.cached_tokens == 0 and fresh_text == cached_text
+
+
+def test_m_rope_positions_match_llama_cpp_s_own_helper(qhost: Inferno) -> None:
+    """The engine's greedy text equals a reference run that lets mtmd's helper place every chunk."""
+    import ctypes
+
+    import numpy as np
+
+    from inferno.engine.model import Model
+    from inferno.engine.protocol import EngineSettings, ResolvedModel
+    from inferno.engine.types import LoadOptions
+    from inferno.engine.vision import MARKER
+
+    prompt = f"look: {MARKER} and tell"
+    sampling = SamplingOptions(temperature=0, max_tokens=10, ignore_eos=True, repeat_penalty=1.0)
+    events = list(qhost.engine.submit(GenerateRequest(model="qeyes", prompt=prompt, images=[RED],
+                                                      sampling=sampling)))
+    ours = "".join(e.text for e in events if isinstance(e, TextDelta))
+    qhost.engine.unload("qeyes")
+
+    info = qhost.store.get("qeyes")
+    model = Model(ResolvedModel(name="ref", file=info.file, metadata=qhost.metadata("qeyes"),
+                                projector=Path(info.mmproj or "")), LoadOptions(), EngineSettings())
+    lib, proj = model.lib, model.projector
+    assert proj is not None
+    ctx = model.new_context(n_ctx=512, n_seq=1, n_batch=512)
+    try:
+        _, found = proj.tokenize(prompt, [base64.b64decode(RED)], add_special=True)
+        n_past = ctypes.c_int32(0)
+        assert proj.m.mtmd_helper_eval_chunks(proj.ctx, ctx, found.chunks, 0, 0, 512, True, ctypes.byref(n_past)) == 0
+        out = b""
+        batch = lib.llama_batch_init(1, 0, 1)
+        for _ in range(10):
+            ptr = lib.llama_get_logits_ith(ctx, -1)
+            tok = int(np.argmax(np.ctypeslib.as_array(ptr, shape=(model.n_vocab,))))
+            out += model.piece_bytes(tok)
+            batch.n_tokens = 1
+            batch.token[0], batch.pos[0], batch.n_seq_id[0], batch.logits[0] = tok, n_past.value, 1, 1
+            batch.seq_id[0][0] = 0
+            assert lib.llama_decode(ctx, batch) == 0
+            n_past.value += 1
+        lib.llama_batch_free(batch)
+    finally:
+        lib.llama_free(ctx)
+        model.close()
+    assert ours == out.decode("utf-8", errors="replace")

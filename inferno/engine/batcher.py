@@ -34,7 +34,7 @@ RATE_WINDOW = 5.0  # seconds of decode steps behind tokens_per_second
 
 
 class Slot:
-    __slots__ = ("cache", "id", "last_used", "next_token", "pending", "seq")
+    __slots__ = ("cache", "id", "images", "last_used", "next_token", "pending", "seq")
 
     def __init__(self, sid: int) -> None:
         self.id = sid
@@ -43,6 +43,13 @@ class Slot:
         self.pending: list[int] = []  # prompt tokens still to evaluate
         self.next_token: int | None = None  # sampled, to be decoded in the next step
         self.last_used = 0.0
+        # images in the cache as (start index, tokens, positions): with M-RoPE an image takes fewer positions
+        # than tokens, so a token's position is its index less what the images before it saved
+        self.images: list[tuple[int, int, int]] = []
+
+    def pos(self, index: int) -> int:
+        """The position of the token at index (at an image boundary or after the images)."""
+        return index + sum(n_pos - n_tok for start, n_tok, n_pos in self.images if start + n_tok <= index)
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -123,8 +130,9 @@ class Batcher:
     def _forget(self, slot: Slot, keep: int) -> None:
         """Drop the slot's cells from position `keep` on."""
         if len(slot.cache) > keep:
-            self.lib.llama_memory_seq_rm(self.mem, slot.id, keep, -1)
+            self.lib.llama_memory_seq_rm(self.mem, slot.id, slot.pos(keep), -1)
             del slot.cache[keep:]
+            slot.images = [x for x in slot.images if x[0] + x[1] <= keep]
 
     # admission ------------------------------------------------------------------------------------
 
@@ -230,7 +238,7 @@ class Batcher:
 
     def _add(self, slot: Slot, tokens: list[int], logits_last: bool, *, prompt: bool) -> int:
         """Append tokens of one slot to the batch at its next positions; the row of the last one."""
-        b, start, pos = self.batch, self.batch.n_tokens, len(slot.cache)
+        b, start, pos = self.batch, self.batch.n_tokens, slot.pos(len(slot.cache))
         for i, tok in enumerate(tokens):
             j = start + i
             b.token[j], b.pos[j], b.n_seq_id[j], b.logits[j] = tok, pos + i, 1, 0
@@ -268,15 +276,16 @@ class Batcher:
         """Decode the image the slot's prompt has next, with mtmd's helper, into the slot's sequence."""
         seq = slot.seq
         assert seq is not None and seq.images is not None and self.model.projector is not None
-        chunk, n = seq.images.spans[len(slot.cache)]
-        if self.model.projector.eval(self.ctx, chunk, len(slot.cache), slot.id, self.n_batch):
+        chunk, n, n_pos = seq.images.spans[len(slot.cache)]
+        if self.model.projector.eval(self.ctx, chunk, slot.pos(len(slot.cache)), slot.id, self.n_batch):
+            slot.images.append((len(slot.cache), n, n_pos))
             slot.cache.extend(slot.pending[:n])
             slot.pending = slot.pending[n:]
             slot.last_used = time.monotonic()
             return
         from inferno.engine.handle import Failure
 
-        self.lib.llama_memory_seq_rm(self.mem, slot.id, len(slot.cache), -1)  # what mtmd decoded of it
+        self.lib.llama_memory_seq_rm(self.mem, slot.id, slot.pos(len(slot.cache)), -1)  # what mtmd decoded of it
         slot.seq, slot.pending, slot.next_token = None, [], None
         seq.done = True
         seq.sampler.close()
@@ -307,7 +316,7 @@ class Batcher:
 
         for slot in self.slots:
             seq, slot.seq = slot.seq, None
-            slot.pending, slot.next_token, slot.cache = [], None, []
+            slot.pending, slot.next_token, slot.cache, slot.images = [], None, [], []
             if seq is not None and not seq.done:
                 seq.done = True
                 seq.sampler.close()

@@ -53,14 +53,15 @@ def image_bytes(data: str | bytes, index: int, limit: int) -> bytes:
 
 @dataclass
 class PromptImages:
-    """The image chunks of one prompt: start position → (chunk, length). Freed with the request."""
+    """The image chunks of one prompt by start index: the chunk, its tokens and the positions they take (fewer
+    than the tokens with M-RoPE, as Qwen2-VL lays an image out on a grid). Freed with the request."""
 
-    spans: dict[int, tuple[Any, int]] = field(default_factory=dict)
+    spans: dict[int, tuple[Any, int, int]] = field(default_factory=dict)  # start → (chunk, tokens, positions)
     chunks: Any = None
 
     def align(self, n: int) -> int:
         """n moved back to the start of the image it falls inside (a cache prefix never splits an image)."""
-        for start, (_, length) in self.spans.items():
+        for start, (_, length, _) in self.spans.items():
             if start < n < start + length:
                 return start
         return n
@@ -128,11 +129,8 @@ class Projector:
                     tokens.extend(ptr[i] for i in range(n.value))
                     continue
                 n_tok = m.mtmd_input_chunk_get_n_tokens(chunk)
-                if m.mtmd_input_chunk_get_n_pos(chunk) != n_tok:
-                    raise BadRequestError("this model's projector places image tokens on M-RoPE positions, which "
-                                          "Inferno does not support yet", param="images")
                 h = int(hashlib.sha256(images[n_image]).hexdigest()[:12], 16)
-                out.spans[len(tokens)] = (chunk, n_tok)
+                out.spans[len(tokens)] = (chunk, n_tok, m.mtmd_input_chunk_get_n_pos(chunk))
                 tokens.extend(-(1 + h * 1_000_000 + i) for i in range(n_tok))
                 n_image += 1
             return tokens, out
