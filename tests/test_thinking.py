@@ -171,3 +171,31 @@ def test_repl_toggles_thinking(home: Path, tmp_path: Path) -> None:
         assert [m.role for m in session.history] == ["user", "assistant"] * 2
     finally:
         h.engine.close()
+
+
+def test_cli_frames_or_hides_the_reasoning(home: Path, tmp_path: Path) -> None:
+    import io
+
+    from click.testing import CliRunner
+
+    from inferno.cli import build_cli
+    from inferno.cli.runcmd import Session
+
+    h = Inferno()
+    h.import_file(write_tiny_gguf(tmp_path / "r1.gguf", chat_template=R1_LIKE), "r1", source="test")
+    try:  # the template opens the block: with 4 tokens, everything said is reasoning
+        session = Session(h, "r1", {"temperature": 0, "max_tokens": 4}, {}, None, None, False)
+        out = io.StringIO()
+        session.ask("hi", out=out)
+        reasoning = session.history[-1].thinking
+        assert reasoning and session.history[-1].content == ""
+        assert out.getvalue() == f"Thinking...\n{reasoning}\n...done thinking.\n\n\n"
+        session.hide_thinking = True
+        out = io.StringIO()
+        session.ask("hi", out=out)
+        assert out.getvalue() == "\n" and session.history[-1].thinking
+    finally:
+        h.engine.close()
+    r = CliRunner().invoke(build_cli(), ["run", "r1", "hi", "--max-tokens", "4", "--temperature", "0",
+                                         "--hidethinking", "--no-think"])
+    assert r.exit_code == 0 and "Thinking" not in r.output

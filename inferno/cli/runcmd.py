@@ -41,6 +41,7 @@ class Session:
         self.history: list[Message] = []
         self.verbose = verbose
         self.think: bool | None = None  # None: the model's template decides
+        self.hide_thinking = False  # a thinking model's reasoning is kept in the history but not shown
         self.images: list[str] = []  # base64 images for the next message (/image, --image)
 
     def messages(self) -> list[Any]:
@@ -70,21 +71,35 @@ class Session:
         handle = self.host.engine.submit(req)
         parts: list[str] = []
         thought: list[str] = []
-        dim = getattr(out, "isatty", lambda: False)()
+        tty = getattr(out, "isatty", lambda: False)()
+
+        def dim(text: str) -> str:
+            return click.style(text, dim=True) if tty else text
+
+        def end_thinking() -> None:  # as Ollama's CLI frames the reasoning
+            if thought and not parts and not self.hide_thinking:
+                out.write(dim("\n...done thinking.\n\n"))
+
         done: Any = None
         try:
             for event in handle:
                 if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                    if thought and len(parts) == 1:
-                        out.write("\n\n")  # the answer after the reasoning
+                    if event.text and not parts:
+                        end_thinking()
+                    if event.text:
+                        parts.append(event.text)
                     out.write(event.text)
                     out.flush()
                 elif isinstance(event, ThinkingDelta):
+                    if not thought and not self.hide_thinking:
+                        out.write(dim("Thinking...\n"))
                     thought.append(event.text)
-                    out.write(click.style(event.text, dim=True) if dim else event.text)
-                    out.flush()
+                    if not self.hide_thinking:
+                        out.write(dim(event.text))
+                        out.flush()
                 elif isinstance(event, Done):
+                    if not parts:
+                        end_thinking()
                     done = event
         except KeyboardInterrupt:
             handle.cancel()
@@ -260,13 +275,15 @@ def _repl(session: Session) -> None:
 @click.option("--system", help="System prompt.")
 @click.option("--verbose", is_flag=True, help="Print token counts and speed after each answer.")
 @click.option("--image", "images", multiple=True, help="An image file to ask about (vision models; repeatable).")
+@click.option("--think/--no-think", default=None, help="Turn a thinking model's reasoning on or off.")
+@click.option("--hidethinking", is_flag=True, help="Do not show a thinking model's reasoning, only its answer.")
 @click.option("--rpc", help="llama.cpp RPC workers (`inferno rpc-worker`) to split the model across: "
                             "HOST:PORT[,HOST:PORT…] (INFERNO_RPC_SERVERS).")
 @click.option("--tensor-split", help="Proportions of the layers per device, the RPC workers' first, then local GPUs.")
 def run(model: str, prompt: tuple[str, ...], load: dict[str, Any], temperature: float | None,
         top_k: int | None, top_p: float | None, seed: int | None, max_tokens: int | None, ignore_eos: bool,
-        fmt: str | None, system: str | None, verbose: bool, images: tuple[str, ...], rpc: str | None,
-        tensor_split: str | None) -> None:
+        fmt: str | None, system: str | None, verbose: bool, images: tuple[str, ...], think: bool | None,
+        hidethinking: bool, rpc: str | None, tensor_split: str | None) -> None:
     """Chat with a model (pulled first if it is not local). With PROMPT or piped stdin: one answer."""
     from inferno.cli.models import interactive_choose
     from inferno.cli.progress import ProgressBar
@@ -284,6 +301,7 @@ def run(model: str, prompt: tuple[str, ...], load: dict[str, Any], temperature: 
                                   "max_tokens": max_tokens, "ignore_eos": ignore_eos or None}.items()
                 if v is not None}
     session = Session(host, info.name, sampling, load, fmt, system, verbose)
+    session.think, session.hide_thinking = think, hidethinking
     for path in images:
         session.add_image(path)
     try:
