@@ -185,8 +185,8 @@ def test_health_and_openapi(server: Server) -> None:
     assert doc["openapi"].startswith("3.")
     for path in ("/v1/chat/completions", "/v1/embeddings", "/api/chat", "/api/generate", "/api/pull"):
         assert path in doc["paths"], path
-    body = doc["paths"]["/v1/chat/completions"]["post"]["requestBody"]
-    assert "messages" in body["content"]["application/json"]["schema"]["properties"]
+    ref = doc["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert "messages" in doc["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
 
 
 def test_cors_allows_local_origins_and_sdk_headers(server: Server) -> None:

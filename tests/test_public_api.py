@@ -34,7 +34,7 @@ def test_plugins_import_only_the_public_api() -> None:
             if module != "inferno.api":
                 offenders.append(f"{f.relative_to(ROOT)}: {module}")
             offenders += [f"{f.relative_to(ROOT)}: inferno.api.{n}" for n in names
-                          if n.startswith("_") and n != "__version__" or n == "*"]
+                          if (n.startswith("_") and n != "__version__") or n == "*"]
     assert not offenders, "plugins may import only inferno.api:\n" + "\n".join(offenders)
 
 
