@@ -30,7 +30,16 @@ R1_LIKE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|><think>\n{% endif %}"
 )
+# gpt-oss' harmony: channels, and the effort in the system part
+HARMONY_LIKE = (
+    "<|start|>system<|message|>Reasoning: {{ reasoning_effort | default('medium') }}<|end|>"
+    "{% for m in messages %}<|start|>{{ m['role'] }}{% if m['role'] == 'assistant' %}<|channel|>final{% endif %}"
+    "<|message|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start|>assistant{% endif %}"
+)
 GRAMMAR = 'root ::= "<think>" [a-z]{3,8} "</think>" [A-Z]{2,5}'
+HARMONY_GRAMMAR = ('root ::= "<|channel|>analysis<|message|>" [a-z]{3,8} "<|end|><|start|>assistant<|channel|>final'
+                   '<|message|>" [A-Z]{2,5}')
 R1_GRAMMAR = 'root ::= [a-z]{3,8} "</think>" [A-Z]{2,5}'
 LONG_GRAMMAR = 'root ::= "<think>" [a-z]{30,40} "</think>" [A-Z]{2,5}'
 TOOL_GRAMMAR = ('root ::= "<think>" [a-z]{3,8} "</think>" "<tool_call>{\\"name\\": \\"get_weather\\", '
@@ -47,6 +56,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterato
     h = Inferno(load_settings({"INFERNO_HOME": str(home)}))
     h.import_file(write_tiny_gguf(d / "qwen.gguf", chat_template=QWEN_LIKE), "thinker", source="test")
     h.import_file(write_tiny_gguf(d / "r1.gguf", chat_template=R1_LIKE), "r1", source="test")
+    h.import_file(write_tiny_gguf(d / "oss.gguf", chat_template=HARMONY_LIKE), "oss", source="test")
     h.import_file(tiny_gguf, "tiny", source="test")
     s = start_server(home)
     yield s
@@ -199,3 +209,28 @@ def test_cli_frames_or_hides_the_reasoning(home: Path, tmp_path: Path) -> None:
     r = CliRunner().invoke(build_cli(), ["run", "r1", "hi", "--max-tokens", "4", "--temperature", "0",
                                          "--hidethinking", "--no-think"])
     assert r.exit_code == 0 and "Thinking" not in r.output
+
+
+def test_harmony_channels_through_both_dialects(server: Server) -> None:
+    assert "thinking" in httpx.post(f"{server.url}/api/show", json={"model": "oss"}).json()["capabilities"]
+    r = chat(server, model="oss", grammar=HARMONY_GRAMMAR, max_tokens=128)  # a byte vocabulary: tags are long
+    msg = r.choices[0].message
+    assert re.fullmatch(r"[a-z]{3,8}", (msg.model_extra or {})["reasoning_content"])
+    assert re.fullmatch(r"[A-Z]{2,5}", msg.content or "")
+    client = ollama.Client(host=server.url)
+    opts = {"temperature": 0, "num_predict": 128, "grammar": HARMONY_GRAMMAR}
+    parts = list(client.chat(model="oss", messages=MSG, options=opts, think=True, stream=True))
+    assert "".join(p.message.thinking or "" for p in parts) == (msg.model_extra or {})["reasoning_content"]
+    assert "".join(p.message.content or "" for p in parts) == msg.content
+
+    def count(think: Any) -> int:
+        return client.chat(model="oss", messages=MSG, options={"num_predict": 1}, think=think).prompt_eval_count or 0
+
+    assert count("low") == count("high") - 1 == count(None) - 3  # "low", "high", the default "medium"
+
+    tool_grammar = ('root ::= "<|channel|>analysis<|message|>" [a-z]{3,8} "<|end|><|start|>assistant<|channel|>'
+                    'commentary to=functions.get_weather <|constrain|>json<|message|>{\\"city\\": \\"Paris\\"}"')
+    r = chat(server, model="oss", grammar=tool_grammar, tools=TOOLS, max_tokens=200)
+    assert r.choices[0].finish_reason == "tool_calls"
+    calls = r.choices[0].message.tool_calls or []
+    assert [(c.function.name, c.function.arguments) for c in calls] == [("get_weather", '{"city": "Paris"}')]

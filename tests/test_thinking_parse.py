@@ -93,3 +93,34 @@ def test_switch_reaches_the_template() -> None:
     assert render(None) == "qa[why]"
     assert render(False) == "qa[why]<think></think>"
     assert render("low") == "qa[why]low"
+
+
+def harmony(pieces: list[str]) -> tuple[str, str]:
+    from inferno.engine.thinking import HarmonySplitter
+
+    s = HarmonySplitter()
+    thought, text = "", ""
+    for p in pieces:
+        a, b = s.feed(p)
+        thought, text = thought + a, text + b
+    a, b = s.finish()
+    return thought + a, text + b
+
+
+def test_harmony_channels() -> None:
+    out = "<|channel|>analysis<|message|>User says hi.<|end|><|start|>assistant<|channel|>final<|message|>Hello!"
+    assert harmony([out]) == ("User says hi.", "Hello!")
+    assert harmony(list(out)) == ("User says hi.", "Hello!")  # every tag split across pieces
+    assert harmony(["<|channel|>analysis<|message|>cut sh", "ort"]) == ("cut short", "")  # max_tokens
+    assert harmony(["Just text."]) == ("", "Just text.")
+
+
+def test_harmony_tool_call_reaches_the_parser() -> None:
+    out = ('<|channel|>analysis<|message|>Need weather.<|end|><|start|>assistant<|channel|>commentary '
+           'to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}<|call|>')
+    thought, text = harmony([out[i:i + 5] for i in range(0, len(out), 5)])
+    assert thought == "Need weather."
+    from inferno.engine.types import Tool
+
+    _, calls = chat.parse_tool_calls(text, [Tool(name="get_weather")])
+    assert [(c.name, c.arguments) for c in calls] == [("get_weather", {"city": "Paris"})]

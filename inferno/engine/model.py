@@ -194,6 +194,15 @@ class Model:
             return buf.raw[:n]
         return self._piece_buf.raw[:n]
 
+    def special_piece_bytes(self, token: int) -> bytes:
+        """A token's text with control tokens spelled out (gpt-oss' <|channel|> …), for formats built of them."""
+        buf = ctypes.create_string_buffer(256)
+        n = self.lib.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self.lib.llama_token_to_piece(self.vocab, token, buf, -n, 0, True)
+        return buf.raw[:n]
+
     def detokenize(self, tokens: list[int]) -> str:
         return b"".join(self.piece_bytes(t) for t in tokens).decode("utf-8", errors="replace")
 

@@ -15,7 +15,7 @@ from inferno.engine import chat
 from inferno.engine.grammar import grammar_for
 from inferno.engine.output import StreamedText
 from inferno.engine.sampling import DEFAULT_SAMPLING, Sampler, logprobs_entry
-from inferno.engine.thinking import ThinkSplitter, opens_inside, supports_thinking
+from inferno.engine.thinking import HarmonySplitter, ThinkSplitter, is_harmony, opens_inside, supports_thinking
 from inferno.engine.types import Done, FinishReason, GenerateRequest, ThinkingDelta, ToolCalls
 
 if TYPE_CHECKING:
@@ -45,8 +45,14 @@ class Sequence:
         watch_tools = bool(req.tools) and req.tool_choice.mode in ("auto", "required", "function")
         self.out = StreamedText([x for x in s.get("stop") or [] if x], watch_tools, emit)
         # A thinking model's chat: its reasoning is split off before the answer reaches stops and tool calls.
-        self.think = (ThinkSplitter(inside=opens_inside(text))
-                      if req.messages is not None and supports_thinking(model.chat_template(req)) else None)
+        template = model.chat_template(req)
+        # gpt-oss' harmony: its channels are special tokens, so its pieces are read with them
+        self.harmony = req.messages is not None and is_harmony(template)
+        self.think: ThinkSplitter | HarmonySplitter | None = None
+        if self.harmony:
+            self.think = HarmonySplitter()
+        elif req.messages is not None and supports_thinking(template):
+            self.think = ThinkSplitter(inside=opens_inside(text))
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.generated: list[int] = []
         self.cached = 0  # prompt tokens found in the slot's cache
@@ -70,7 +76,8 @@ class Sequence:
         if self.model.is_eog(tok) and not self.req.sampling.ignore_eos:
             return "stop"
         self.generated.append(tok)
-        piece = self.decoder.decode(self.model.piece_bytes(tok))
+        piece = self.decoder.decode(self.model.special_piece_bytes(tok) if self.harmony
+                                    else self.model.piece_bytes(tok))
         if self.think is not None:
             thought, piece = self.think.feed(piece)
             if thought:
@@ -90,9 +97,14 @@ class Sequence:
         if reason != "cancelled":
             tail = self.decoder.decode(b"", final=True)
             if self.think is not None:  # an unterminated block (max_tokens) is still reasoning
-                thought, tail = self.think.finish(tail)
+                thought, rest = self.think.finish(tail)
                 if thought:
                     self.emit(ThinkingDelta(thought))
+                # what the splitter held (a harmony tool call that ended on its <|call|> end-of-generation
+                # token) goes through the output filter, which spots tool calls as they stream
+                tail = ""
+                if rest:
+                    self.out.feed(rest, None)
             calls = self.out.finish(tail, self.req.tools or [])
             if calls:
                 self.emit(ToolCalls(calls))

@@ -12,7 +12,7 @@ from typing import Literal
 
 OPEN, CLOSE = "<think>", "</think>"
 # What a template shows when its model thinks: the tags, Qwen3's switch, the reasoning of earlier turns.
-_MARKERS = (OPEN, CLOSE, "enable_thinking", "reasoning_content")
+_MARKERS = (OPEN, CLOSE, "enable_thinking", "reasoning_content", "<|channel|>")
 
 Think = bool | Literal["low", "medium", "high"] | None
 
@@ -106,6 +106,99 @@ class ThinkSplitter:
         if self.state == "think":
             thought += self.buf.rstrip()
         elif self.state in ("start", "answer"):
+            text += self.buf
+        self.buf = ""
+        return thought, text
+
+
+# gpt-oss' harmony format: messages of channels, `<|channel|>analysis<|message|>…<|end|>` (the reasoning),
+# `<|start|>assistant<|channel|>final<|message|>…` (the answer), and tool calls as commentary addressed to a
+# function: `<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{…}<|call|>`.
+HARMONY = "<|channel|>"
+_H_TAGS = ("<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|return|>", "<|call|>", "<|constrain|>")
+_H_ENDS = ("<|end|>", "<|return|>", "<|call|>", "<|start|>")
+
+
+def is_harmony(template: str | None) -> bool:
+    return bool(template) and HARMONY in template  # type: ignore[operator]
+
+
+class HarmonySplitter:
+    """(reasoning, answer) from harmony-formatted output; a tool call becomes `<tool_call>{…}</tool_call>` text,
+    which the usual tool-call parser takes from there."""
+
+    def __init__(self) -> None:
+        self.state: Literal["header", "body", "plain"] = "header"
+        self.buf = ""
+        self.kind: Literal["thinking", "answer", "tool"] = "answer"
+        self.tool = ""
+
+    def _open(self, header: str) -> None:
+        import re
+
+        channel = header.split(HARMONY, 1)[1] if HARMONY in header else ""
+        name = channel.split()[0] if channel.split() else ""
+        recipient = re.search(r"to=functions\.([^\s<]+)", header)
+        if recipient:
+            self.kind, self.tool = "tool", recipient.group(1)
+        else:
+            self.kind = "thinking" if name == "analysis" else "answer"
+
+    def _close(self, body: str) -> tuple[str, str]:
+        import json
+
+        if self.kind == "tool":
+            try:
+                args = json.loads(body or "{}")
+            except json.JSONDecodeError:
+                args = body
+            return "", "<tool_call>" + json.dumps({"name": self.tool, "arguments": args}) + "</tool_call>"
+        return (body, "") if self.kind == "thinking" else ("", body)
+
+    def feed(self, piece: str) -> tuple[str, str]:
+        self.buf += piece
+        thought, text = "", ""
+        while True:
+            if self.state == "plain":
+                text, self.buf = text + self.buf, ""
+                return thought, text
+            if self.state == "header":
+                i = self.buf.find("<|message|>")
+                if i < 0:
+                    head = self.buf.lstrip()
+                    looks = (head.startswith(("<|", "assistant")) or "assistant".startswith(head)
+                             or any(t.startswith(head) for t in _H_TAGS))
+                    if len(self.buf) > 256 or not looks:
+                        self.state = "plain"  # not harmony after all: pass it through
+                        continue
+                    return thought, text
+                self._open(self.buf[:i])
+                self.state, self.buf = "body", self.buf[i + len("<|message|>"):]
+                continue
+            ends = [(self.buf.find(t), t) for t in _H_ENDS if t in self.buf]
+            if ends:
+                i, tag = min(ends)
+                a, b = self._close(self.buf[:i])
+                thought, text = thought + a, text + b
+                self.state, self.buf = "header", self.buf[i + (len(tag) if tag != "<|start|>" else 0):]
+                continue
+            keep = max((_partial_tail(self.buf, t) for t in _H_TAGS), default=0)
+            ready, self.buf = self.buf[:len(self.buf) - keep], self.buf[len(self.buf) - keep:]
+            if self.kind == "thinking":
+                thought += ready
+            elif self.kind == "answer":
+                text += ready
+            else:
+                self.buf = ready + self.buf  # a tool call's arguments are kept whole
+                return thought, text
+            return thought, text
+
+    def finish(self, tail: str = "") -> tuple[str, str]:
+        thought, text = self.feed(tail)
+        if self.state == "body":
+            a, b = self._close(self.buf)
+            thought, text = thought + a, text + b
+        elif self.buf and "<|" not in self.buf:
             text += self.buf
         self.buf = ""
         return thought, text
