@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from inferno.config import parse_duration
 from inferno.engine.chat import tool_call_id as tool_call_id  # one id form: the engine's parser uses it too
 from inferno.engine.types import Done, TextDelta, ThinkingDelta, ToolCall, ToolCalls
-from inferno.errors import InfernoError
+from inferno.errors import BadRequestError, InfernoError
 
 if TYPE_CHECKING:
     from quart import Quart
 
+    from inferno.config import Settings
     from inferno.engine.handle import RequestHandle
     from inferno.engine.protocol import Engine
     from inferno.engine.types import GenerateRequest
@@ -198,3 +199,45 @@ def stop_list(value: str | list[str] | None) -> list[str]:
     if value is None:
         return []
     return [s for s in ([value] if isinstance(value, str) else value) if s]
+
+
+# images ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImagePolicy:
+    """What an image a dialect is handed may be: http(s) URLs are fetched only when the server allows it
+    (INFERNO_ALLOW_IMAGE_URLS; fetching what a client names is an SSRF risk), and no bigger than max_bytes."""
+
+    allow_urls: bool = False
+    max_bytes: int = 20 * 1024 * 1024
+
+    @classmethod
+    def of(cls, settings: Settings) -> ImagePolicy:
+        return cls(allow_urls=settings.allow_image_urls, max_bytes=settings.max_image_bytes)
+
+
+def image_source(url: str, policy: ImagePolicy, param: str = "messages") -> str:
+    """An image a client sent → what `Message.images` holds: a data: URL or bare base64 as it is (the engine
+    decodes and checks it: a bad one is its 400), an http(s) URL fetched when the policy allows, else a 400."""
+    if not url.startswith(("http://", "https://")):
+        return url
+    if not policy.allow_urls:
+        raise BadRequestError("image URLs are not fetched by this server (set INFERNO_ALLOW_IMAGE_URLS=1 to allow "
+                              "it); send the image as a data: URL or base64 instead", param=param)
+    import base64
+
+    import httpx
+
+    try:
+        with httpx.stream("GET", url, timeout=30, follow_redirects=True) as r:
+            r.raise_for_status()
+            data = bytearray()
+            for chunk in r.iter_bytes():
+                data += chunk
+                if len(data) > policy.max_bytes:
+                    raise BadRequestError(f"the image at {url} is larger than {policy.max_bytes} bytes "
+                                          "(INFERNO_MAX_IMAGE_BYTES)", param=param)
+    except httpx.HTTPError as e:
+        raise BadRequestError(f"cannot fetch the image at {url}: {e}", param=param) from e
+    return base64.b64encode(bytes(data)).decode()

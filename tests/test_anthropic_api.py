@@ -4,6 +4,7 @@ The SDK has no `temperature` argument any more: greedy decoding goes in `extra_b
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 import re
@@ -15,12 +16,22 @@ import anthropic
 import httpx
 import pytest
 
-from inferno.api import BadRequestError, BusyError, InfernoError, ModelNotFoundError, UnavailableError
+from inferno.api import (
+    IMAGE_MARKER,
+    BadRequestError,
+    BusyError,
+    ImagePolicy,
+    InfernoError,
+    ModelNotFoundError,
+    UnavailableError,
+)
 from inferno.config import load_settings
 from inferno.host import Inferno
-from inferno.testing_gguf import write_tiny_gguf
+from inferno.testing_gguf import write_tiny_gguf, write_tiny_mmproj
 
 from .conftest import Server, start_server, stop_server
+from .image_server import serve_bytes
+from .test_vision import BLUE, IMAGE_TOKENS, RED
 
 GREEDY: Any = {"temperature": 0}
 JSON_SCHEMA: Any = {"type": "json_schema", "schema": {
@@ -195,7 +206,8 @@ def test_errors_in_anthropic_shape(claude: anthropic.Anthropic, server: Server) 
     ({"max_tokens": 5, "messages": [{"role": "system", "content": [{"type": "tool_use", "id": "a", "name": "b"}]}]},
      400, "text blocks only"),
     ({"max_tokens": 5, "temperature": 2, "messages": [{"role": "user", "content": "x"}]}, 400, "temperature"),
-    ({"max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}, 400, "images"),
+    ({"max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]}, 400,
+     "document"),
     ({"max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "b"}]}]},
      400, "assistant"),
     ({"max_tokens": 5, "tool_choice": {"type": "any"}, "messages": [{"role": "user", "content": "x"}]}, 400,
@@ -283,3 +295,91 @@ def test_x_api_key(keyed_server: Server) -> None:
     with pytest.raises(anthropic.AuthenticationError) as denied:
         bad.messages.create(model="tiny", max_tokens=2, messages=[{"role": "user", "content": "x"}])
     assert _error(denied.value)["type"] == "authentication_error"
+
+
+# images ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def eyes(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[anthropic.Anthropic]:
+    """A server with a vision model (the tiny GGUF and the synthetic projector) and the same model without."""
+    home = tmp_path_factory.mktemp("eyes-home")
+    mmproj = write_tiny_mmproj(tmp_path_factory.mktemp("mmproj") / "mmproj-tiny-f16.gguf")
+    h = Inferno(load_settings({"INFERNO_HOME": str(home)}))
+    h.import_file(tiny_gguf, "eyes", source="test", projector=mmproj)
+    h.import_file(tiny_gguf, "tiny", source="test")
+    s = start_server(home)
+    yield anthropic.Anthropic(base_url=s.url, api_key="unused", max_retries=0)
+    stop_server(s)
+
+
+def _b64(data: str, media_type: str = "image/png") -> dict[str, Any]:
+    return {"type": "base64", "media_type": media_type, "data": data}
+
+
+def _asking(source: dict[str, Any]) -> Any:
+    return [{"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                         {"type": "image", "source": source}]}]
+
+
+def _look(claude: anthropic.Anthropic, source: dict[str, Any], model: str = "eyes") -> anthropic.types.Message:
+    return claude.messages.create(model=model, max_tokens=12, messages=_asking(source), extra_body=GREEDY)
+
+
+def _prompt_tokens(msg: anthropic.types.Message) -> int:
+    return msg.usage.input_tokens + (msg.usage.cache_read_input_tokens or 0)
+
+
+def test_image_blocks(eyes: anthropic.Anthropic) -> None:
+    red, again, blue = _look(eyes, _b64(RED)), _look(eyes, _b64(RED)), _look(eyes, _b64(BLUE))
+    assert _text(red) and _text(red) == _text(again) != _text(blue)
+    plain = eyes.messages.create(model="eyes", max_tokens=1, extra_body=GREEDY,
+                                 messages=[{"role": "user", "content": "what is this?"}])
+    assert IMAGE_TOKENS < _prompt_tokens(red) - _prompt_tokens(plain) <= IMAGE_TOKENS + 4
+    assert eyes.messages.count_tokens(model="eyes", messages=_asking(_b64(RED))).input_tokens == _prompt_tokens(red)
+    with eyes.messages.stream(model="eyes", max_tokens=12, messages=_asking(_b64(RED)), extra_body=GREEDY) as s:
+        assert _text(s.get_final_message()) == _text(red)
+
+
+def test_an_image_in_a_tool_result(eyes: anthropic.Anthropic) -> None:
+    def turns(image: str) -> Any:
+        return [{"role": "user", "content": "show me"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "camera", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+                    {"type": "text", "text": "snap"}, {"type": "image", "source": _b64(image)}]}]}]
+
+    tools: Any = [{"name": "camera", "description": "Takes a picture", "input_schema": {"type": "object"}}]
+    red = eyes.messages.count_tokens(model="eyes", messages=turns(RED), tools=tools).input_tokens
+    snap: Any = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "snap"}]}
+    text_only = eyes.messages.count_tokens(model="eyes", tools=tools, messages=[*turns(RED)[:2], snap])
+    assert red - text_only.input_tokens > IMAGE_TOKENS
+
+
+def test_image_refusals_are_400_in_anthropic_shape(eyes: anthropic.Anthropic) -> None:
+    cases: list[tuple[dict[str, Any], str, str]] = [
+        ({"type": "url", "url": "http://169.254.169.254/latest/meta-data"}, "eyes", "INFERNO_ALLOW_IMAGE_URLS"),
+        ({"type": "file", "file_id": "file_1"}, "eyes", "file_id"),
+        ({"type": "base64", "media_type": "image/png"}, "eyes", "needs data"),
+        (_b64(RED), "tiny", "no vision"),
+        (_b64(base64.b64encode(b"GIF89a-garbage").decode(), "image/gif"), "eyes", "cannot be decoded"),
+        (_b64(base64.b64encode(b"RIFF\x00\x00\x00\x00WEBPVP8 ").decode(), "image/webp"), "eyes",
+         "not a PNG, JPEG, GIF or BMP"),
+    ]
+    for source, model, words in cases:
+        with pytest.raises(anthropic.BadRequestError, match=words) as bad:
+            _look(eyes, source, model)
+        assert _error(bad.value)["type"] == "invalid_request_error"
+
+
+def test_image_urls_are_fetched_only_when_allowed() -> None:
+    translate: Any = importlib.import_module("inferno_plugins.anthropic_api.translate")
+    schemas: Any = importlib.import_module("inferno_plugins.anthropic_api.schemas")
+
+    def body(url: str) -> Any:
+        return schemas.CountTokensBody(model="eyes", messages=_asking({"type": "url", "url": url}))
+
+    with pytest.raises(BadRequestError, match="INFERNO_ALLOW_IMAGE_URLS"):
+        translate.core_request(body("http://127.0.0.1:9/never.png"))
+    with serve_bytes(base64.b64decode(RED)) as url:
+        [m] = translate.core_request(body(url), ImagePolicy(allow_urls=True)).messages
+    assert m.images == [RED] and m.content == "what is this?\n" + IMAGE_MARKER

@@ -3,6 +3,7 @@ and its response store on its own."""
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 import os
@@ -17,11 +18,14 @@ import openai
 import pytest
 from openai import OpenAI
 
+from inferno.api import IMAGE_MARKER, BadRequestError, ImagePolicy
 from inferno.config import load_settings
 from inferno.host import Inferno
-from inferno.testing_gguf import write_tiny_gguf
+from inferno.testing_gguf import write_tiny_gguf, write_tiny_mmproj
 
 from .conftest import Server, start_server, stop_server
+from .image_server import serve_bytes
+from .test_vision import BLUE, IMAGE_TOKENS, RED
 
 # the plugin's package comes through the editable install's path mapping, which type checkers do not follow
 store_module: Any = importlib.import_module("inferno_plugins.openai_responses.store")
@@ -194,7 +198,7 @@ def test_unknown_model_and_response_ids_are_404(client: OpenAI, server: Server) 
     {"input": ""},
     {"input": [{"role": "wizard", "content": "x"}]},
     {"input": [{"type": "web_search_call", "id": "x"}]},
-    {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "http://x/y.png"}]}]},
+    {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}]},
     {"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "not json"}]},
     {"tools": [{"type": "web_search"}]},
     {"tools": [{"type": "function", "name": "no spaces allowed"}]},
@@ -225,9 +229,10 @@ def test_malformed_bodies(server: Server, raw: bytes) -> None:
 
 
 def test_routes_are_in_openapi(server: Server) -> None:
-    paths = httpx.get(f"{server.url}/openapi.json", timeout=10).json()["paths"]
-    assert "input" in paths["/v1/responses"]["post"]["requestBody"]["content"]["application/json"]["schema"][
-        "properties"]
+    doc = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
+    paths = doc["paths"]
+    ref = paths["/v1/responses"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert "input" in doc["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
     assert "requestBody" in paths["/v1/responses/input_tokens"]["post"]
     assert {"get", "delete"} <= set(paths["/v1/responses/{response_id}"])
 
@@ -325,6 +330,83 @@ def test_reasoning_items_fed_back_join_their_turn() -> None:
         ("system", "be brief", None), ("user", "hi", None), ("assistant", "HI", "greet"),
         ("assistant", "", "look it up"), ("tool", "42", None)]
     assert out[3].tool_calls[0].name == "f" and out[4].name == "f"
+
+
+# images ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def eyes(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[OpenAI]:
+    """A server with a vision model (the tiny GGUF and the synthetic projector) and the same model without."""
+    home = tmp_path_factory.mktemp("eyes-home")
+    mmproj = write_tiny_mmproj(tmp_path_factory.mktemp("mmproj") / "mmproj-tiny-f16.gguf")
+    h = Inferno(load_settings({"INFERNO_HOME": str(home)}))
+    h.import_file(tiny_gguf, "eyes", source="test", projector=mmproj)
+    h.import_file(tiny_gguf, "tiny", source="test")
+    s = start_server(home)
+    yield OpenAI(base_url=f"{s.url}/v1", api_key="unused", max_retries=0)
+    stop_server(s)
+
+
+def _image_input(image: dict[str, Any]) -> Any:
+    return [{"role": "user", "content": [{"type": "input_text", "text": "what is this?"},
+                                         {"type": "input_image", "detail": "auto", **image}]}]
+
+
+def _look(client: OpenAI, image_url: str, model: str = "eyes", **kwargs: Any) -> Any:
+    return client.responses.create(model=model, input=_image_input({"image_url": image_url}), temperature=0,
+                                   max_output_tokens=12, extra_body={"ignore_eos": True}, **kwargs)
+
+
+def test_input_image_parts(eyes: OpenAI) -> None:
+    red = _look(eyes, f"data:image/png;base64,{RED}")
+    again = _look(eyes, RED)  # bare base64 too
+    blue = _look(eyes, f"data:image/png;base64,{BLUE}")
+    plain = eyes.responses.create(model="eyes", input="what is this?", temperature=0, max_output_tokens=1)
+    assert red.output_text and red.output_text == again.output_text != blue.output_text
+    assert red.usage and plain.usage
+    assert IMAGE_TOKENS < red.usage.input_tokens - plain.usage.input_tokens <= IMAGE_TOKENS + 4
+    counted = eyes.responses.input_tokens.count(model="eyes", input=_image_input({"image_url": RED}))
+    assert counted.input_tokens == red.usage.input_tokens
+    streamed = eyes.responses.create(model="eyes", input=_image_input({"image_url": RED}), temperature=0,
+                                     max_output_tokens=12, extra_body={"ignore_eos": True}, stream=True)
+    last = list(streamed)[-1]  # max_output_tokens ends it: response.incomplete
+    assert last.type == "response.incomplete" and last.response.output_text == red.output_text
+
+
+def test_an_image_stays_in_the_stored_conversation(eyes: OpenAI) -> None:
+    first = _look(eyes, RED)
+    after = eyes.responses.input_tokens.count(model="eyes", input="and then?", previous_response_id=first.id)
+    alone = eyes.responses.input_tokens.count(model="eyes", input="and then?")
+    assert after.input_tokens - alone.input_tokens > IMAGE_TOKENS
+    items = eyes.responses.input_items.list(first.id)
+    assert any(getattr(p, "type", None) == "input_image" for i in items for p in getattr(i, "content", []) or [])
+
+
+def test_input_image_refusals_are_400_in_openai_shape(eyes: OpenAI) -> None:
+    cases: list[tuple[dict[str, Any], str, str]] = [
+        ({"image_url": "http://169.254.169.254/latest/meta-data"}, "eyes", "INFERNO_ALLOW_IMAGE_URLS"),
+        ({"file_id": "file-abc"}, "eyes", "file_id"),
+        ({}, "eyes", "needs an image_url"),
+        ({"image_url": RED}, "tiny", "no vision"),
+        ({"image_url": base64.b64encode(b"GIF89a-garbage").decode()}, "eyes", "cannot be decoded"),
+        ({"image_url": "@@@"}, "eyes", "base64"),
+    ]
+    for image, model, words in cases:
+        with pytest.raises(openai.BadRequestError, match=words) as bad:
+            eyes.responses.create(model=model, input=_image_input(image), max_output_tokens=2)
+        err = bad.value.response.json()["error"]
+        assert err["type"] == "invalid_request_error" and set(err) == {"message", "type", "param", "code"}
+
+
+def test_image_urls_are_fetched_only_when_allowed() -> None:
+    translate: Any = importlib.import_module("inferno_plugins.openai_responses.translate")
+    items = _image_input({"image_url": "http://127.0.0.1:9/never.png"})
+    with pytest.raises(BadRequestError, match="INFERNO_ALLOW_IMAGE_URLS"):
+        translate.messages(items, None)
+    with serve_bytes(base64.b64decode(RED)) as url:
+        [m] = translate.messages(_image_input({"image_url": url}), None, ImagePolicy(allow_urls=True))
+    assert m.images == [RED] and m.content == "what is this?" + IMAGE_MARKER
 
 
 # the store on its own --------------------------------------------------------------------------------

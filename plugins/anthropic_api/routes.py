@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from inferno.api import (
+    ImagePolicy,
     Inferno,
     body,
     collect,
@@ -23,6 +25,7 @@ def make_blueprint(inferno: Inferno) -> Any:
     from quart import Blueprint
 
     bp = Blueprint("anthropic_api", __name__, url_prefix="/v1/messages")
+    policy = ImagePolicy.of(inferno.settings)
 
     @bp.post("")
     @body(MessagesBody)
@@ -30,7 +33,7 @@ def make_blueprint(inferno: Inferno) -> Any:
         """Anthropic Messages API: a message, or its stream of server-sent events."""
         req: MessagesBody = await read_json(MessagesBody)
         engine = inferno.engine
-        core = t.core_request(req)
+        core = await asyncio.to_thread(t.core_request, req, policy)
         handle = engine.submit(core)
         if req.stream:
             events = await primed([handle])
@@ -45,6 +48,7 @@ def make_blueprint(inferno: Inferno) -> Any:
     async def count_message_tokens() -> Any:
         """The number of tokens a Messages request's prompt (system, messages, tools) takes in the model."""
         req: CountTokensBody = await read_json(CountTokensBody)
-        return {"input_tokens": await count_tokens(inferno.engine, t.core_request(req))}
+        core = await asyncio.to_thread(t.core_request, req, policy)
+        return {"input_tokens": await count_tokens(inferno.engine, core)}
 
     return bp

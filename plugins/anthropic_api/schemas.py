@@ -17,10 +17,26 @@ class TextParam(_Body):
     text: str
 
 
-class MediaParam(_Body):
-    """An image or a document: understood, and refused with a clear 400 (no vision models here)."""
+class ImageSource(_Body):
+    """Where an image is: `base64` data (`media_type` as the client says; the engine reads the bytes and takes
+    PNG, JPEG, GIF and BMP), a `url` (fetched only where the server allows it), or a `file` (refused)."""
 
-    type: Literal["image", "document"]
+    type: Literal["base64", "url", "file"]
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+    file_id: str | None = None
+
+
+class ImageParam(_Body):
+    type: Literal["image"]
+    source: ImageSource
+
+
+class MediaParam(_Body):
+    """A document: understood, and refused with a clear 400."""
+
+    type: Literal["document"]
 
 
 class ThinkingParam(_Body):
@@ -40,11 +56,11 @@ class ToolUseParam(_Body):
 class ToolResultParam(_Body):
     type: Literal["tool_result"]
     tool_use_id: str = Field(min_length=1)
-    content: str | list[Annotated[TextParam | MediaParam, Field(discriminator="type")]] = ""
+    content: str | list[Annotated[TextParam | ImageParam | MediaParam, Field(discriminator="type")]] = ""
     is_error: bool = False
 
 
-ContentParam = Annotated[TextParam | MediaParam | ThinkingParam | ToolUseParam | ToolResultParam,
+ContentParam = Annotated[TextParam | ImageParam | MediaParam | ThinkingParam | ToolUseParam | ToolResultParam,
                          Field(discriminator="type")]
 
 

@@ -7,20 +7,24 @@ import uuid
 from typing import Any, Literal
 
 from inferno.api import (
+    IMAGE_MARKER,
     BadRequestError,
     Done,
     GenerateRequest,
+    ImagePolicy,
     InfernoError,
     Message,
     SamplingOptions,
     Tool,
     ToolCall,
     ToolChoice,
+    image_source,
     keep_alive,
     stop_list,
 )
 
 from .schemas import (
+    ImageParam,
     MediaParam,
     MessageParam,
     MessagesBody,
@@ -61,23 +65,53 @@ def _text(content: str | list[Any]) -> str:
     return "\n".join(b.text for b in content if isinstance(b, TextParam))
 
 
-def _messages(i: int, m: MessageParam, names: dict[str, str]) -> list[Message]:
-    """One Anthropic turn as core messages: its tool results first (each a tool message), then its text and
-    tool calls."""
+def _image(b: ImageParam, where: str, policy: ImagePolicy) -> str:
+    """An image block's image as Message.images holds it (the engine decodes and checks the bytes)."""
+    src = b.source
+    if src.type == "base64":
+        if not src.data:
+            raise BadRequestError(f"{where}: an image's base64 source needs data", param=where)
+        return src.data
+    if src.type == "url":
+        if not src.url:
+            raise BadRequestError(f"{where}: an image's url source needs a url", param=where)
+        if not src.url.startswith(("http://", "https://")):
+            raise BadRequestError(f"{where}: an image's url must be http(s); send other images as base64",
+                                  param=where)
+        return image_source(src.url, policy, param=where)
+    raise BadRequestError(f"{where}: images by file_id are not supported here (there is no Files API); "
+                          "send the image as a base64 source", param=where)
+
+
+def _content(blocks: list[Any], where: str, policy: ImagePolicy) -> tuple[str, list[str]]:
+    """Text and image blocks → the text (an image marker where each image was) and the images."""
+    texts: list[str] = []
+    images: list[str] = []
+    for b in blocks:
+        if isinstance(b, TextParam):
+            texts.append(b.text)
+        elif isinstance(b, ImageParam):
+            images.append(_image(b, where, policy))
+            texts.append(IMAGE_MARKER)
+        elif isinstance(b, MediaParam):
+            raise BadRequestError(f"{where}: document blocks are not supported here", param=where)
+    return "\n".join(texts), images
+
+
+def _messages(i: int, m: MessageParam, names: dict[str, str], policy: ImagePolicy) -> list[Message]:
+    """One Anthropic turn as core messages: its tool results first (each a tool message), then its text,
+    images and tool calls."""
     where = f"messages.{i}.content"
     blocks = [TextParam(type="text", text=m.content)] if isinstance(m.content, str) else m.content
     out: list[Message] = []
-    texts: list[str] = []
+    shown: list[Any] = []  # the turn's text and image blocks, in order
     thoughts: list[str] = []
     calls: list[ToolCall] = []
     if m.role == "system" and not all(isinstance(b, TextParam) for b in blocks):
         raise BadRequestError(f"{where}: a system message holds text blocks only", param=where)
     for b in blocks:
-        if isinstance(b, TextParam):
-            texts.append(b.text)
-        elif isinstance(b, MediaParam) or (isinstance(b, ToolResultParam) and not isinstance(b.content, str)
-                                           and any(isinstance(x, MediaParam) for x in b.content)):
-            raise BadRequestError(f"{where}: this server's models do not read images or documents", param=where)
+        if isinstance(b, TextParam | ImageParam | MediaParam):
+            shown.append(b)
         elif isinstance(b, ToolUseParam):
             if m.role != "assistant":
                 raise BadRequestError(f"{where}: tool_use blocks belong to assistant turns", param=where)
@@ -86,14 +120,15 @@ def _messages(i: int, m: MessageParam, names: dict[str, str]) -> list[Message]:
         elif isinstance(b, ToolResultParam):
             if m.role != "user":
                 raise BadRequestError(f"{where}: tool_result blocks belong to user turns", param=where)
-            result = _text(b.content)
+            result, images = (b.content, []) if isinstance(b.content, str) else _content(b.content, where, policy)
             out.append(Message(role="tool", content=f"Error: {result}" if b.is_error else result,
-                               tool_call_id=b.tool_use_id, name=names.get(b.tool_use_id)))
+                               images=images or None, tool_call_id=b.tool_use_id, name=names.get(b.tool_use_id)))
         elif isinstance(b, ThinkingParam) and b.thinking and m.role == "assistant":
             thoughts.append(b.thinking)
-    text = "\n".join(texts)
-    if text or calls or not out:
-        out.append(Message(role=m.role, content=text, tool_calls=calls or None, thinking="\n".join(thoughts) or None))
+    text, images = _content(shown, where, policy)
+    if text or images or calls or not out:
+        out.append(Message(role=m.role, content=text, images=images or None, tool_calls=calls or None,
+                           thinking="\n".join(thoughts) or None))
     return out
 
 
@@ -114,14 +149,15 @@ def _tools(body: PromptBody) -> tuple[list[Tool] | None, ToolChoice]:
     return tools or None, ToolChoice(mode=_CHOICE[choice.type], name=name)
 
 
-def core_request(body: PromptBody) -> GenerateRequest:
-    """The core request of a body; sampling and keep_alive come from a full MessagesBody (count_tokens has none)."""
+def core_request(body: PromptBody, policy: ImagePolicy | None = None) -> GenerateRequest:
+    """The core request of a body; sampling and keep_alive come from a full MessagesBody (count_tokens has none).
+    Blocking when the policy lets http(s) image URLs be fetched: call it in a thread."""
     messages: list[Message] = []
     if body.system:
         messages.append(Message(role="system", content=_text(body.system)))
     names: dict[str, str] = {}
     for i, m in enumerate(body.messages):
-        messages += _messages(i, m, names)
+        messages += _messages(i, m, names, policy or ImagePolicy())
     tools, choice = _tools(body)
     spec = body.output_config.format if body.output_config and body.output_config.format else body.output_format
     schema = spec.schema_ if spec is not None else None

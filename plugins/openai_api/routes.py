@@ -17,6 +17,7 @@ from inferno.api import (
     Embeddings,
     EmbedRequest,
     GenerateRequest,
+    ImagePolicy,
     Inferno,
     TextDelta,
     ThinkingDelta,
@@ -65,7 +66,7 @@ def make_blueprint(inferno: Inferno) -> Any:
     async def chat_completions() -> Any:
         """Chat completion, streamed as server-sent events when stream is true."""
         req: ChatCompletionRequest = await read_json(ChatCompletionRequest)
-        policy = t.ImagePolicy(inferno.settings.allow_image_urls, inferno.settings.max_image_bytes)
+        policy = ImagePolicy.of(inferno.settings)
         cores = _choices(await asyncio.to_thread(t.chat_request, req, policy), req.n)
         rid = t.new_id("chatcmpl")
         handles = submit_all(engine, cores)  # every choice at once: they decode together in one batch

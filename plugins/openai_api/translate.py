@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from inferno.api import (
@@ -14,6 +12,7 @@ from inferno.api import (
     BadRequestError,
     Done,
     GenerateRequest,
+    ImagePolicy,
     InfernoError,
     LoadOptions,
     Message,
@@ -21,6 +20,7 @@ from inferno.api import (
     Tool,
     ToolCall,
     ToolChoice,
+    image_source,
     keep_alive,
     stop_list,
     tool_call_id,
@@ -51,14 +51,6 @@ def _sampling(body: _Sampling, max_tokens: int | None) -> SamplingOptions:
                            repeat_penalty=body.repeat_penalty, max_tokens=max_tokens, ignore_eos=body.ignore_eos)
 
 
-@dataclass
-class ImagePolicy:
-    """What image_url parts may be: http(s) URLs are fetched only when allowed (INFERNO_ALLOW_IMAGE_URLS)."""
-
-    allow_urls: bool = False
-    max_bytes: int = 20 * 1024 * 1024
-
-
 def _content(m: ChatMessage, policy: ImagePolicy) -> tuple[str, list[str]]:
     """The text of a message (an image marker where each image part was) and its images (base64)."""
     if m.content is None:
@@ -75,31 +67,9 @@ def _content(m: ChatMessage, policy: ImagePolicy) -> tuple[str, list[str]]:
             raise BadRequestError(f"{p.type} content parts are not supported; images come as image_url parts",
                                   param="messages")
         url = p.image_url if isinstance(p.image_url, str) else p.image_url.url
-        images.append(_image(url, policy))
+        images.append(image_source(url, policy))
         texts.append(IMAGE_MARKER)
     return "\n".join(texts), images
-
-
-def _image(url: str, policy: ImagePolicy) -> str:
-    if not url.startswith(("http://", "https://")):
-        return url  # a data: URL or bare base64: the engine decodes and checks it
-    if not policy.allow_urls:
-        raise BadRequestError("image URLs are not fetched by this server (set INFERNO_ALLOW_IMAGE_URLS=1 to allow "
-                              "it); send the image as a data: URL or base64 instead", param="messages")
-    import httpx
-
-    try:
-        with httpx.stream("GET", url, timeout=30, follow_redirects=True) as r:
-            r.raise_for_status()
-            data = bytearray()
-            for chunk in r.iter_bytes():
-                data += chunk
-                if len(data) > policy.max_bytes:
-                    raise BadRequestError(f"the image at {url} is larger than {policy.max_bytes} bytes "
-                                          "(INFERNO_MAX_IMAGE_BYTES)", param="messages")
-    except httpx.HTTPError as e:
-        raise BadRequestError(f"cannot fetch the image at {url}: {e}", param="messages") from e
-    return base64.b64encode(bytes(data)).decode()
 
 
 def _messages(body: ChatCompletionRequest, policy: ImagePolicy) -> list[Message]:

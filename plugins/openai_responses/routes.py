@@ -14,6 +14,7 @@ from typing import Any
 
 from inferno.api import (
     BadRequestError,
+    ImagePolicy,
     Inferno,
     InfernoError,
     NotFoundError,
@@ -60,6 +61,7 @@ def make_blueprint(inferno: Inferno) -> Any:
     bp = Blueprint("openai_responses", __name__, url_prefix="/v1/responses")
     engine = inferno.engine
     store = ResponseStore(inferno.settings.home / "responses", limits_from_env())
+    policy = ImagePolicy.of(inferno.settings)
 
     async def stored(rid: str, param: str | None = None) -> dict[str, Any]:
         record = await asyncio.to_thread(store.get, rid)
@@ -86,7 +88,7 @@ def make_blueprint(inferno: Inferno) -> Any:
         """Create a model response (the Responses API); streamed as server-sent events when stream is true."""
         req: CreateResponse = await read_json(CreateResponse)
         before = await history(req)
-        core, new = t.core_request(req, before)
+        core, new = await asyncio.to_thread(t.core_request, req, before, policy)
         rid, created = new_id(), int(time.time())
         handle = engine.submit(core)
         save = (lambda response: keep(rid, response, [*before, *new])) if req.store else None
@@ -107,7 +109,7 @@ def make_blueprint(inferno: Inferno) -> Any:
     async def input_tokens() -> Any:
         """Count the tokens a request's input makes: instructions, history, tools and input under the template."""
         req: InputTokens = await read_json(InputTokens)
-        core, _ = t.core_request(req, await history(req))
+        core, _ = await asyncio.to_thread(t.core_request, req, await history(req), policy)
         return {"object": "response.input_tokens", "input_tokens": await count_tokens(engine, core)}
 
     @bp.get("/<response_id>")

@@ -1,6 +1,6 @@
 """Request bodies of the Responses dialect, as the official API reference names them.
 
-Unknown fields are ignored (newer SDKs send more than we use); fields we cannot honour (hosted tools, images,
+Unknown fields are ignored (newer SDKs send more than we use); fields we cannot honour (hosted tools, files,
 background mode, conversations) are refused with a 400 naming them rather than silently dropped.
 """
 
@@ -30,13 +30,23 @@ class RefusalPart(_Body):
     refusal: str
 
 
+class ImagePart(_Body):
+    """An image: `image_url` a data: URL or base64 (an http(s) URL only where the server fetches URLs);
+    `file_id` (the Files API) is refused. `detail` is ignored: the projector sets an image's tokens."""
+
+    type: Literal["input_image"]
+    image_url: str | None = None
+    file_id: str | None = None
+    detail: Literal["auto", "low", "high"] | None = None
+
+
 class MediaPart(_Body):
-    """Images, files and audio: part of the API, refused by this server's text-only models."""
+    """Files and audio: part of the API, refused here."""
 
-    type: Literal["input_image", "input_file", "input_audio"]
+    type: Literal["input_file", "input_audio"]
 
 
-Part = TextPart | RefusalPart | MediaPart
+Part = TextPart | RefusalPart | ImagePart | MediaPart
 
 
 # input items -------------------------------------------------------------------------------------------

@@ -13,10 +13,12 @@ import time
 from typing import Any
 
 from inferno.api import (
+    IMAGE_MARKER,
     BadRequestError,
     Collected,
     Done,
     GenerateRequest,
+    ImagePolicy,
     InfernoError,
     LoadOptions,
     Message,
@@ -24,6 +26,7 @@ from inferno.api import (
     Tool,
     ToolCall,
     ToolChoice,
+    image_source,
     keep_alive,
     stop_list,
 )
@@ -33,6 +36,7 @@ from .schemas import (
     FunctionCallItem,
     FunctionCallOutputItem,
     FunctionTool,
+    ImagePart,
     JsonObjectFormat,
     JsonSchemaFormat,
     MediaPart,
@@ -41,7 +45,6 @@ from .schemas import (
     Part,
     PromptBody,
     ReasoningItem,
-    RefusalPart,
     TextPart,
 )
 
@@ -73,14 +76,27 @@ def input_items(body: PromptBody) -> list[Item]:
     return [{"id": item_id(prefix[i.type]), **i.model_dump(by_alias=True, exclude_none=True)} for i in body.input]
 
 
-def _text(content: str | list[Part], where: str) -> str:
+def _content(content: str | list[Part], where: str, policy: ImagePolicy) -> tuple[str, list[str]]:
+    """The text of a message or function output (an image marker where each input_image was) and its images."""
     if isinstance(content, str):
-        return content
-    if any(isinstance(p, MediaPart) for p in content):
-        raise BadRequestError(f"{where}: this server's models read text only (no images, files or audio)",
-                              param="input")
-    return "".join(p.text if isinstance(p, TextPart) else p.refusal if isinstance(p, RefusalPart) else ""
-                   for p in content)
+        return content, []
+    texts: list[str] = []
+    images: list[str] = []
+    for p in content:
+        if isinstance(p, MediaPart):
+            raise BadRequestError(f"{where}: {p.type} parts are not supported here (text and input_image only)",
+                                  param="input")
+        if isinstance(p, ImagePart):
+            if p.file_id is not None and p.image_url is None:
+                raise BadRequestError(f"{where}: input_image by file_id is not supported here (there is no Files "
+                                      "API); send image_url as a data: URL or base64", param="input")
+            if not p.image_url:
+                raise BadRequestError(f"{where}: input_image needs an image_url", param="input")
+            images.append(image_source(p.image_url, policy, param="input"))
+            texts.append(IMAGE_MARKER)
+        else:
+            texts.append(p.text if isinstance(p, TextPart) else p.refusal)
+    return "".join(texts), images
 
 
 def _arguments(raw: str, where: str) -> dict[str, Any]:
@@ -93,12 +109,14 @@ def _arguments(raw: str, where: str) -> dict[str, Any]:
     return args
 
 
-def messages(items: list[Item], instructions: str | None) -> list[Message]:
-    """Items (stored history and new input alike) as core messages. Consecutive function calls join the
-    assistant message before them, as chat templates show one assistant turn with several calls; reasoning
-    goes to the assistant message after it, where templates that show earlier reasoning find it."""
+def messages(items: list[Item], instructions: str | None, policy: ImagePolicy | None = None) -> list[Message]:
+    """Items (stored history and new input alike) as core messages, with the images they hold. Consecutive
+    function calls join the assistant message before them, as chat templates show one assistant turn with
+    several calls; reasoning goes to the assistant message after it, where templates that show earlier
+    reasoning find it."""
     from pydantic import TypeAdapter, ValidationError
 
+    policy = policy or ImagePolicy()
     out: list[Message] = [Message(role="system", content=instructions)] if instructions else []
     names: dict[str, str] = {}  # call_id -> function name, for the tool results that answer them
     thinking: list[str] = []  # reasoning waiting for the assistant message it belongs to
@@ -113,7 +131,8 @@ def messages(items: list[Item], instructions: str | None) -> list[Message]:
             thinking += [p.text for p in item.content or item.summary]
         elif isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
-            out.append(Message(role=role, content=_text(item.content, where)))
+            text, images = _content(item.content, where, policy)
+            out.append(Message(role=role, content=text, images=images or None))
         elif isinstance(item, FunctionCallItem):
             call = ToolCall(id=item.call_id, name=item.name, arguments=_arguments(item.arguments, where))
             names[item.call_id] = item.name
@@ -123,7 +142,8 @@ def messages(items: list[Item], instructions: str | None) -> list[Message]:
             else:
                 out.append(Message(role="assistant", content="", tool_calls=[call]))
         else:
-            out.append(Message(role="tool", content=_text(item.output, where), tool_call_id=item.call_id,
+            text, images = _content(item.output, where, policy)
+            out.append(Message(role="tool", content=text, images=images or None, tool_call_id=item.call_id,
                                name=names.get(item.call_id)))
         if thinking and out and out[-1].role == "assistant" and not isinstance(item, ReasoningItem):
             out[-1].thinking, thinking = "\n".join(thinking), []
@@ -189,8 +209,10 @@ def _refuse_unsupported(body: PromptBody) -> None:
         raise BadRequestError("background responses are not supported here", param="background")
 
 
-def core_request(body: PromptBody, history: list[Item]) -> tuple[GenerateRequest, list[Item]]:
-    """The core request for a body after a stored history, and this turn's input items."""
+def core_request(body: PromptBody, history: list[Item],
+                 policy: ImagePolicy | None = None) -> tuple[GenerateRequest, list[Item]]:
+    """The core request for a body after a stored history, and this turn's input items. Blocking when the
+    policy lets http(s) image URLs be fetched: call it in a thread."""
     _refuse_unsupported(body)
     new = input_items(body)
     tools = _tools(body)
@@ -206,7 +228,7 @@ def core_request(body: PromptBody, history: list[Item]) -> tuple[GenerateRequest
                                    frequency_penalty=body.frequency_penalty, max_tokens=body.max_output_tokens,
                                    ignore_eos=body.ignore_eos)
         load, alive, grammar = LoadOptions(n_ctx=body.num_ctx), keep_alive(body.keep_alive), body.grammar
-    core = GenerateRequest(model=body.model, messages=messages([*history, *new], body.instructions),
+    core = GenerateRequest(model=body.model, messages=messages([*history, *new], body.instructions, policy),
                            sampling=sampling, format=_format(body), tools=tools or None, tool_choice=choice,
                            load=load, keep_alive=alive, truncate=body.truncation == "auto", grammar=grammar,
                            think=_think(body))
