@@ -201,7 +201,8 @@ def test_sigterm_during_a_stream_shuts_down_cleanly(tmp_path: Path, smollm2_path
     home = tmp_path / "home"
     Inferno(load_settings({"INFERNO_HOME": str(home)})).import_file(smollm2_path, "smollm2", source="t", mode="link")
     s = start_server(home)
-    body = {"model": "smollm2", "prompt": "x", "options": {"num_predict": 150, "ignore_eos": True}}
+    # short enough to end well within the 10 s graceful shutdown even on a loaded two-core machine
+    body = {"model": "smollm2", "prompt": "x", "options": {"num_predict": 40, "ignore_eos": True}}
     with httpx.stream("POST", s.url + "/api/generate", json=body, timeout=60) as r:
         it = r.iter_lines()
         next(it)
