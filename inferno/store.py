@@ -23,12 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from inferno.errors import BadRequestError, InfernoError, ModelNotFoundError
 
-_PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
-_NAME = re.compile(rf"^(?P<base>{_PART})(?::(?P<tag>{_PART}))?$")
-INFO = "info.json"
+# The one guard every name and file name from outside passes (re-exported here: the store is where it lives).
+from inferno.names import INFO, _shown, contained, normalize_name, safe_filename
+from inferno.names import display_name as display_name
+
 BLOBS = ".blobs"
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
-_MAX_FILENAME_BYTES = 255  # NAME_MAX on the usual filesystems
 PARTIAL = ".partial"
 _CHUNK = 4 * 1024 * 1024
 
@@ -37,73 +37,6 @@ Progress = Callable[[int, "int | None", str], None]
 
 def _no_progress(completed: int, total: int | None, status: str) -> None:
     pass
-
-
-def _shown(text: str) -> str:
-    return repr(text if len(text) <= 80 else text[:77] + "...")
-
-
-def normalize_name(name: str, param: str = "model") -> str:
-    """Canonical store name: `name:latest` is `name`; anything that could leave the store is refused.
-
-    param names the request field the name came from, for the error.
-    """
-    if not isinstance(name, str) or not name:
-        raise BadRequestError(f"{param} must not be empty", param=param)
-    m = _NAME.fullmatch(name)
-    if not m or ".." in name:
-        raise BadRequestError(f"invalid model name {_shown(name)} for {param}: use letters, digits, '.', '_', '-' "
-                              "and an optional ':tag'", param=param)
-    base, tag = m.group("base"), m.group("tag")
-    return base if tag in (None, "latest") else f"{base}:{tag}"
-
-
-def safe_filename(name: str, param: str = "filename") -> str:
-    """name, if it is a plain base name that stays inside whatever folder it is joined to; else a 400.
-
-    The one gate for every file name that reaches the store from outside (an /api/create `files` key, a name in
-    a Hugging Face listing or a wheel, a quantizer output): no separator of any platform, no `..`, not absolute,
-    no drive letter or alternate stream (no `:` at all), no `%` escape, no NUL or other control character, not
-    hidden (the store's own files start with a dot), not info.json, and at most 255 bytes.
-    """
-    if not isinstance(name, str) or not name:
-        raise BadRequestError(f"{param} must not be an empty file name", param=param)
-    why = None
-    if "/" in name or "\\" in name:
-        why = "has a path separator"
-    elif ".." in name:
-        why = "contains '..'"
-    elif name.startswith("."):
-        why = "starts with '.'"
-    elif ":" in name:
-        why = "contains ':' (a drive letter or stream)"
-    elif "%" in name:
-        why = "contains '%' (an escape that something may decode later)"
-    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
-        why = "has a control character"
-    elif name == INFO:
-        why = "is the store's own info.json"
-    elif len(name.encode("utf-8", "surrogatepass")) > _MAX_FILENAME_BYTES:
-        why = f"is longer than {_MAX_FILENAME_BYTES} bytes"
-    if why:
-        raise BadRequestError(f"invalid {param} {_shown(name)}: a file name {why}; give a plain base name",
-                              param=param)
-    return name
-
-
-def contained(folder: Path, name: str, param: str = "filename") -> Path:
-    """folder / name, after safe_filename, resolved and checked to be directly inside folder (a second
-    guard: whatever a future caller passes, the final path cannot leave the folder, even through a link)."""
-    path = Path(folder) / safe_filename(name, param)
-    if path.resolve().parent != Path(folder).resolve():
-        raise BadRequestError(f"invalid {param} {_shown(name)}: it resolves outside the model's folder",
-                              param=param)
-    return path
-
-
-def display_name(name: str) -> str:
-    """Ollama shows every model with its tag: `smollm2` → `smollm2:latest`."""
-    return name if ":" in name else f"{name}:latest"
 
 
 class ModelInfo(BaseModel):

@@ -31,7 +31,6 @@ def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[HubServer]:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    server.proj16 = proj16  # type: ignore[attr-defined]
     yield server
     server.close()
 
@@ -43,7 +42,8 @@ def test_pull_brings_the_projector(hub: HubServer, home: Path) -> None:
     assert info.mmproj is not None
     proj = Path(info.mmproj)
     assert proj.parent == info.file.parent and proj.name == "mmproj-seeing-F16.gguf"  # F16 preferred
-    assert hashlib.sha256(proj.read_bytes()).hexdigest() == hashlib.sha256(hub.proj16).hexdigest()  # type: ignore
+    served = hub.repos["acme/Seeing-GGUF"].files["mmproj-seeing-F16.gguf"]
+    assert hashlib.sha256(proj.read_bytes()).hexdigest() == hashlib.sha256(served).hexdigest()
     assert info.size == info.file.stat().st_size + proj.stat().st_size
     assert "vision" in h.capabilities(info, h.metadata(info.name))
     assert statuses[-1] == "success"
