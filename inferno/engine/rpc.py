@@ -254,6 +254,8 @@ class RpcPool:
     # a worker that dies -----------------------------------------------------------------------------------
 
     def _install_guard(self) -> None:
+        if not os.path.isdir("/proc/self/task"):
+            return  # telling connections apart needs Linux's /proc: elsewhere llama.cpp aborts, as it always did
         with self.lock:
             if self._guard is not None:
                 return
