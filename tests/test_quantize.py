@@ -162,3 +162,26 @@ def test_smollm2_perplexity_is_sane(smol_host: Inferno) -> None:
     assert code == 0
     ppl = float(out.splitlines()[1].split()[-1])
     assert 1 < ppl < 200  # a real model on plain English; random weights give millions
+
+
+def test_quantizing_puts_back_the_log_callback_it_found() -> None:
+    """The quantizer listens to llama.cpp's log for progress; the engine's device accounting listens too.
+    Whatever callback was installed before must be the one installed after (the RPC tests read buffer sizes
+    from it)."""
+    import ctypes
+
+    import llama_cpp
+
+    from inferno.engine import devices
+    from inferno_plugins.quantize import quantizer
+
+    def current() -> int | None:
+        cb, data = llama_cpp.llama_log_callback(), ctypes.c_void_p()
+        llama_cpp.llama_log_get(ctypes.byref(cb), ctypes.byref(data))
+        return ctypes.cast(cb, ctypes.c_void_p).value
+
+    devices._install_tap()
+    before = current()
+    with quantizer._progress_from_log(lambda *a: None, "quantizing"):
+        assert current() != before
+    assert current() == before

@@ -83,13 +83,14 @@ def _progress_from_log(progress: Progress, status: str) -> Generator[None]:
             progress(int(m.group(1)), int(m.group(2)), status)
 
     with _log_lock:
+        # put back whatever callback was there (the engine may have its own in front of llama-cpp-python's)
+        previous, previous_data = llama_cpp.llama_log_callback(), ctypes.c_void_p()
+        llama_cpp.llama_log_get(ctypes.byref(previous), ctypes.byref(previous_data))
         llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
         try:
             yield
         finally:
-            from llama_cpp import _logger
-
-            llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+            llama_cpp.llama_log_set(previous, previous_data)
 
 
 def quantize_file(src: Path, out_dir: Path, method: Method, *, current: str | None, allow_requantize: bool,
