@@ -171,9 +171,9 @@ def test_quantizing_puts_back_the_log_callback_it_found() -> None:
     import ctypes
 
     import llama_cpp
+    from inferno_plugins.quantize import quantizer
 
     from inferno.engine import devices
-    from inferno_plugins.quantize import quantizer
 
     def current() -> int | None:
         cb, data = llama_cpp.llama_log_callback(), ctypes.c_void_p()
