@@ -7,6 +7,7 @@ and the quantizer. Shipped in the package so plugin authors' test suites can use
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 TINY_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
@@ -111,19 +112,7 @@ def write_tiny_mmproj(path: Path, *, seed: int = 0, text_n_embd: int = 64, n_emb
     t("v.position_embd.weight", n_pos, n_embd)
     t("v.pre_ln.weight", n_embd, ones=True)
     t("v.pre_ln.bias", n_embd, zeros=True)
-    for i in range(n_layer):
-        for x in ("q", "k", "v"):
-            t(f"v.blk.{i}.attn_{x}.weight", n_embd, n_embd)
-            t(f"v.blk.{i}.attn_{x}.bias", n_embd, zeros=True)
-        t(f"v.blk.{i}.attn_out.weight", n_embd, n_embd)
-        t(f"v.blk.{i}.attn_out.bias", n_embd, zeros=True)
-        for x in ("ln1", "ln2"):
-            t(f"v.blk.{i}.{x}.weight", n_embd, ones=True)
-            t(f"v.blk.{i}.{x}.bias", n_embd, zeros=True)
-        t(f"v.blk.{i}.ffn_up.weight", n_ff, n_embd)
-        t(f"v.blk.{i}.ffn_up.bias", n_ff, zeros=True)
-        t(f"v.blk.{i}.ffn_down.weight", n_embd, n_ff)
-        t(f"v.blk.{i}.ffn_down.bias", n_embd, zeros=True)
+    _vit_blocks(t, n_layer, n_embd, n_ff)
     t("mm.0.weight", text_n_embd, n_embd)
     t("mm.0.bias", text_n_embd, zeros=True)
     t("mm.2.weight", text_n_embd, text_n_embd)
@@ -168,6 +157,22 @@ def write_tiny_qwen2vl_mmproj(path: Path, *, seed: int = 0, text_n_embd: int = 6
 
     t("v.patch_embd.weight", n_embd, 3, patch_size, patch_size)
     t("v.patch_embd.weight.1", n_embd, 3, patch_size, patch_size)
+    _vit_blocks(t, n_layer, n_embd, n_ff)
+    t("v.post_ln.weight", n_embd, ones=True)
+    t("v.post_ln.bias", n_embd, zeros=True)
+    t("mm.0.weight", n_embd * 4, n_embd * 4)
+    t("mm.0.bias", n_embd * 4, zeros=True)
+    t("mm.2.weight", text_n_embd, n_embd * 4)
+    t("mm.2.bias", text_n_embd, zeros=True)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return Path(path)
+
+
+def _vit_blocks(t: Any, n_layer: int, n_embd: int, n_ff: int) -> None:
+    """The vision encoder's transformer blocks, the same for every synthetic projector (t adds a tensor)."""
     for i in range(n_layer):
         for x in ("q", "k", "v"):
             t(f"v.blk.{i}.attn_{x}.weight", n_embd, n_embd)
@@ -181,14 +186,3 @@ def write_tiny_qwen2vl_mmproj(path: Path, *, seed: int = 0, text_n_embd: int = 6
         t(f"v.blk.{i}.ffn_up.bias", n_ff, zeros=True)
         t(f"v.blk.{i}.ffn_down.weight", n_embd, n_ff)
         t(f"v.blk.{i}.ffn_down.bias", n_embd, zeros=True)
-    t("v.post_ln.weight", n_embd, ones=True)
-    t("v.post_ln.bias", n_embd, zeros=True)
-    t("mm.0.weight", n_embd * 4, n_embd * 4)
-    t("mm.0.bias", n_embd * 4, zeros=True)
-    t("mm.2.weight", text_n_embd, n_embd * 4)
-    t("mm.2.bias", text_n_embd, zeros=True)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return Path(path)
