@@ -40,6 +40,17 @@ def neutral_error(error: InfernoError) -> dict[str, Any]:
     return {"error": {"message": error.message, "code": error.code, "param": error.param}}
 
 
+# The error type words OpenAI's and Anthropic's APIs share, by status; a dialect overrides what differs.
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error"}
+
+
+def error_type(error: InfernoError, overrides: dict[int, str] | None = None) -> str:
+    """The conventional error type word for an error's status (`invalid_request_error`, `not_found_error` …)."""
+    by_status = ERROR_TYPES | (overrides or {})
+    return by_status.get(error.status, "invalid_request_error" if error.status < 500 else "api_error")
+
+
 def register_error_shape(app: Quart, prefix: str, shape: ErrorShape) -> None:
     """Answer errors under a URL prefix in a dialect's own JSON shape (the longest matching prefix wins)."""
     app.extensions.setdefault("inferno_error_shapes", {})[prefix] = shape

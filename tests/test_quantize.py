@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -169,11 +170,13 @@ def test_quantizing_puts_back_the_log_callback_it_found() -> None:
     Whatever callback was installed before must be the one installed after (the RPC tests read buffer sizes
     from it)."""
     import ctypes
+    import importlib
 
     import llama_cpp
-    from inferno_plugins.quantize import quantizer
 
     from inferno.engine import devices
+
+    quantizer: Any = importlib.import_module("inferno_plugins.quantize.quantizer")
 
     def current() -> int | None:
         cb, data = llama_cpp.llama_log_callback(), ctypes.c_void_p()

@@ -18,6 +18,7 @@ from inferno.api import (
     Tool,
     ToolCall,
     ToolChoice,
+    error_type,
     image_source,
     keep_alive,
     stop_list,
@@ -35,9 +36,8 @@ from .schemas import (
     ToolUseParam,
 )
 
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-                403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
-                413: "request_too_large", 429: "rate_limit_error", 504: "timeout_error", 529: "overloaded_error"}
+_ERROR_TYPES = {402: "billing_error", 413: "request_too_large", 429: "rate_limit_error", 504: "timeout_error",
+                529: "overloaded_error"}  # where Anthropic's words differ from the shared ones
 _THINK: dict[str, bool | None] = {"enabled": True, "disabled": False, "adaptive": None}
 _CHOICE: dict[str, Literal["auto", "required", "function", "none"]] = {
     "auto": "auto", "any": "required", "tool": "function", "none": "none"}
@@ -48,7 +48,7 @@ def error_body(error: InfernoError) -> dict[str, Any]:
     if error.status == 503:
         kind = "overloaded_error" if error.code == "busy" else "api_error"
     else:
-        kind = _ERROR_TYPES.get(error.status, "invalid_request_error" if error.status < 500 else "api_error")
+        kind = error_type(error, _ERROR_TYPES)
     return {"type": "error", "error": {"type": kind, "message": error.message}}
 
 

@@ -26,6 +26,7 @@ from inferno.api import (
     Tool,
     ToolCall,
     ToolChoice,
+    error_type,
     image_source,
     keep_alive,
     stop_list,
@@ -53,9 +54,7 @@ Item = dict[str, Any]
 
 def error_body(error: InfernoError) -> dict[str, Any]:
     """OpenAI's error shape, as its SDK reads it."""
-    kind = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-            404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
-            503: "server_busy"}.get(error.status, "invalid_request_error" if error.status < 500 else "api_error")
+    kind = error_type(error, {503: "server_busy"})
     code = "model_not_found" if error.status == 404 and error.param == "model" else error.code
     return {"error": {"message": error.message, "type": kind, "param": error.param, "code": code}}
 
