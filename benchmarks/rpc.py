@@ -17,20 +17,16 @@ llama-server: build it (with RPC) from the llama.cpp that llama-cpp-python vendo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.vs_llama_server import free_port, wait_ready
+from benchmarks.vs_llama_server import free_port, stream_chat, wait_ready
 
 PEER = Path("/tmp/llama-peers/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin/llama-server")
 MODEL = Path.home() / ".cache/inferno-tests/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -38,25 +34,10 @@ MODEL = Path.home() / ".cache/inferno-tests/models/smollm2/SmolLM2-135M-Instruct
 
 def stream(url: str, prompt: str, tokens: int) -> tuple[float, float]:
     """One streamed chat completion -> (first-token latency s, decode tok/s after the first token)."""
-    body = {"model": "bench", "stream": True, "max_tokens": tokens, "temperature": 0, "ignore_eos": True,
-            "stream_options": {"include_usage": True}, "messages": [{"role": "user", "content": prompt}]}
-    t0 = time.perf_counter()
-    first = last = 0.0
-    n = 0
-    with httpx.Client(timeout=600) as c, c.stream("POST", url + "/v1/chat/completions", json=body) as r:
-        r.raise_for_status()
-        for line in r.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                n = chunk["usage"]["completion_tokens"]
-            if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
-                last = time.perf_counter()
-                first = first or last
-    if n != tokens:
-        raise SystemExit(f"{url}: {n} tokens instead of {tokens}")
-    return first - t0, (n - 1) / (last - first)
+    r = stream_chat(url, "bench", prompt, tokens)
+    if r.error:
+        raise SystemExit(f"{url}: {r.error}")
+    return r.ttft, (r.n - 1) / (r.last - r.first)
 
 
 def start_worker(port: int, threads: int, cache: Path) -> subprocess.Popen[bytes]:

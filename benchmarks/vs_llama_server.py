@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,32 +59,50 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def stream(url: str, model: str, prompt: str, tokens: int) -> tuple[float, int, str]:
-    """One streamed chat completion → (time to first token, tokens, "" or the failure)."""
+@dataclass
+class Streamed:
+    """One streamed chat completion, timed: start, first and last content chunk, tokens, and a failure or ""."""
+
+    t0: float
+    first: float = 0.0
+    last: float = 0.0
+    n: int = 0
+    error: str = ""
+
+    @property
+    def ttft(self) -> float:
+        return (self.first or time.perf_counter()) - self.t0
+
+
+def stream_chat(url: str, model: str, prompt: str, tokens: int) -> Streamed:
+    """Stream one greedy chat completion of `tokens` tokens (ignore_eos) through /v1/chat/completions."""
     body = {"model": model, "stream": True, "max_tokens": tokens, "temperature": 0, "ignore_eos": True,
             "stream_options": {"include_usage": True}, "messages": [{"role": "user", "content": prompt}]}
-    t0 = time.perf_counter()
-    first, n = 0.0, 0
+    out = Streamed(time.perf_counter())
     with httpx.Client(timeout=600) as c, c.stream("POST", url + "/v1/chat/completions", json=body) as r:
         if r.status_code != 200:
-            return 0.0, 0, f"HTTP {r.status_code}"
+            out.error = f"HTTP {r.status_code}"
+            return out
         for line in r.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[6:])
             if chunk.get("usage"):
-                n = chunk["usage"]["completion_tokens"]
-            if chunk.get("choices") and chunk["choices"][0]["delta"].get("content") and not first:
-                first = time.perf_counter()
-    return (first or time.perf_counter()) - t0, n, "" if n == tokens else f"{n} tokens"
+                out.n = chunk["usage"]["completion_tokens"]
+            if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
+                out.last = time.perf_counter()
+                out.first = out.first or out.last
+    if out.n != tokens:
+        out.error = f"{out.n} tokens"
+    return out
 
 
 def measure(url: str, model: str, clients: int, tokens: int, salt: str) -> dict[str, Any]:
-    results: list[tuple[float, int, str]] = [(0.0, 0, "not run")] * clients
+    results = [Streamed(0.0, error="not run")] * clients
 
     def one(i: int) -> None:
         prompt = f"Client {salt}-{i}: write a long story about a river called {i * 7919 % 1000}."
-        results[i] = stream(url, model, prompt, tokens)
+        results[i] = stream_chat(url, model, prompt, tokens)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
     t0 = time.perf_counter()
@@ -92,8 +111,8 @@ def measure(url: str, model: str, clients: int, tokens: int, salt: str) -> dict[
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    failed = [r[2] for r in results if r[2]]
-    return {"tok_s": sum(r[1] for r in results) / wall, "ttft": statistics.median(r[0] for r in results),
+    failed = [r.error for r in results if r.error]
+    return {"tok_s": sum(r.n for r in results) / wall, "ttft": statistics.median(r.ttft for r in results),
             "failed": failed}
 
 
