@@ -77,34 +77,10 @@ def write_tiny_mmproj(path: Path, *, seed: int = 0, text_n_embd: int = 64, n_emb
     """A synthetic vision projector for write_tiny_gguf's model: a tiny CLIP ViT with a LLaVA MLP projector
     (llama.cpp's mtmd `mlp` type, the simplest it knows), random weights. An image becomes
     (image_size / patch_size)² = 16 embeddings of the text model's width."""
-    import numpy as np
-    from gguf import GGUFWriter
-
-    rng = np.random.default_rng(seed)
-    w = GGUFWriter(str(path), "clip")
-    w.add_name("tiny-test-mmproj")
-    w.add_bool("clip.has_vision_encoder", True)
+    w, t = _clip_writer(path, "tiny-test-mmproj", "mlp", seed=seed, image_size=image_size, patch_size=patch_size,
+                        n_embd=n_embd, n_ff=n_ff, n_layer=n_layer, text_n_embd=text_n_embd, n_head=n_head)
     w.add_bool("clip.has_text_encoder", False)
-    w.add_string("clip.projector_type", "mlp")
-    w.add_bool("clip.use_gelu", True)
-    w.add_uint32("clip.vision.image_size", image_size)
-    w.add_uint32("clip.vision.patch_size", patch_size)
-    w.add_uint32("clip.vision.embedding_length", n_embd)
-    w.add_uint32("clip.vision.feed_forward_length", n_ff)
-    w.add_uint32("clip.vision.block_count", n_layer)
-    w.add_uint32("clip.vision.projection_dim", text_n_embd)
-    w.add_uint32("clip.vision.attention.head_count", n_head)
-    w.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-6)
-    w.add_array("clip.vision.image_mean", [0.5, 0.5, 0.5])
-    w.add_array("clip.vision.image_std", [0.5, 0.5, 0.5])
     w.add_uint32("general.file_type", 0)
-
-    def t(name: str, *shape: int, ones: bool = False, zeros: bool = False) -> None:
-        if ones or zeros:
-            data = np.full(shape, 1.0 if ones else 0.0, dtype=np.float32)
-        else:
-            data = rng.normal(0, 0.5, shape).astype(np.float32)
-        w.add_tensor(name, data)
 
     n_pos = (image_size // patch_size) ** 2
     t("v.patch_embd.weight", n_embd, 3, patch_size, patch_size)
@@ -128,32 +104,9 @@ def write_tiny_qwen2vl_mmproj(path: Path, *, seed: int = 0, text_n_embd: int = 6
                               n_layer: int = 2, n_ff: int = 64, n_head: int = 4, patch_size: int = 4) -> Path:
     """A synthetic Qwen2-VL projector (mtmd's `qwen2vl` type): image tokens on M-RoPE positions, for a text model
     written with write_tiny_gguf(arch="qwen2vl")."""
-    import numpy as np
-    from gguf import GGUFWriter
-
-    rng = np.random.default_rng(seed)
-    w = GGUFWriter(str(path), "clip")
-    w.add_name("tiny-test-qwen2vl-mmproj")
-    w.add_bool("clip.has_vision_encoder", True)
-    w.add_string("clip.projector_type", "qwen2vl_merger")
-    w.add_bool("clip.use_gelu", True)
-    w.add_uint32("clip.vision.image_size", 64)
-    w.add_uint32("clip.vision.patch_size", patch_size)
-    w.add_uint32("clip.vision.embedding_length", n_embd)
-    w.add_uint32("clip.vision.feed_forward_length", n_ff)
-    w.add_uint32("clip.vision.block_count", n_layer)
-    w.add_uint32("clip.vision.projection_dim", text_n_embd)
-    w.add_uint32("clip.vision.attention.head_count", n_head)
-    w.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-6)
-    w.add_array("clip.vision.image_mean", [0.5, 0.5, 0.5])
-    w.add_array("clip.vision.image_std", [0.5, 0.5, 0.5])
-
-    def t(name: str, *shape: int, ones: bool = False, zeros: bool = False) -> None:
-        if ones or zeros:
-            data = np.full(shape, 1.0 if ones else 0.0, dtype=np.float32)
-        else:
-            data = rng.normal(0, 0.5, shape).astype(np.float32)
-        w.add_tensor(name, data)
+    w, t = _clip_writer(path, "tiny-test-qwen2vl-mmproj", "qwen2vl_merger", seed=seed, image_size=64,
+                        patch_size=patch_size, n_embd=n_embd, n_ff=n_ff, n_layer=n_layer, text_n_embd=text_n_embd,
+                        n_head=n_head)
 
     t("v.patch_embd.weight", n_embd, 3, patch_size, patch_size)
     t("v.patch_embd.weight.1", n_embd, 3, patch_size, patch_size)
@@ -186,3 +139,37 @@ def _vit_blocks(t: Any, n_layer: int, n_embd: int, n_ff: int) -> None:
         t(f"v.blk.{i}.ffn_up.bias", n_ff, zeros=True)
         t(f"v.blk.{i}.ffn_down.weight", n_embd, n_ff)
         t(f"v.blk.{i}.ffn_down.bias", n_embd, zeros=True)
+
+
+def _clip_writer(path: Path, name: str, projector: str, *, seed: int, image_size: int, patch_size: int, n_embd: int,
+                 n_ff: int, n_layer: int, text_n_embd: int, n_head: int) -> tuple[Any, Any]:
+    """A GGUF writer with the CLIP header every synthetic projector shares, and `t(name, *shape)` to add a tensor
+    (random, or all ones / zeros)."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    rng = np.random.default_rng(seed)
+    w = GGUFWriter(str(path), "clip")
+    w.add_name(name)
+    w.add_bool("clip.has_vision_encoder", True)
+    w.add_string("clip.projector_type", projector)
+    w.add_bool("clip.use_gelu", True)
+    w.add_uint32("clip.vision.image_size", image_size)
+    w.add_uint32("clip.vision.patch_size", patch_size)
+    w.add_uint32("clip.vision.embedding_length", n_embd)
+    w.add_uint32("clip.vision.feed_forward_length", n_ff)
+    w.add_uint32("clip.vision.block_count", n_layer)
+    w.add_uint32("clip.vision.projection_dim", text_n_embd)
+    w.add_uint32("clip.vision.attention.head_count", n_head)
+    w.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-6)
+    w.add_array("clip.vision.image_mean", [0.5, 0.5, 0.5])
+    w.add_array("clip.vision.image_std", [0.5, 0.5, 0.5])
+
+    def t(name: str, *shape: int, ones: bool = False, zeros: bool = False) -> None:
+        if ones or zeros:
+            data = np.full(shape, 1.0 if ones else 0.0, dtype=np.float32)
+        else:
+            data = rng.normal(0, 0.5, shape).astype(np.float32)
+        w.add_tensor(name, data)
+
+    return w, t
