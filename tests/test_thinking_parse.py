@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from inferno.engine import chat
 from inferno.engine.thinking import (
     ThinkSplitter,
@@ -14,7 +16,11 @@ from inferno.engine.types import Message
 
 
 def split(pieces: list[str], inside: bool = False) -> tuple[str, str]:
-    s = ThinkSplitter(inside)
+    return run(ThinkSplitter(inside), pieces)
+
+
+def run(s: Any, pieces: list[str]) -> tuple[str, str]:
+    """Feed the pieces to a splitter: (all the thinking, all the answer)."""
     thought, text = "", ""
     for p in pieces:
         a, b = s.feed(p)
@@ -98,13 +104,7 @@ def test_switch_reaches_the_template() -> None:
 def harmony(pieces: list[str]) -> tuple[str, str]:
     from inferno.engine.thinking import HarmonySplitter
 
-    s = HarmonySplitter()
-    thought, text = "", ""
-    for p in pieces:
-        a, b = s.feed(p)
-        thought, text = thought + a, text + b
-    a, b = s.finish()
-    return thought + a, text + b
+    return run(HarmonySplitter(), pieces)
 
 
 def test_harmony_channels() -> None:
