@@ -59,7 +59,8 @@ class Settings(BaseModel):
     num_parallel: int = Field(4, ge=1)  # sequences decoded together per loaded model
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
     flash_attn: Literal["auto", "on", "off"] = "auto"
-    origins: list[str] = Field(default_factory=list)
+    origins: list[str] = Field(default_factory=list)  # browser origins beside the server's own ("*": any)
+    allowed_hosts: list[str] = Field(default_factory=list)  # Host names beside IP literals and localhost ("*": any)
     api_key: str | None = None
     allow_local_paths: list[Path] = Field(default_factory=list)  # folders /api/pull may import files from
     default_context: int = Field(4096, ge=16)
@@ -69,12 +70,31 @@ class Settings(BaseModel):
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)  # one image's size limit
     allow_image_urls: bool = False  # fetch http(s) image URLs server-side (an SSRF risk: off by default)
     aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ALIASES))
+    # Bounds on what a request may make the server do (docs/security.md); each refusal is a 400 naming its setting.
+    max_blob_bytes: int = Field(128 << 30, ge=1024)  # one uploaded blob (POST /api/blobs), whatever the encoding
+    blob_grace: str = "1h"  # an uploaded blob no model uses is removed after this long
+    max_grammar_bytes: int = Field(100_000, ge=64, le=1 << 24)  # a GBNF grammar (raw or made from a schema)
+    max_grammar_depth: int = Field(1000, ge=8, le=20_000)  # nesting of ( ) in a grammar: llama.cpp parses it recursively
+    max_schema_repeat: int = Field(10_000, ge=1)  # minItems/maxItems/minLength/… summed over a JSON schema
+    max_template_bytes: int = Field(128 * 1024, ge=1024)  # a chat or Go template (request, store, GGUF)
+    template_max_steps: int = Field(1_000_000, ge=1000)  # loop iterations, calls and lookups of one render
+    template_timeout: float = Field(5.0, gt=0)  # seconds one chat-template render may take
+    template_max_string: int = Field(16 << 20, ge=1024)  # characters (or items) of any one value a render makes
+    max_image_pixels: int = Field(4096 * 4096, ge=1)  # one image's width x height, read from its header
+    max_request_pixels: int = Field(4 * 4096 * 4096, ge=1)  # all images of one request together
+    request_load_options: list[str] = Field(default_factory=lambda: ["num_ctx"])  # reloads a request may cause
     rpc_servers: list[str] = Field(default_factory=list)  # llama.cpp RPC workers (host:port) a model is split over
     tensor_split: list[float] = Field(default_factory=list)  # proportions per device (RPC workers, then GPUs)
 
     @field_validator("keep_alive")
     @classmethod
     def _valid_keep_alive(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @field_validator("blob_grace")
+    @classmethod
+    def _valid_grace(cls, v: str) -> str:
         parse_duration(v)
         return v
 
@@ -97,6 +117,11 @@ class Settings(BaseModel):
     @property
     def keep_alive_seconds(self) -> float | None:
         return parse_duration(self.keep_alive)
+
+    @property
+    def blob_grace_seconds(self) -> float:
+        grace = parse_duration(self.blob_grace)
+        return float("inf") if grace is None else grace
 
 
 def check_rpc_endpoint(value: str) -> str:
@@ -137,6 +162,19 @@ KEYS = {
     "allow_image_urls": "allow_image_urls",
     "models": "models_path",
     "origins": "origins",
+    "allowed_hosts": "allowed_hosts",
+    "max_blob_bytes": "max_blob_bytes",
+    "blob_grace": "blob_grace",
+    "max_grammar_bytes": "max_grammar_bytes",
+    "max_grammar_depth": "max_grammar_depth",
+    "max_schema_repeat": "max_schema_repeat",
+    "max_template_bytes": "max_template_bytes",
+    "template_max_steps": "template_max_steps",
+    "template_timeout": "template_timeout",
+    "template_max_string": "template_max_string",
+    "max_image_pixels": "max_image_pixels",
+    "max_request_pixels": "max_request_pixels",
+    "request_load_options": "request_load_options",
     "allow_local_paths": "allow_local_paths",
     "host": "host",  # "host" or "host:port"
     "rpc_servers": "rpc_servers",  # "host:port,host:port" or a JSON list
@@ -207,9 +245,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             _set_host(data, value, "INFERNO_HOST")
         elif value:
             data[field] = value
-    if "origins" in data:
-        data["origins"] = _list(data["origins"], ",")
-    for field in ("rpc_servers", "tensor_split"):
+    for field in ("origins", "allowed_hosts", "request_load_options", "rpc_servers", "tensor_split"):
         if field in data:
             data[field] = _list(data[field], ",")
     if "allow_local_paths" in data:

@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from inferno.host import Inferno
 
 log = logging.getLogger("inferno.access")
-_LOCAL_ORIGINS = ("http://localhost", "https://localhost", "http://127.0.0.1", "https://127.0.0.1",
-                  "http://[::1]", "https://[::1]", "app://", "file://", "tauri://", "vscode-webview://")
 
 
 class TokenizeBody(BaseModel):
@@ -78,22 +76,10 @@ def body(model: Any) -> Callable[[Any], Any]:
     return mark
 
 
-def _origin_allowed(origin: str, allowed: list[str]) -> bool:
-    if "*" in allowed or origin in allowed:
-        return True
-    return any(origin == o or origin.startswith(o + ":") for o in _LOCAL_ORIGINS)
-
-
-def _is_local_host(host_header: str) -> bool:
-    host = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
-    host = host.strip("[]").lower()
-    return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0", "") or host.endswith(".localhost") \
-        or host.startswith("127.")
-
-
 def create_app(inferno: Inferno) -> Quart:
     from quart import Quart, Response, request
 
+    from inferno import guard as cross_site
     from inferno.plugins import load_plugins, pm
 
     app = Quart("inferno")
@@ -106,17 +92,18 @@ def create_app(inferno: Inferno) -> Quart:
     app.extensions["inferno_ready"] = True
     open_paths = {"/", "/health"}
     metrics = inferno.metrics
+    policy = cross_site.make_policy(settings)
 
     @app.before_request
     async def guard() -> Any:
         request.environ_started = time.perf_counter()  # type: ignore
-        origin = request.headers.get("Origin")
-        if request.method == "OPTIONS" and origin:
-            return Response("", status=204)
-        bound_local = app.extensions.get("inferno_bound_local", False)
-        if bound_local and not _is_local_host(request.headers.get("Host", "")):
-            # DNS rebinding: a page on evil.example resolving to 127.0.0.1 must not reach us.
-            return error_response(app, request.path, BadRequestError("host not allowed"))
+        # Host, Origin and content type, for every route of every dialect, before any body is read
+        view = app.view_functions.get(request.endpoint or "")
+        refused = cross_site.check(policy, request.method, request.headers, getattr(view, "_inferno_body", None) is not None)
+        if refused is not None:
+            return error_response(app, request.path, refused)
+        if request.method == "OPTIONS" and request.headers.get("Origin"):
+            return Response("", status=204)  # a preflight of an allowed origin: finish() adds the CORS headers
         if settings.api_key and request.path not in open_paths and request.method != "OPTIONS":
             sent = request.headers.get("Authorization", "")
             token = sent[7:] if sent.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
@@ -128,14 +115,8 @@ def create_app(inferno: Inferno) -> Quart:
     @app.after_request
     async def finish(response: Any) -> Any:
         origin = request.headers.get("Origin")
-        if origin and _origin_allowed(origin, settings.origins):
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Vary"] = "Origin"
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE, HEAD, OPTIONS"
-            response.headers["Access-Control-Allow-Headers"] = request.headers.get(
-                "Access-Control-Request-Headers",
-                "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, x-stainless-*")
-            response.headers["Access-Control-Max-Age"] = "600"
+        if origin and cross_site.origin_allowed(policy, origin):
+            response.headers.update(cross_site.cors_headers(request.headers))
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
         metrics.requests.labels(request.method, rule, str(response.status_code)).inc()
         started = getattr(request, "environ_started", None)
@@ -289,7 +270,6 @@ async def serve(inferno: Inferno, *, preload: str | None = None, preload_options
 
     settings = inferno.settings
     app = create_app(inferno)
-    app.extensions["inferno_bound_local"] = settings.host in ("127.0.0.1", "localhost", "::1")
     config = Config()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     config.bind = [f"{host}:{settings.port}"]
