@@ -74,7 +74,7 @@ class Settings(BaseModel):
     max_blob_bytes: int = Field(128 << 30, ge=1024)  # one uploaded blob (POST /api/blobs), whatever the encoding
     blob_grace: str = "1h"  # an uploaded blob no model uses is removed after this long
     max_grammar_bytes: int = Field(100_000, ge=64, le=1 << 24)  # a GBNF grammar (raw or made from a schema)
-    max_grammar_depth: int = Field(1000, ge=8, le=20_000)  # nesting of ( ) in a grammar: llama.cpp parses it recursively
+    max_grammar_depth: int = Field(1000, ge=8, le=20_000)  # ( ) nesting: llama.cpp parses it recursively
     max_schema_repeat: int = Field(10_000, ge=1)  # minItems/maxItems/minLength/… summed over a JSON schema
     max_template_bytes: int = Field(128 * 1024, ge=1024)  # a chat or Go template (request, store, GGUF)
     template_max_steps: int = Field(1_000_000, ge=1000)  # loop iterations, calls and lookups of one render

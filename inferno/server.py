@@ -99,7 +99,8 @@ def create_app(inferno: Inferno) -> Quart:
         request.environ_started = time.perf_counter()  # type: ignore
         # Host, Origin and content type, for every route of every dialect, before any body is read
         view = app.view_functions.get(request.endpoint or "")
-        refused = cross_site.check(policy, request.method, request.headers, getattr(view, "_inferno_body", None) is not None)
+        json_route = getattr(view, "_inferno_body", None) is not None
+        refused = cross_site.check(policy, request.method, request.headers, json_route)
         if refused is not None:
             return error_response(app, request.path, refused)
         if request.method == "OPTIONS" and request.headers.get("Origin"):
