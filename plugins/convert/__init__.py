@@ -1,6 +1,11 @@
 """The convert plugin: `inferno convert` and the convert_model hook (also behind `inferno quantize hf:…` and
 Ollama's /api/create with safetensors files): Hugging Face safetensors → GGUF with llama.cpp's own converter,
-which runs in an environment of its own (toolenv.py)."""
+which runs in an environment of its own (toolenv.py).
+
+No code from a model runs: the converter reads a fresh folder holding only the files it needs (AUX and the
+*.safetensors, never a .py), an `auto_map` (which names code to import) is refused, and so is an architecture
+whose conversion always imports the folder's code (remote_code.py) — unless the CLI user passes
+`--trust-remote-code`, which no HTTP route can."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import click
 
 from inferno.api import BadRequestError, InfernoError, UnavailableError, hookimpl, safe_filename
 
-from . import toolenv
+from . import remote_code, toolenv
 from .command import OUTTYPES
 
 if TYPE_CHECKING:
@@ -33,8 +38,12 @@ class DiskFullError(InfernoError):
     status = 507
 
 
-def wanted(listing: dict[str, int], what: str) -> list[str]:
-    """The files conversion needs from a listing, or one line saying why this is not a convertible model."""
+PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".h5", ".msgpack", ".onnx")
+
+
+def wanted(listing: dict[str, int], what: str, trust: bool = False) -> list[str]:
+    """The files conversion needs from a listing, or one line saying why this is not a convertible model.
+    Trusting remote code, the folder's other files come too (the code and what it reads), pickles never."""
     if "config.json" not in listing:
         raise BadRequestError(f"{what} is not a Hugging Face model: it has no config.json")
     weights = [n for n in listing if n.endswith(".safetensors")]
@@ -44,7 +53,45 @@ def wanted(listing: dict[str, int], what: str) -> list[str]:
         raise BadRequestError(f"{what} has no safetensors weights{hint}")
     if not any(t in listing for t in TOKENIZERS):
         raise BadRequestError(f"missing tokenizer: {what} has neither tokenizer.model nor tokenizer.json")
-    return sorted(n for n in listing if n in AUX) + sorted(weights)
+    extra = sorted(n for n in listing if n not in AUX and not n.endswith((".safetensors", *PICKLES))) if trust else []
+    return sorted(n for n in listing if n in AUX) + extra + sorted(weights)
+
+
+def confined_folder(source: Path, names: list[str], staging: Path) -> Path:
+    """A fresh folder holding only names from source (hard links where the file system allows): all the
+    converter gets to read, so nothing else an uploader or a repository put beside the weights is seen."""
+    import os
+
+    folder = staging / f"convert-src-{uuid.uuid4().hex[:12]}"
+    folder.mkdir()
+    for name in names:
+        src, dest = source / safe_filename(name, "files"), folder / name
+        if src.is_symlink() or not src.is_file():
+            continue  # a link could point anywhere; the checks above name what is missing
+        try:
+            os.link(src, dest)
+        except OSError:
+            shutil.copyfile(src, dest)
+    return folder
+
+
+def check_remote_code(env: Path, folder: Path, arch: str, trust: bool) -> None:
+    """Refuse a folder whose conversion would import its own code (400), unless the CLI user trusts it."""
+    if trust:
+        return
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            data = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("auto_map"):
+            raise BadRequestError(f"{name} has an auto_map: this model ships its own Python code, which Inferno "
+                                  "never runs (on the command line: inferno convert … --trust-remote-code)")
+    needing = remote_code.remote_code_architectures(env) or set()
+    if arch in needing:
+        raise BadRequestError(f"architecture {arch} needs remote code: llama.cpp's converter runs the model's own "
+                              "Python code for it, which Inferno never does (on the command line: inferno "
+                              "convert … --trust-remote-code)")
 
 
 def check_architecture(env: Path, config: Path, what: str) -> str:
@@ -87,9 +134,10 @@ def convert_model(inferno: Inferno, source: str, target: str, outtype: str, prog
     if outtype not in OUTTYPES:
         raise BadRequestError(f"outtype must be one of {', '.join(OUTTYPES)}", param="outtype")
     local = Path(source).expanduser() if not source.startswith(("hf:", "huggingface:", "hf.co/")) else None
+    trust = options.get("trust_remote_code") is True  # only the CLI sets it; /api/create never does
     if local is not None and local.is_dir():  # a folder that cannot be converted is a 400 before anything else
-        listing = {p.name: p.stat().st_size for p in local.iterdir() if p.is_file()}
-        names = wanted(listing, "the upload" if options.get("uploaded") else str(local))
+        listing = {p.name: p.stat().st_size for p in local.iterdir() if p.is_file() and not p.is_symlink()}
+        names = wanted(listing, "the upload" if options.get("uploaded") else str(local), trust)
     env = toolenv.env_dir(inferno.settings.home)
     if not toolenv.is_ready(env):
         # options["setup"]: True (--yes) sets it up now; a callable is asked first; anything else refuses
@@ -103,33 +151,37 @@ def convert_model(inferno: Inferno, source: str, target: str, outtype: str, prog
     staging = inferno.store.staging_dir()
     method = options.get("quantize")
     if local is not None and local.is_dir():
-        check_architecture(env, local / "config.json", str(local))
+        arch = check_architecture(env, local / "config.json", str(local))
+        check_remote_code(env, local, arch, trust)
         check_disk(staging, {n: listing[n] for n in names}, set(names), local / "config.json", outtype, method)
         folder, downloaded = local, False
     else:
         seen: dict[str, Any] = {}
 
         def first(listing: dict[str, int]) -> list[str]:
-            seen["names"] = wanted(listing, source)
+            seen["names"] = wanted(listing, source, trust)
             seen["listing"] = {n: listing[n] for n in seen["names"]}
-            return ["config.json"]
+            return [n for n in ("config.json", "tokenizer_config.json") if n in listing]
 
         folder = inferno.snapshot(source, first, progress=progress)
-        check_architecture(env, folder / "config.json", source)
+        arch = check_architecture(env, folder / "config.json", source)
+        check_remote_code(env, folder, arch, trust)
         have = {p.name for p in folder.iterdir() if p.is_file()}
         check_disk(staging, seen["listing"], have, folder / "config.json", outtype, method)
-        folder = inferno.snapshot(source, lambda listing: wanted(listing, source), progress=progress)
-        downloaded = True
+        folder = inferno.snapshot(source, lambda listing: wanted(listing, source, trust), progress=progress)
+        names, downloaded = seen["names"], True
     tmp = staging / f".tmp-convert-{uuid.uuid4().hex[:12]}.gguf"
+    confined = confined_folder(folder, names, staging)
     try:
         progress(0, None, f"converting to {outtype.upper()} with llama.cpp's converter")
-        toolenv.convert(env, folder, tmp, outtype, progress)
+        toolenv.convert(env, confined, tmp, outtype, progress)
         info = inferno.import_file(tmp, target, source=source if local is None else f"convert:{folder.name}",
                                    mode="move", progress=progress,
                                    filename=safe_filename(f"{target.replace(':', '-')}.gguf", "target"),
                                    extra={"converted_from": source, "conversion_outtype": outtype})
     finally:
         tmp.unlink(missing_ok=True)
+        shutil.rmtree(confined, ignore_errors=True)
     if downloaded:  # the safetensors served their purpose; a failed conversion keeps them to resume
         shutil.rmtree(folder, ignore_errors=True)
     return info

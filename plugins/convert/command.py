@@ -42,8 +42,11 @@ def setup_answer(yes: bool) -> Any:
 @click.option("--keep-f16", is_flag=True, help="With --quantize: keep the intermediate GGUF as NAME-OUTTYPE.")
 @click.option("--setup", is_flag=True, help="Only set up llama.cpp's converter (its own environment).")
 @click.option("-y", "--yes", is_flag=True, help="Set the converter up without asking (unattended).")
+@click.option("--trust-remote-code", "trust", is_flag=True,
+              help="Let llama.cpp's converter run the model's own Python code (auto_map, Qwen v1, ChatGLM …): "
+                   "only for a model you trust. Never possible over HTTP.")
 def convert(source: str | None, name: str | None, outtype: str, method: str | None, keep_f16: bool, setup: bool,
-            yes: bool) -> None:
+            yes: bool, trust: bool) -> None:
     """Convert a Hugging Face safetensors model to GGUF with llama.cpp's own converter.
 
     SOURCE is hf:owner/repo[@revision] (only the files conversion needs are downloaded) or a local folder
@@ -73,7 +76,7 @@ def convert(source: str | None, name: str | None, outtype: str, method: str | No
     bar = ProgressBar()
     try:
         info = host.convert(source, target, outtype=outtype, method=method, keep_f16=keep_f16, progress=bar,
-                            options={"setup": setup_answer(yes)})
+                            options={"setup": setup_answer(yes), "trust_remote_code": trust})
     finally:
         bar.close()
     click.echo(f"converted {source} → {info.name} ({human_size(info.size)})")

