@@ -56,6 +56,12 @@ def register_error_shape(app: Quart, prefix: str, shape: ErrorShape) -> None:
     app.extensions.setdefault("inferno_error_shapes", {})[prefix] = shape
 
 
+def register_body_limit(app: Quart, prefix: str, limit: int) -> None:
+    """Bodies under a URL prefix may be up to limit bytes (instead of INFERNO_MAX_BODY_BYTES) when they declare
+    their length; a route that streams its body (uploads) still counts what arrives, chunked bodies included."""
+    app.extensions.setdefault("inferno_body_limits", {})[prefix] = limit
+
+
 def error_shape_for(app: Quart, path: str) -> ErrorShape:
     shapes: dict[str, ErrorShape] = app.extensions.get("inferno_error_shapes", {})
     best = max((p for p in shapes if path.startswith(p)), key=len, default=None)

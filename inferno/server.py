@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import inspect
 import json
@@ -83,6 +84,7 @@ def create_app(inferno: Inferno) -> Quart:
     from inferno.plugins import load_plugins, pm
 
     app = Quart("inferno")
+    app.request_class = _request_class(app)
     settings = inferno.settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["RESPONSE_TIMEOUT"] = None  # generations stream for as long as they take
@@ -93,6 +95,10 @@ def create_app(inferno: Inferno) -> Quart:
     open_paths = {"/", "/health"}
     metrics = inferno.metrics
     policy = cross_site.make_policy(settings)
+    # over HTTP, a request sets only the load options the operator allows (each would reload a shared model)
+    allowed = tuple(settings.request_load_options)
+    inferno.engine.settings = dataclasses.replace(inferno.engine.settings,
+                                                  request_load_options=None if "*" in allowed else allowed)
 
     @app.before_request
     async def guard() -> Any:
@@ -206,6 +212,22 @@ def create_app(inferno: Inferno) -> Quart:
     return app
 
 
+def _request_class(app: Quart) -> Any:
+    """Requests whose body limit is their route prefix's (register_body_limit), else INFERNO_MAX_BODY_BYTES."""
+    from quart.wrappers import Request
+
+    class InfernoRequest(Request):
+        def __init__(self, method: str, scheme: str, path: str, *args: Any, max_content_length: int | None = None,
+                     **kwargs: Any) -> None:
+            limits: dict[str, int] = app.extensions.get("inferno_body_limits", {})
+            prefix = max((p for p in limits if path.startswith(p)), key=len, default=None)
+            if prefix is not None:
+                max_content_length = limits[prefix]
+            super().__init__(method, scheme, path, *args, max_content_length=max_content_length, **kwargs)
+
+    return InfernoRequest
+
+
 def _ps_row(m: Any) -> dict[str, Any]:
     from datetime import datetime, timezone
 
@@ -289,7 +311,9 @@ async def serve(inferno: Inferno, *, preload: str | None = None, preload_options
             return
         app.extensions["inferno_ready"] = False
         try:
-            await inferno.engine.load(preload, preload_options, keep_alive=-1).result()
+            if preload_options is not None:  # the operator's own options: defaults, not a request's ask
+                inferno.engine.set_defaults(preload, preload_options)
+            await inferno.engine.load(preload, keep_alive=-1).result()
         except InfernoError as e:  # keep serving the other models; say why this one is not loaded
             logging.getLogger("inferno").error("could not preload %s: %s", preload, e.message)
         finally:

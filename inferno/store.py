@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -323,6 +324,29 @@ class Store:
 
     def has_blob(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
+
+    def prune_blobs(self, grace: float, keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """Remove uploaded blobs (and abandoned partial uploads) last written more than grace seconds ago, but
+        those in keep (digests a running create still reads): a blob is only the input of a create, which copies
+        it into the model, so an old one is an orphan. Returns the names removed."""
+        folder = self.root / BLOBS
+        removed: list[str] = []
+        now = time.time()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return removed
+        for entry in entries:
+            digest = "sha256:" + entry.name.removeprefix("sha256-")
+            try:
+                old = now - entry.stat(follow_symlinks=False).st_mtime > grace
+            except OSError:
+                continue
+            if old and digest not in keep and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+        return removed
 
     def open_blob_writer(self, digest: str) -> BlobWriter:
         path = self.blob_path(digest)

@@ -7,10 +7,14 @@ import re
 import uuid
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from inferno.engine import sandbox
 from inferno.engine.types import Message, Tool, ToolCall, ToolChoice
 from inferno.errors import BadRequestError
+
+if TYPE_CHECKING:
+    from inferno.engine.protocol import EngineSettings
 
 # Used when a model ships no template: ChatML is what most small instruct models were tuned on.
 CHATML = (
@@ -40,12 +44,12 @@ def _strftime_now(fmt: str) -> str:
 def _compile(source: str) -> Any:
     from jinja2 import TemplateSyntaxError
     from jinja2.ext import loopcontrols
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    # Sandboxed: a template comes from a downloaded file and must not reach Python internals.
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
-    env.filters["tojson"] = lambda v, indent=None, ensure_ascii=False: json.dumps(
-        v, indent=indent, ensure_ascii=ensure_ascii)
+    # Sandboxed: a template comes from a downloaded file or a request and must not reach Python internals, nor
+    # loop or allocate without bound (sandbox.py: every render has a step, time and size budget).
+    env = sandbox.make_environment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env.filters["tojson"] = sandbox._bounded_filter(lambda v, indent=None, ensure_ascii=False: json.dumps(
+        v, indent=indent, ensure_ascii=ensure_ascii))
     env_globals: dict[str, Any] = env.globals
     env_globals["raise_exception"] = _raise
     env_globals["strftime_now"] = _strftime_now
@@ -82,11 +86,21 @@ def tools_system_text(tools: list[Tool]) -> str:
             f"<tools>\n{specs}\n</tools>")
 
 
+def check_template_size(source: str, limit: int, param: str = "template") -> None:
+    if len(source) > limit:
+        raise TemplateError(f"the chat template is {len(source)} characters; at most {limit} are accepted "
+                            "(INFERNO_MAX_TEMPLATE_BYTES)", param=param)
+
+
 def render_chat(template: str | None, messages: list[Message], *, tools: list[Tool] | None,
                 bos_token: str, eos_token: str, add_generation_prompt: bool = True,
-                extra: dict[str, Any] | None = None) -> str:
+                extra: dict[str, Any] | None = None, limits: EngineSettings | None = None) -> str:
     """The prompt text; `extra` are more template variables (a thinking switch: enable_thinking …)."""
+    from inferno.engine.protocol import EngineSettings
+
+    limits = limits or EngineSettings()
     source = template or CHATML
+    check_template_size(source, limits.max_template_bytes)
     msgs = [_message_dict(m) for m in messages]
     if tools and "tools" not in source:
         described = tools_system_text(tools)
@@ -103,12 +117,17 @@ def render_chat(template: str | None, messages: list[Message], *, tools: list[To
                 d["role"] = "user"
                 d["content"] = f"<tool_response>{d['content']}</tool_response>"
     try:
-        return _compile(source).render(
-            messages=msgs, tools=[_tool_spec(t) for t in tools] if tools else None,
-            add_generation_prompt=add_generation_prompt, bos_token=bos_token, eos_token=eos_token,
-            **(extra or {}))
-    except TemplateError:
+        with sandbox.budget(limits.template_max_steps, limits.template_timeout, limits.template_max_string):
+            return sandbox.render(_compile(source), dict(
+                messages=msgs, tools=[_tool_spec(t) for t in tools] if tools else None,
+                add_generation_prompt=add_generation_prompt, bos_token=bos_token, eos_token=eos_token,
+                **(extra or {})))
+    except BadRequestError:
         raise
+    except RecursionError:
+        raise TemplateError("chat template: nested or recursive too deeply") from None
+    except MemoryError:
+        raise TemplateError("chat template: out of memory while rendering") from None
     except Exception as e:  # includes SecurityError from the sandbox
         raise TemplateError(f"chat template failed: {type(e).__name__}: {e}") from e
 

@@ -242,7 +242,7 @@ class Model:
             text = chat.render_chat(self.chat_template(req),
                                     messages, tools=req.tools if req.tool_choice.mode != "none" else None,
                                     bos_token=self.bos_text, eos_token=self.eos_text,
-                                    extra=template_vars(req.think))
+                                    extra=template_vars(req.think), limits=self.settings)
             if images:
                 tokens, found = self._with_images(text, images, add_bos=not req.context, context=req.context)
                 return tokens, text, found
@@ -266,10 +266,11 @@ class Model:
 
     def _with_images(self, text: str, images: list[str], *, add_bos: bool,
                      context: list[int] | None) -> tuple[list[int], PromptImages]:
-        from inferno.engine.vision import image_bytes
+        from inferno.engine.vision import check_pixels, image_bytes
 
         assert self.projector is not None
         raw = [image_bytes(x, i, self.settings.max_image_bytes) for i, x in enumerate(images)]
+        check_pixels(raw, self.settings.max_image_pixels, self.settings.max_request_pixels)
         add = add_bos and self.add_bos and not (self.bos_text and text.startswith(self.bos_text))
         tokens, found = self.projector.tokenize(text, raw, add_special=add)
         if tokens and tokens[-1] < 0:

@@ -92,6 +92,19 @@ class EngineSettings:
     flash_attn: FlashAttn = "auto"
     rpc_servers: tuple[str, ...] = ()  # llama.cpp RPC workers (host:port) that hold the layers with the GPUs
     tensor_split: tuple[float, ...] = ()  # proportions per device: the RPC workers' in order, then local GPUs
+    # bounds on what one request may make the engine do (inferno.config.Settings names each; docs/security.md)
+    max_grammar_bytes: int = 100_000
+    max_grammar_depth: int = 1000
+    max_schema_repeat: int = 10_000
+    max_template_bytes: int = 128 * 1024
+    template_max_steps: int = 1_000_000
+    template_timeout: float = 5.0
+    template_max_string: int = 16 << 20
+    max_image_pixels: int = 4096 * 4096
+    max_request_pixels: int = 4 * 4096 * 4096
+    # the load options a request may set (Ollama's names); None: any (in-process callers, the CLI). The server
+    # sets it from INFERNO_REQUEST_LOAD_OPTIONS: another option would reload a shared model for everyone.
+    request_load_options: tuple[str, ...] | None = None
 
     @classmethod
     def from_settings(cls, s: Any) -> EngineSettings:
@@ -99,7 +112,12 @@ class EngineSettings:
                    max_image_bytes=s.max_image_bytes,
                    keep_alive=s.keep_alive_seconds, max_loaded_models=s.max_loaded_models,
                    max_queue=s.max_queue, num_parallel=s.num_parallel, kv_cache_type=s.kv_cache_type,
-                   flash_attn=s.flash_attn, rpc_servers=tuple(s.rpc_servers), tensor_split=tuple(s.tensor_split))
+                   flash_attn=s.flash_attn, rpc_servers=tuple(s.rpc_servers), tensor_split=tuple(s.tensor_split),
+                   max_grammar_bytes=s.max_grammar_bytes, max_grammar_depth=s.max_grammar_depth,
+                   max_schema_repeat=s.max_schema_repeat, max_template_bytes=s.max_template_bytes,
+                   template_max_steps=s.template_max_steps, template_timeout=s.template_timeout,
+                   template_max_string=s.template_max_string, max_image_pixels=s.max_image_pixels,
+                   max_request_pixels=s.max_request_pixels)
 
 
 class Engine(Protocol):

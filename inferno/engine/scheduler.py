@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from inferno.engine.handle import RequestHandle
+from inferno.engine.limits import check_load
 from inferno.engine.protocol import EngineSettings, NullObserver, Observer, Resolver
 from inferno.engine.types import (
     EmbedRequest,
@@ -112,6 +113,7 @@ class Scheduler:
     def _enqueue(self, kind: str, model: str, request: object, load: LoadOptions,
                  keep_alive: float | None) -> RequestHandle:
         name = self.resolver.canonical(model)  # ModelNotFoundError before anything queues
+        check_load(self.resolver, name, load, self.settings)  # a request's load options within the limits (400)
         options = load.merged(self.defaults.get(name, self.global_defaults))
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()

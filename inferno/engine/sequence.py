@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from inferno.engine import chat
-from inferno.engine.grammar import grammar_for
+from inferno.engine.grammar import check_grammar, grammar_for
 from inferno.engine.output import StreamedText
 from inferno.engine.sampling import DEFAULT_SAMPLING, Sampler, logprobs_entry
 from inferno.engine.thinking import HarmonySplitter, ThinkSplitter, is_harmony, opens_inside, supports_thinking
@@ -37,8 +37,8 @@ class Sequence:
         if not req.sampling.stop and params.get("stop"):
             s["stop"] = params["stop"]
         forced = chat.tool_call_schema(req.tools, req.tool_choice) if req.tools else None
-        grammar = req.grammar if req.grammar and forced is None else grammar_for(
-            forced if forced is not None else req.format)
+        grammar = check_grammar(req.grammar, model.settings) if req.grammar and forced is None else grammar_for(
+            forced if forced is not None else req.format, model.settings)
         self.sampler = Sampler(model.lib, model.vocab, model.n_vocab, model.n_ctx, s, grammar)
         max_tokens = s.get("max_tokens")
         self.max_tokens = None if max_tokens is None or max_tokens < 0 else int(max_tokens)

@@ -112,7 +112,7 @@ class GenerateRequest(BaseModel):
     # Thinking models: None = the template's default; False = off where the template has a switch; True or an
     # effort = on (the effort reaches templates that read `reasoning_effort`).
     think: bool | Literal["low", "medium", "high"] | None = None
-    grammar: str | None = Field(None, max_length=100_000)  # raw GBNF, as llama-server's `grammar` (wins over format)
+    grammar: str | None = Field(None, max_length=1 << 24)  # raw GBNF, as llama-server's `grammar` (wins over format)
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerateRequest:

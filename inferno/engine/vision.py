@@ -51,6 +51,25 @@ def image_bytes(data: str | bytes, index: int, limit: int) -> bytes:
     return raw
 
 
+def check_pixels(images: list[bytes], per_image: int, per_request: int) -> None:
+    """Width x height from each header, capped per image and for the request, before any image is decoded."""
+    from inferno.engine.imagesize import image_size
+
+    total = 0
+    for i, raw in enumerate(images):
+        size = image_size(raw)
+        if size is None or not size[0] or not size[1]:
+            raise BadRequestError(f"image {i}: its width and height cannot be read from its header", param="images")
+        w, h = size
+        if w * h > per_image:
+            raise BadRequestError(f"image {i} is {w}x{h} ({w * h} pixels); at most {per_image} pixels are accepted "
+                                  "per image (INFERNO_MAX_IMAGE_PIXELS)", param="images")
+        total += w * h
+        if total > per_request:
+            raise BadRequestError(f"the images of this request hold more than {per_request} pixels together "
+                                  "(INFERNO_MAX_REQUEST_PIXELS)", param="images")
+
+
 @dataclass
 class PromptImages:
     """The image chunks of one prompt by start index: the chunk, its tokens and the positions they take (fewer

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 @hookimpl
 def register_routes(app: Quart, inferno: Inferno) -> None:
-    from inferno.api import register_error_shape
+    from inferno.api import register_body_limit, register_error_shape
 
     from .manage import make_blueprint as management
     from .routes import make_blueprint as generation
@@ -26,3 +26,4 @@ def register_routes(app: Quart, inferno: Inferno) -> None:
     app.register_blueprint(generation(inferno))
     app.register_blueprint(management(inferno))
     register_error_shape(app, "/api", error_body)
+    register_body_limit(app, "/api/blobs/", inferno.settings.max_blob_bytes)

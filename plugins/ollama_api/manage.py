@@ -27,6 +27,11 @@ from . import translate as t
 from .routes import ndjson_stream
 from .schemas import CopyBody, CreateBody, DeleteBody, PullBody, ShowBody
 
+
+class BlobTooLargeError(InfernoError):
+    status = 413
+
+
 # The Ollama API version whose behaviour this dialect follows (clients compare it to minimum versions).
 OLLAMA_VERSION = "0.12.0"
 
@@ -55,6 +60,13 @@ def make_blueprint(inferno: Inferno) -> Any:
 
     bp = Blueprint("ollama_manage", __name__)
     store = inferno.store
+    reading: dict[str, int] = {}  # digests running creates read: never pruned from under them
+
+    def prune() -> None:
+        store.prune_blobs(inferno.settings.blob_grace_seconds, frozenset(reading))
+
+    with contextlib.suppress(OSError):
+        prune()  # orphans of an earlier run
 
     @bp.route("/", methods=["GET", "HEAD"])
     async def root() -> Any:
@@ -156,14 +168,20 @@ def make_blueprint(inferno: Inferno) -> Any:
     @bp.post("/api/blobs/<digest>")
     async def blob_upload(digest: str) -> Any:
         """Upload a file (raw body) whose sha256 is digest."""
+        limit = inferno.settings.max_blob_bytes
         writer = store.open_blob_writer(digest)
+        received = 0
         try:
-            async for chunk in request.body:
+            async for chunk in request.body:  # counted as it arrives: a chunked body declares no length
+                received += len(chunk)
+                if received > limit:
+                    raise BlobTooLargeError(f"the blob is larger than {limit} bytes (INFERNO_MAX_BLOB_BYTES)")
                 writer.write(chunk)
             writer.commit()
         except BaseException:
             writer.abort()
             raise
+        await asyncio.to_thread(prune)
         return Response("", status=201)
 
     @bp.post("/api/create")
@@ -216,13 +234,31 @@ def make_blueprint(inferno: Inferno) -> Any:
         extra: dict[str, Any] = {}
         if req.system is not None:
             extra["system"] = req.system
-        if req.template is not None:
+        if req.template is not None:  # stored, it renders for every later request: refused here when too big
+            if len(req.template) > inferno.settings.max_template_bytes:
+                raise BadRequestError(f"the template is {len(req.template)} characters; at most "
+                                      f"{inferno.settings.max_template_bytes} are accepted "
+                                      "(INFERNO_MAX_TEMPLATE_BYTES)", param="template")
             extra["template"] = req.template
         if req.parameters:
             sampling, _ = t.options(req.parameters)
             extra["parameters"] = sampling.model_dump(exclude_none=True, exclude_defaults=True)
 
+        used = set((req.files or {}).values())
+
         def work(progress: Any) -> None:
+            for d in used:
+                reading[d] = reading.get(d, 0) + 1
+            try:
+                build(progress)
+            finally:
+                for d in used:
+                    reading[d] -= 1
+                    if not reading[d]:
+                        del reading[d]
+                prune()
+
+        def build(progress: Any) -> None:
             progress(0, None, "parsing modelfile")
             if safetensors:
                 _create_from_safetensors(inferno, req.files or {}, target, req.quantize, progress)

@@ -94,7 +94,9 @@ def make_blueprint(inferno: Inferno) -> Any:
         core: dict[str, Any] = {"model": req.model, "sampling": sampling, "load": load, "keep_alive": keep,
                                 "format": t.fmt(req.format), "context": req.context, "return_context": True,
                                 "think": think, "grammar": t.grammar(req.options)}
-        filled = t.go_template(req.template, req.system, req.prompt) if req.template else None
+        # a template's translation runs off the event loop (a big one must not stall every other request)
+        filled = await asyncio.to_thread(t.go_template, req.template, req.system, req.prompt,
+                                         inferno.settings.max_template_bytes) if req.template else None
         if req.raw or req.suffix or filled is not None:
             core.update(prompt=filled if filled is not None else req.prompt, suffix=req.suffix,
                         images=req.images or None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -101,20 +102,45 @@ def final_metrics(done: Done) -> dict[str, Any]:
             "eval_count": done.completion_tokens, "eval_duration": done.eval_ns}
 
 
-def go_template(template: str, system: str | None, prompt: str) -> str | None:
-    """Ollama templates are Go templates; the common simple ones ({{ .System }}, {{ .Prompt }}) are
-    filled in here. Anything else is taken as a Jinja chat template (None returned)."""
+# One Go template action: `{{`, anything but braces, `}}`. Braces excluded, every match attempt stops at the next
+# brace, so a scan is linear in the template's length whatever it holds (no pairing regex that rescans).
+_ACTION = re.compile(r"\{\{-?([^{}]*?)-?\}\}")
+_FIELD = re.compile(r"\s*\.(\w+)\s*")
+_IF = re.compile(r"\s*if\s+\.(\w+)\s*")
+
+
+def go_template(template: str, system: str | None, prompt: str, limit: int) -> str | None:
+    """Ollama templates are Go templates; the common simple ones ({{ .System }}, {{ .Prompt }}, {{ if .System }}
+    … {{ else }} … {{ end }}) are filled in here. Anything else is taken as a Jinja chat template (None
+    returned). One pass over the template's actions with a stack for the ifs: linear time, size-capped; the
+    route runs it off the event loop."""
+    if len(template) > limit:
+        raise BadRequestError(f"the template is {len(template)} characters; at most {limit} are accepted "
+                              "(INFERNO_MAX_TEMPLATE_BYTES)", param="template")
     if ".Prompt" not in template:
         return None
-    import re
-
-    def sub(match: re.Match[str]) -> str:
-        key = match.group(1)
-        return {"System": system or "", "Prompt": prompt, "Response": ""}.get(key, "")
-
-    text = re.sub(r"\{\{-?\s*if\s+\.System\s*-?\}\}(.*?)\{\{-?\s*end\s*-?\}\}",
-                  lambda m: m.group(1) if system else "", template, flags=re.S)
-    return re.sub(r"\{\{-?\s*\.(\w+)\s*-?\}\}", sub, text)
+    values = {"System": system or "", "Prompt": prompt, "Response": ""}
+    out: list[str] = []
+    shown = [True]  # per open if: whether its current branch is shown (and all enclosing ones are)
+    pos = 0
+    for m in _ACTION.finditer(template):
+        if shown[-1]:
+            out.append(template[pos:m.start()])
+        pos = m.end()
+        action = m.group(1)
+        if (cond := _IF.fullmatch(action)) is not None:
+            shown.append(shown[-1] and bool(values.get(cond.group(1))))
+        elif action.strip() == "else" and len(shown) > 1:
+            shown[-1] = shown[-2] and not shown[-1]
+        elif action.strip() == "end" and len(shown) > 1:
+            shown.pop()
+        elif shown[-1] and (field := _FIELD.fullmatch(action)) is not None:
+            out.append(values.get(field.group(1), ""))
+    if len(shown) > 1:
+        raise BadRequestError("the template has an {{ if }} without its {{ end }}", param="template")
+    if shown[-1]:
+        out.append(template[pos:])
+    return "".join(out)
 
 
 def error_body(error: InfernoError) -> dict[str, Any]:
