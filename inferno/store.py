@@ -325,12 +325,12 @@ class Store:
     def has_blob(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
 
-    def prune_blobs(self, grace: float, keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    def prune_blobs(self, grace: float, keep: set[str] | frozenset[str] = frozenset()) -> builtins.list[str]:
         """Remove uploaded blobs (and abandoned partial uploads) last written more than grace seconds ago, but
         those in keep (digests a running create still reads): a blob is only the input of a create, which copies
         it into the model, so an old one is an orphan. Returns the names removed."""
         folder = self.root / BLOBS
-        removed: list[str] = []
+        removed: builtins.list[str] = []
         now = time.time()
         try:
             entries = list(os.scandir(folder))

@@ -38,7 +38,8 @@ def flagged(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterat
     """`inferno serve tiny` started with every load flag in the original's underscore spelling."""
     home = tmp_path_factory.mktemp("parity-home")
     Inferno(load_settings({"INFERNO_HOME": str(home)})).import_file(tiny_gguf, "tiny", source=str(tiny_gguf))
-    server = start_server(home, args=("tiny", *ORIGINAL))
+    # requests below set every load option: this operator lets them (the default allows num_ctx only)
+    server = start_server(home, {"INFERNO_REQUEST_LOAD_OPTIONS": "*"}, args=("tiny", *ORIGINAL))
     yield server
     stop_server(server)
 

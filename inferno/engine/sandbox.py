@@ -17,7 +17,7 @@ import functools
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -76,7 +76,7 @@ def _check_format(text: str) -> None:
 
 
 @contextmanager
-def budget(max_steps: int, timeout: float, max_size: int) -> Iterator[None]:
+def budget(max_steps: int, timeout: float, max_size: int) -> Generator[None]:
     b = _budget
     saved = (b.active, b.steps, b.deadline, b.max_size, b.timeout, b.max_steps)
     b.active, b.steps, b.max_size, b.timeout, b.max_steps = True, max_steps, max_size, timeout, max_steps
