@@ -92,7 +92,7 @@ def host_allowed(policy: Policy, host_header: str) -> bool:
     else:
         name = value.rsplit(":", 1)[0] if value.count(":") == 1 else value
     if not name:
-        return False
+        return True  # no Host at all (HTTP/1.0): not a browser, which always names the host it resolved
     try:
         address = ipaddress.ip_address(name)
     except ValueError:

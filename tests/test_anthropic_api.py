@@ -361,7 +361,7 @@ def test_image_refusals_are_400_in_anthropic_shape(eyes: anthropic.Anthropic) ->
         ({"type": "file", "file_id": "file_1"}, "eyes", "file_id"),
         ({"type": "base64", "media_type": "image/png"}, "eyes", "needs data"),
         (_b64(RED), "tiny", "no vision"),
-        (_b64(base64.b64encode(b"GIF89a-garbage").decode(), "image/gif"), "eyes", "cannot be decoded"),
+        (_b64(base64.b64encode(b"GIF89a\x01\x00\x01\x00-garbage").decode(), "image/gif"), "eyes", "cannot be decoded"),
         (_b64(base64.b64encode(b"RIFF\x00\x00\x00\x00WEBPVP8 ").decode(), "image/webp"), "eyes",
          "not a PNG, JPEG, GIF or BMP"),
     ]

@@ -389,7 +389,7 @@ def test_input_image_refusals_are_400_in_openai_shape(eyes: OpenAI) -> None:
         ({"file_id": "file-abc"}, "eyes", "file_id"),
         ({}, "eyes", "needs an image_url"),
         ({"image_url": RED}, "tiny", "no vision"),
-        ({"image_url": base64.b64encode(b"GIF89a-garbage").decode()}, "eyes", "cannot be decoded"),
+        ({"image_url": base64.b64encode(b"GIF89a\x01\x00\x01\x00-garbage").decode()}, "eyes", "cannot be decoded"),
         ({"image_url": "@@@"}, "eyes", "base64"),
     ]
     for image, model, words in cases:

@@ -77,7 +77,7 @@ def test_openai_refuses_what_it_should(server: Server) -> None:
     with pytest.raises(openai.BadRequestError, match="no vision"):
         ask_openai(server, RED, model="tiny")
     with pytest.raises(openai.BadRequestError, match="cannot be decoded"):
-        ask_openai(server, base64.b64encode(b"GIF89a-garbage").decode())
+        ask_openai(server, base64.b64encode(b"GIF89a\x01\x00\x01\x00-garbage").decode())  # 1x1, undecodable
     big = base64.b64encode(png((9, 9, 9), 200, 200) + b"\x00" * 5000).decode()
     with pytest.raises(openai.BadRequestError, match="INFERNO_MAX_IMAGE_BYTES"):
         ask_openai(server, big)

@@ -59,7 +59,7 @@ def check_pixels(images: list[bytes], per_image: int, per_request: int) -> None:
     for i, raw in enumerate(images):
         size = image_size(raw)
         if size is None or not size[0] or not size[1]:
-            raise BadRequestError(f"image {i}: its width and height cannot be read from its header", param="images")
+            raise BadRequestError(f"image {i} cannot be decoded: no width and height in its header", param="images")
         w, h = size
         if w * h > per_image:
             raise BadRequestError(f"image {i} is {w}x{h} ({w * h} pixels); at most {per_image} pixels are accepted "
@@ -76,7 +76,7 @@ class PromptImages:
     than the tokens with M-RoPE, as Qwen2-VL lays an image out on a grid). Freed with the request."""
 
     spans: dict[int, tuple[Any, int, int]] = field(default_factory=dict)  # start → (chunk, tokens, positions)
-    chunks: Any = None
+    chunks: Any = None  # the mtmd chunk lists holding them (one per image), freed with this object
 
     def align(self, n: int) -> int:
         """n moved back to the start of the image it falls inside (a cache prefix never splits an image)."""
@@ -115,31 +115,44 @@ class Projector:
             self.ctx = None
 
     def tokenize(self, text: str, images: list[bytes], *, add_special: bool) -> tuple[list[int], PromptImages]:
-        """Tokens of text with one image per marker; an image's positions hold placeholder ids."""
+        """Tokens of text with one image per marker; an image's positions hold placeholder ids.
+
+        Images are decoded one at a time: the text is tokenized up to and including each image's marker with
+        that image alone, and its decoded bitmap freed before the next is decoded (mtmd's chunk keeps only the
+        image's preprocessed tiles), so a request's peak is one decoded image, not all of them."""
         m = self.m
-        bitmaps: list[Any] = []
-        out = PromptImages()
-        try:
-            for i, raw in enumerate(images):
-                buf = (ctypes.c_uint8 * len(raw)).from_buffer_copy(raw)
-                bmp = m.mtmd_helper_bitmap_init_from_buf(self.ctx, buf, len(raw), False)
-                if not bmp:
-                    raise BadRequestError(f"image {i} cannot be decoded", param="images")
-                bitmaps.append(bmp)
-            chunks = m.mtmd_input_chunks_init()
-            weakref.finalize(out, m.mtmd_input_chunks_free, chunks)
-            out.chunks = chunks
-            encoded = text.encode("utf-8")
-            inp = m.mtmd_input_text(encoded, len(encoded), add_special, True)
-            arr = (m.mtmd_bitmap_p_ctypes * max(1, len(bitmaps)))(*bitmaps)
-            rc = m.mtmd_tokenize(self.ctx, chunks, ctypes.byref(inp), arr, len(bitmaps))
-            if rc == 1:
-                raise BadRequestError(f"the prompt has {text.count(MARKER)} image markers for {len(images)} "
-                                      "images", param="images")
-            if rc != 0:
-                raise BadRequestError("an image could not be prepared for the model", param="images")
-            tokens: list[int] = []
-            n_image = 0
+        parts = text.split(MARKER)
+        if len(parts) - 1 != len(images):
+            raise BadRequestError(f"the prompt has {len(parts) - 1} image markers for {len(images)} images",
+                                  param="images")
+        out = PromptImages(chunks=[])
+        tokens: list[int] = []
+        first = True
+        for k, part in enumerate(parts):
+            segment = part + (MARKER if k < len(images) else "")
+            if not segment:
+                continue
+            bmp = None
+            try:
+                if k < len(images):
+                    raw = images[k]
+                    buf = (ctypes.c_uint8 * len(raw)).from_buffer_copy(raw)
+                    bmp = m.mtmd_helper_bitmap_init_from_buf(self.ctx, buf, len(raw), False)
+                    if not bmp:
+                        raise BadRequestError(f"image {k} cannot be decoded", param="images")
+                chunks = m.mtmd_input_chunks_init()
+                weakref.finalize(out, m.mtmd_input_chunks_free, chunks)
+                out.chunks.append(chunks)
+                encoded = segment.encode("utf-8")
+                inp = m.mtmd_input_text(encoded, len(encoded), add_special and first, True)
+                arr = (m.mtmd_bitmap_p_ctypes * 1)(*([bmp] if bmp else [None]))
+                rc = m.mtmd_tokenize(self.ctx, chunks, ctypes.byref(inp), arr, 1 if bmp else 0)
+                if rc != 0:
+                    raise BadRequestError("an image could not be prepared for the model", param="images")
+            finally:
+                if bmp:
+                    m.mtmd_bitmap_free(bmp)
+            first = False
             for c in range(m.mtmd_input_chunks_size(chunks)):
                 chunk = m.mtmd_input_chunks_get(chunks, c)
                 if m.mtmd_input_chunk_get_type(chunk) == m.MTMD_INPUT_CHUNK_TYPE_TEXT:
@@ -148,14 +161,10 @@ class Projector:
                     tokens.extend(ptr[i] for i in range(n.value))
                     continue
                 n_tok = m.mtmd_input_chunk_get_n_tokens(chunk)
-                h = int(hashlib.sha256(images[n_image]).hexdigest()[:12], 16)
+                h = int(hashlib.sha256(images[k]).hexdigest()[:12], 16)
                 out.spans[len(tokens)] = (chunk, n_tok, m.mtmd_input_chunk_get_n_pos(chunk))
                 tokens.extend(-(1 + h * 1_000_000 + i) for i in range(n_tok))
-                n_image += 1
-            return tokens, out
-        finally:
-            for bmp in bitmaps:
-                m.mtmd_bitmap_free(bmp)
+        return tokens, out
 
     def eval(self, lctx: Any, chunk: Any, n_past: int, seq_id: int, n_batch: int) -> bool:
         """Decode one image chunk into sequence seq_id at positions n_past…; False on failure."""
