@@ -203,7 +203,9 @@ def test_m_rope_positions_match_llama_cpp_s_own_helper(qhost: Inferno) -> None:
     try:
         _, found = proj.tokenize(prompt, [base64.b64decode(RED)], add_special=True)
         n_past = ctypes.c_int32(0)
-        assert proj.m.mtmd_helper_eval_chunks(proj.ctx, ctx, found.chunks, 0, 0, 512, True, ctypes.byref(n_past)) == 0
+        for chunks in found.chunks:  # one chunk list per image (images are decoded one at a time), in order
+            assert proj.m.mtmd_helper_eval_chunks(proj.ctx, ctx, chunks, n_past.value, 0, 512, True,
+                                                  ctypes.byref(n_past)) == 0
         out = b""
         batch = lib.llama_batch_init(1, 0, 1)
         for _ in range(10):
