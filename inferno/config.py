@@ -71,6 +71,7 @@ class Settings(BaseModel):
     aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ALIASES))
     rpc_servers: list[str] = Field(default_factory=list)  # llama.cpp RPC workers (host:port) a model is split over
     tensor_split: list[float] = Field(default_factory=list)  # proportions per device (RPC workers, then GPUs)
+    shutdown_timeout: float = Field(10.0, ge=0)  # seconds streams in flight may take to end after SIGTERM
 
     @field_validator("keep_alive")
     @classmethod
@@ -141,6 +142,7 @@ KEYS = {
     "host": "host",  # "host" or "host:port"
     "rpc_servers": "rpc_servers",  # "host:port,host:port" or a JSON list
     "tensor_split": "tensor_split",  # "3,1" or a JSON list
+    "shutdown_timeout": "shutdown_timeout",
 }
 CONFIG_ONLY = {"aliases", "default_model", "port"}
 

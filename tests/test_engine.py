@@ -18,7 +18,7 @@ from inferno.engine.types import (
     TokenizeRequest,
     Tokens,
 )
-from inferno.errors import BadRequestError, BusyError, ModelNotFoundError
+from inferno.errors import BadRequestError, BusyError, ModelLoadError, ModelNotFoundError
 from inferno.host import Inferno
 
 from .conftest import wait_for
@@ -192,6 +192,6 @@ def test_corrupt_model_file_is_a_clear_load_error(host: Inferno, tmp_path: Path,
     data = tiny_gguf.read_bytes()
     broken.write_bytes(data[: len(data) // 2])
     host.store.add("broken", broken, source="test")
-    with pytest.raises(Exception) as info:
+    with pytest.raises(ModelLoadError) as info:  # not a crash, not "not found"
         run(host, gen(model="broken"))
     assert "broken" in str(info.value)
