@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -83,9 +84,11 @@ def test_prompt_longer_than_context_names_both_numbers(host: Inferno) -> None:
 
 
 def test_keep_alive_expiry_and_zero(host: Inferno) -> None:
-    run(host, gen(keep_alive=5))
-    (model,) = host.engine.loaded()  # well within its 5 s
+    run(host, gen(keep_alive=600))
+    (model,) = host.engine.loaded()
     assert model.name == "tiny" and model.expires_at is not None
+    assert 590 < model.expires_at - time.time() <= 600
+    run(host, gen(keep_alive=1))  # no assertion races the second: only its expiry is awaited
     wait_for(lambda: "tiny" not in loaded(host), "tiny to expire")
     run(host, gen(keep_alive=0))
     wait_for(lambda: "tiny" not in loaded(host), "tiny to unload at once")
