@@ -110,11 +110,12 @@ class Inferno:
 
     def capabilities(self, info: ModelInfo, meta: ModelMetadata) -> list[str]:
         """What a model can do, in Ollama's words: completion, tools, insert, embedding, thinking."""
+        from inferno.engine.chat import uses_tools
         from inferno.engine.thinking import supports_thinking
 
         caps = ["completion"]
         template = info.template or meta.chat_template or ""
-        if "tools" in template:
+        if uses_tools(template):
             caps.append("tools")
         if meta.has_fim:
             caps.append("insert")
