@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import json
 import os
@@ -34,9 +35,7 @@ def _run(args: list[str], env_extra: dict[str, str], home: Path) -> subprocess.C
 
 
 def test_every_first_party_package_is_a_declared_plugin() -> None:
-    import inferno_plugins
-
-    packages = {p.parent.name for root in inferno_plugins.__path__ for p in Path(root).glob("*/__init__.py")}
+    packages = {p.parent.name for root in importlib.import_module("inferno_plugins").__path__ for p in Path(root).glob("*/__init__.py")}
     assert packages == FIRST_PARTY and {"quantize", "convert", "rpc", "ollama_api"} <= FIRST_PARTY
 
 
