@@ -35,7 +35,8 @@ def _run(args: list[str], env_extra: dict[str, str], home: Path) -> subprocess.C
 
 
 def test_every_first_party_package_is_a_declared_plugin() -> None:
-    packages = {p.parent.name for root in importlib.import_module("inferno_plugins").__path__ for p in Path(root).glob("*/__init__.py")}
+    roots = importlib.import_module("inferno_plugins").__path__
+    packages = {p.parent.name for root in roots for p in Path(root).glob("*/__init__.py")}
     assert packages == FIRST_PARTY and {"quantize", "convert", "rpc", "ollama_api"} <= FIRST_PARTY
 
 
