@@ -71,6 +71,8 @@ class Settings(BaseModel):
     aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ALIASES))
     rpc_servers: list[str] = Field(default_factory=list)  # llama.cpp RPC workers (host:port) a model is split over
     tensor_split: list[float] = Field(default_factory=list)  # proportions per device (RPC workers, then GPUs)
+    repack: bool = True  # llama.cpp's extra buffer types (repacked weights: CPU_REPACK, AMX); False = --no-repack
+    crash_window: float = Field(60.0, gt=0)  # seconds in which 3 runner deaths mark a model failed
 
     @field_validator("keep_alive")
     @classmethod
@@ -141,6 +143,8 @@ KEYS = {
     "host": "host",  # "host" or "host:port"
     "rpc_servers": "rpc_servers",  # "host:port,host:port" or a JSON list
     "tensor_split": "tensor_split",  # "3,1" or a JSON list
+    "repack": "repack",  # 0 / false: never repack weights (llama.cpp#20824 on AMX CPUs)
+    "crash_window": "crash_window",
 }
 CONFIG_ONLY = {"aliases", "default_model", "port"}
 

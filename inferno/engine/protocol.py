@@ -92,6 +92,10 @@ class EngineSettings:
     flash_attn: FlashAttn = "auto"
     rpc_servers: tuple[str, ...] = ()  # llama.cpp RPC workers (host:port) that hold the layers with the GPUs
     tensor_split: tuple[float, ...] = ()  # proportions per device: the RPC workers' in order, then local GPUs
+    no_repack: bool = False  # never use llama.cpp's extra buffer types (llama-server --no-repack; INFERNO_REPACK=0)
+    home: str | None = None  # INFERNO_HOME: where a model's healed setting (no repack) is remembered
+    crash_limit: int = 3  # runner deaths within crash_window seconds that mark a model failed
+    crash_window: float = 60.0
 
     @classmethod
     def from_settings(cls, s: Any) -> EngineSettings:
@@ -99,7 +103,8 @@ class EngineSettings:
                    max_image_bytes=s.max_image_bytes,
                    keep_alive=s.keep_alive_seconds, max_loaded_models=s.max_loaded_models,
                    max_queue=s.max_queue, num_parallel=s.num_parallel, kv_cache_type=s.kv_cache_type,
-                   flash_attn=s.flash_attn, rpc_servers=tuple(s.rpc_servers), tensor_split=tuple(s.tensor_split))
+                   flash_attn=s.flash_attn, rpc_servers=tuple(s.rpc_servers), tensor_split=tuple(s.tensor_split),
+                   no_repack=not s.repack, home=str(s.home), crash_window=s.crash_window)
 
 
 class Engine(Protocol):
