@@ -73,10 +73,12 @@ def server_ps() -> list[dict[str, Any]]:
                             "HOST:PORT[,HOST:PORT…] (INFERNO_RPC_SERVERS).")
 @click.option("--tensor-split", help="Proportions of the layers per device, the RPC workers' first, then local GPUs: "
                                      "3,1 (default: by free memory; INFERNO_TENSOR_SPLIT).")
+@click.option("--no-repack", is_flag=True, help="Never repack weights into llama.cpp's extra buffer types (CPU_REPACK, "
+                                            "AMX): llama-server's --no-repack (INFERNO_REPACK=0).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 def serve(model: str | None, host: str | None, port: int | None, load: dict[str, Any], keep_alive: str | None,
           parallel: int | None, kv_type: str | None, flash_attn: str | None, rpc: str | None,
-          tensor_split: str | None, log_level: str) -> None:
+          tensor_split: str | None, no_repack: bool, log_level: str) -> None:
     """Serve every local model over the Ollama (/api) and OpenAI (/v1) APIs.
 
     With MODEL, that model is pulled if needed and loaded before requests come. On an empty store the
@@ -94,7 +96,7 @@ def serve(model: str | None, host: str | None, port: int | None, load: dict[str,
     settings = load_settings()
     updates: dict[str, Any] = {k: v for k, v in {
         "host": host, "port": port, "keep_alive": keep_alive, "num_parallel": parallel, "kv_cache_type": kv_type,
-        "flash_attn": flash_attn}.items() if v is not None}
+        "flash_attn": flash_attn, "repack": False if no_repack else None}.items() if v is not None}
     settings = with_rpc(settings.model_validate(settings.model_dump() | updates), rpc, tensor_split)
     logging.basicConfig(level=getattr(logging, log_level.upper()), format="%(message)s")
     inferno = Inferno(settings)

@@ -148,6 +148,10 @@ class LoadedModel(_Model):
     queued: int = 0
     tokens_per_second: float = 0.0
     devices: list[dict[str, Any]] = []  # where it lives: name, endpoint (an RPC worker's), memory in bytes
+    state: str = "loaded"  # or "failed": its engine kept stopping (error says why)
+    error: str | None = None
+    repack: bool = True  # False: loaded without llama.cpp's repacked weights (--no-repack, or healed)
+    pid: int | None = None  # the model's runner process
 
 
 class PsResponse(_Model):

@@ -137,6 +137,10 @@ class Engine(Protocol):
 
     def loaded(self) -> list[LoadedModelInfo]: ...
 
+    def failed(self) -> list[LoadedModelInfo]:
+        """Models whose engine kept stopping (state "failed", error the cause): their requests get a 503 for a while."""
+        ...
+
     def rpc_workers(self) -> list[dict[str, Any]]:
         """Each llama.cpp RPC worker of settings.rpc_servers: endpoint, state (connected, ready, gone), error.
         May block for a TCP probe: call it off the event loop."""

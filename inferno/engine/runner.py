@@ -108,7 +108,8 @@ def _forward_warnings(outbox: Outbox) -> None:
     """Python warnings made here (an n_ctx above the trained length…) are the host's to show."""
     import warnings
 
-    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
         outbox.send(None, (f"warning:{message}",))
 
     warnings.showwarning = show

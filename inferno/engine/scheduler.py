@@ -15,6 +15,8 @@ from typing import Any
 
 from inferno.engine.handle import RequestHandle
 from inferno.engine.protocol import EngineSettings, NullObserver, Observer, Resolver
+from inferno.engine.proxy import Job, RunnerProxy
+from inferno.engine.supervisor import Deaths, RepackMemory
 from inferno.engine.types import (
     EmbedRequest,
     GenerateRequest,
@@ -23,8 +25,6 @@ from inferno.engine.types import (
     ScoreRequest,
     TokenizeRequest,
 )
-from inferno.engine.proxy import Job, RunnerProxy
-from inferno.engine.supervisor import Deaths, RepackMemory
 from inferno.errors import BusyError
 
 

@@ -233,3 +233,4 @@ class LoadedModelInfo:
     extra_buffers: bool = False  # weights sit in such a buffer now (CPU_REPACK, AMX…)
     state: Literal["loaded", "loading", "failed"] = "loaded"
     error: str | None = None  # a failed model's cause
+    pid: int | None = None  # its runner process

@@ -296,4 +296,5 @@ class Worker:
                                devices=m.devices(), expires_at=None, busy=b.busy,
                                load_options=m.options.model_dump(exclude_none=True), slots=len(b.slots),
                                slots_in_use=b.in_use, tokens_per_second=tps,
-                               repack=not self.settings.no_repack, extra_buffers=self.extra_buffers)
+                               repack=not self.settings.no_repack, extra_buffers=self.extra_buffers,
+                               pid=os.getpid())
