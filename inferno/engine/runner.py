@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, TextIO
 
 from inferno.engine.handle import _FINAL, Failure
 from inferno.engine.types import LoadedModelInfo
@@ -109,7 +109,7 @@ def _forward_warnings(outbox: Outbox) -> None:
     import warnings
 
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-             file: Any = None, line: str | None = None) -> None:
+             file: TextIO | None = None, line: str | None = None) -> None:
         outbox.send(None, (f"warning:{message}",))
 
     warnings.showwarning = show
