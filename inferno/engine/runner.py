@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 import threading
 from multiprocessing.connection import Connection
-from typing import Any, TextIO
+from typing import Any
 
 from inferno.engine.handle import _FINAL, Failure
 from inferno.engine.types import LoadedModelInfo
@@ -104,15 +105,24 @@ def _watch_buffers(outbox: Outbox) -> None:
     devices.listeners.append(listen)
 
 
-def _forward_warnings(outbox: Outbox) -> None:
+class _Warnings(logging.Handler):
     """Python warnings made here (an n_ctx above the trained length…) are the host's to show."""
-    import warnings
 
-    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-             file: TextIO | None = None, line: str | None = None) -> None:
-        outbox.send(None, (f"warning:{message}",))
+    def __init__(self, outbox: Outbox) -> None:
+        super().__init__()
+        self.outbox = outbox
 
-    warnings.showwarning = show
+    def emit(self, record: logging.LogRecord) -> None:
+        first = record.getMessage().splitlines()[0]  # "FILE:LINE: Category: message"
+        found = re.search(r":\d+: \w+: (.*)$", first)
+        self.outbox.send(None, (f"warning:{found.group(1) if found else first}",))
+
+
+def _forward_warnings(outbox: Outbox) -> None:
+    logging.captureWarnings(True)
+    py = logging.getLogger("py.warnings")
+    py.addHandler(_Warnings(outbox))
+    py.propagate = False
 
 
 def serve(conn: Connection) -> None:
