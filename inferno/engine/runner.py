@@ -83,6 +83,7 @@ class RemoteReply:
 
     def taken(self) -> None:
         self.outbox.put(self.jid, "taken")
+        self.outbox.send(None)  # now: if this request takes the process down, the host must know it was this one
 
     def admitted(self) -> None:
         self.outbox.put(self.jid, "admitted")
