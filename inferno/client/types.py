@@ -151,6 +151,7 @@ class LoadedModel(_Model):
     state: str = "loaded"  # or "failed": its engine kept stopping (error says why)
     error: str | None = None
     repack: bool = True  # False: loaded without llama.cpp's repacked weights (--no-repack, or healed)
+    extra_buffers: bool = False  # its weights sit in llama.cpp's extra buffer types (CPU_REPACK, AMX…)
     pid: int | None = None  # the model's runner process
 
 
