@@ -62,6 +62,8 @@ class _Runner:
         self.extra = False  # llama.cpp placed weights in an extra buffer type
         self.proven = False  # its first decodes went well
         self.stopping = False
+        self.endpoints: set[str] = set()  # the RPC workers it holds connections to
+        self.end_error: InfernoError | None = None  # the host ended it (its RPC worker is gone): its requests' error
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.tail_thread: threading.Thread | None = None
         self.send_lock = threading.Lock()
@@ -112,7 +114,7 @@ class RunnerProxy:
 
     def info(self) -> LoadedModelInfo | None:
         snap, runner = self.snapshot, self.runner
-        if snap is None or runner is None:
+        if snap is None or runner is None or runner.end_error is not None:
             return None
         return dataclasses.replace(snap, expires_at=self.expires_at, busy=self.busy, queued=self.waiting)
 
@@ -249,6 +251,7 @@ class RunnerProxy:
                         warnings.warn(f"{note.removeprefix('warning:')}", UserWarning, stacklevel=1)
                 if snapshot is not None:  # before the events: a caller that saw Done sees the status after it
                     self.snapshot = snapshot
+                    runner.endpoints = {d["endpoint"] for d in snapshot.devices if d.get("endpoint")}
                 for jid, item in items:
                     self._receive(jid, item)
         except (EOFError, OSError):
@@ -316,10 +319,15 @@ class RunnerProxy:
             return
         why = cause(returncode, list(runner.tail))
         sched = self.scheduler
-        heal = returncode < 0 and runner.extra and not runner.proven and not runner.no_repack
         lines = "\n".join(f"    {line}" for line in list(runner.tail)[-10:])
         log.error("the engine for %s stopped: %s; its last lines:\n%s", self.name, why, lines or "    (none)")
-        if heal:
+        error: InfernoError = EngineStoppedError(f"the engine for {self.name} stopped: {why}")
+        rpc_error = runner.end_error or sched.rpc_lost(self, runner, why)  # an RPC worker it was split over went
+        heal = (rpc_error is None and returncode < 0 and runner.extra and not runner.proven
+                and not runner.no_repack)
+        if rpc_error is not None:
+            error = rpc_error  # the worker's fault, not the model's: not counted as a crash
+        elif heal:
             log.warning("%s: its runner died (%s) with weights repacked for this CPU (llama.cpp#20824, AMX); "
                         "loading it again without repacking (use_extra_bufts = false), remembered for this "
                         "model, llama.cpp build and CPU", self.name, why)
@@ -329,7 +337,6 @@ class RunnerProxy:
                 log.exception("remembering %s's setting", self.name)
         else:
             sched.deaths.record(self.name, why)
-        error = EngineStoppedError(f"the engine for {self.name} stopped: {why}")
         failed_jobs: list[Job] = []
         with self.cv:
             self.runner, self.snapshot = None, None
@@ -352,7 +359,10 @@ class RunnerProxy:
         for job in failed_jobs:
             job.handle._put(Failure(error))
 
-    def kill(self) -> None:
+    def kill(self, error: InfernoError | None = None) -> None:
+        """End the runner now; error: what its requests are told (else the death's own cause)."""
         runner = self.runner
         if runner is not None:
+            if error is not None and runner.end_error is None:
+                runner.end_error = error
             runner.proc.kill()

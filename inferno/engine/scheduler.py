@@ -16,6 +16,7 @@ from typing import Any
 from inferno.engine.handle import RequestHandle
 from inferno.engine.protocol import EngineSettings, NullObserver, Observer, Resolver
 from inferno.engine.proxy import Job, RunnerProxy
+from inferno.engine.rpc_watch import RpcWatch
 from inferno.engine.supervisor import Deaths, RepackMemory
 from inferno.engine.types import (
     EmbedRequest,
@@ -25,7 +26,7 @@ from inferno.engine.types import (
     ScoreRequest,
     TokenizeRequest,
 )
-from inferno.errors import BusyError
+from inferno.errors import BusyError, InfernoError, UnavailableError
 
 
 class Scheduler:
@@ -42,6 +43,7 @@ class Scheduler:
         self._closed = False
         self.deaths = Deaths(self.settings.crash_limit, self.settings.crash_window)
         self.repack_memory = RepackMemory(self.settings.home)
+        self.rpc_watch = RpcWatch()
         self._reaper = threading.Thread(target=self._reap_loop, name="inferno-reaper", daemon=True)
         self._reaper.start()
 
@@ -100,12 +102,45 @@ class Scheduler:
             self.defaults[self.resolver.canonical(name)] = options
 
     def rpc_workers(self) -> list[dict[str, Any]]:
-        """The state of each RPC worker (settings.rpc_servers): connected, ready or gone, and why."""
+        """The state of each RPC worker (settings.rpc_servers): connected, ready or gone, and why. A worker that
+        closed its connection under an idle model is found here: that model's runner ends, as on a failure."""
         if not self.settings.rpc_servers:
             return []
-        from inferno.engine.rpc import pool
+        held: dict[str, list[int]] = {}
+        with self.lock:
+            for w in self.workers.values():
+                if w.runner is not None and w.runner.end_error is None:
+                    for ep in w.runner.endpoints:
+                        held.setdefault(ep, []).append(w.runner.proc.pid)
+        rows, closed = self.rpc_watch.status(self.settings.rpc_servers, held)
+        for ep, why in closed.items():
+            self._end_split_over([ep], why)
+        return rows
 
-        return pool().status(self.settings.rpc_servers)
+    def rpc_lost(self, proxy: RunnerProxy, runner: Any, why: str) -> InfernoError | None:
+        """A runner died: if it was split over RPC workers and one of them is gone, the error its requests get
+        (and the other models split over that worker end too); None when the death was the runner's own."""
+        endpoints = sorted(runner.endpoints)
+        if not endpoints and self.settings.rpc_servers and (runner.options is None
+                                                            or runner.options.n_gpu_layers != 0):
+            endpoints = list(self.settings.rpc_servers)  # it died before telling which it held
+        if not endpoints:
+            return None
+        error = self.rpc_watch.lost(endpoints, [proxy.name], why)
+        if error is not None:
+            gone = [ep for ep in endpoints if self.rpc_watch.workers[ep].state == "gone"]
+            self._end_split_over(gone, why, but=proxy)
+        return error
+
+    def _end_split_over(self, endpoints: list[str], why: str, but: RunnerProxy | None = None) -> None:
+        """End the runners of the models split over these (gone) workers, each request told why."""
+        with self.lock:
+            hit = [w for w in self.workers.values() if w is not but and w.runner is not None
+                   and w.runner.end_error is None and w.runner.endpoints & set(endpoints)]
+        names = ", ".join(sorted(w.name for w in hit))
+        for w in hit:
+            w.kill(UnavailableError(f"RPC worker {', '.join(endpoints)} is gone ({why}); {names} will load again "
+                                    "on the next request once the worker is back"))
 
     @property
     def queued(self) -> int:
