@@ -189,3 +189,22 @@ def test_kill_9_of_the_host_leaves_no_runner(tmp_path: Path, tiny_gguf: Path) ->
         server.proc.kill()
         server.proc.wait()
     wait_for(lambda: not alive(pid), "the runner to end with its host")
+
+
+def test_the_host_never_maps_llama_cpp(runner_server: Server) -> None:
+    """Served models and a quantize asked over the API run in other processes: the server process itself has
+    not loaded llama.cpp's libraries, and stays small."""
+    url = runner_server.url
+    assert generate(url, "tiny", "hi").status_code == 200
+    create = httpx.post(f"{url}/api/create", json={"model": "tiny-q8", "from": "tiny", "quantize": "q8_0",
+                                                    "stream": False}, timeout=300)
+    assert create.status_code == 200, create.text
+    assert generate(url, "tiny-q8", "hi").status_code == 200
+    pid = runner_server.proc.pid
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "libllama" not in maps and "libggml" not in maps
+    runner_maps = Path(f"/proc/{ps(url)['tiny']['pid']}/maps").read_text()
+    assert "libllama" in runner_maps  # the check can see it where it is
+    rss_kib = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("VmRSS:"))
+    assert rss_kib < 150 * 1024, f"host RSS {rss_kib} KiB"

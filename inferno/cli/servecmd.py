@@ -27,11 +27,15 @@ def with_rpc(settings: Settings, rpc: str | None, tensor_split: str | None) -> S
         err = e.errors()[0]
         flag = "--rpc" if err["loc"][0] == "rpc_servers" else "--tensor-split"
         raise BadRequestError(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
-    if settings.rpc_servers:  # say it now, not at the first request
-        from inferno.engine.devices import RPC_REBUILD, rpc_supported
+    if settings.rpc_servers:  # say it now, not at the first request; asked in a child: the host never loads llama.cpp
+        import subprocess
+        import sys
+
+        from inferno.engine.devices import RPC_REBUILD
         from inferno.errors import UnavailableError
 
-        if not rpc_supported():
+        check = "from inferno.engine.devices import rpc_supported; raise SystemExit(0 if rpc_supported() else 3)"
+        if subprocess.run([sys.executable, "-c", check], check=False).returncode == 3:
             raise UnavailableError(RPC_REBUILD)
     return settings
 

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 def quantize_model(inferno: Inferno, source: str, target: str, method: str, progress: Progress,
                    options: dict[str, Any]) -> ModelInfo | None:
     from .child import quantize_in_child
-    from .methods import find
 
     info = inferno.store.get(source)
     if info.filename and not info.filename.endswith(".gguf"):
@@ -26,10 +25,9 @@ def quantize_model(inferno: Inferno, source: str, target: str, method: str, prog
 
         raise BadRequestError(f"{source} is not a GGUF file; convert it to GGUF first")
     meta = inferno.metadata(source)
-    chosen = find(method)
     imatrix = options.get("imatrix")
     # in a child process: llama.cpp's quantizer never runs inside a server (nor fails one)
-    tmp = quantize_in_child(info.file, inferno.store.staging_dir(), chosen.name, progress, current=meta.quantization,
+    tmp, label = quantize_in_child(info.file, inferno.store.staging_dir(), method, progress, current=meta.quantization,
                             allow_requantize=bool(options.get("allow_requantize")),
                             imatrix=str(imatrix) if imatrix else None, pure=bool(options.get("pure")),
                             threads=int(options.get("threads") or 0),
@@ -38,7 +36,7 @@ def quantize_model(inferno: Inferno, source: str, target: str, method: str, prog
     try:  # the store checks the output's file name like any other (safe_filename + containment)
         return inferno.import_file(tmp, target, source=f"quantize:{info.name}", mode="move", progress=progress,
                                    filename=f"{target.replace(':', '-')}.gguf",
-                                   extra={"quantized_from": info.name, "quantization_method": chosen.label})
+                                   extra={"quantized_from": info.name, "quantization_method": label})
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -3,7 +3,8 @@
 
 The parent writes one JSON line of arguments on stdin and keeps stdin open: the child ends when it closes (the
 parent died). The child writes JSON lines on stdout: {"progress": [done, total, status]}, then {"done": path}
-or {"error": message, "status": code, "param": name}.
+(with the method's label) or {"error": message,
+"status": code, "param": name}.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from typing import Any
 from inferno.api import BadRequestError, InfernoError, Progress
 
 
-def quantize_in_child(src: Path, out_dir: Path, method: str, progress: Progress, **options: Any) -> Path:
+def quantize_in_child(src: Path, out_dir: Path, method: str, progress: Progress,
+                      **options: Any) -> tuple[Path, str]:
     """quantize_file(src, out_dir, find(method), **options) run by a child process: the same file, the same
-    progress, the same errors."""
+    progress, the same errors; with the method's label. The parent never loads llama.cpp."""
     proc = subprocess.Popen([sys.executable, "-m", f"{__package__}.child"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
@@ -51,7 +53,7 @@ def quantize_in_child(src: Path, out_dir: Path, method: str, progress: Progress,
         rc = proc.wait()
         drain.join(5)
     if "done" in result:
-        return Path(result["done"])
+        return Path(result["done"]), result["label"]
     if "error" in result:
         error = BadRequestError(result["error"], param=result.get("param")) if result.get("status") == 400 \
             else InfernoError(result["error"])
@@ -78,13 +80,14 @@ def main() -> None:
     if options.get("imatrix"):
         options["imatrix"] = Path(options["imatrix"])
     try:
-        out = quantize_file(Path(args["src"]), Path(args["out_dir"]), find(args["method"]),
+        method = find(args["method"])
+        out = quantize_file(Path(args["src"]), Path(args["out_dir"]), method,
                             progress=lambda done, total=None, status="": say({"progress": [done, total, status]}),
                             **options)
     except InfernoError as e:
         say({"error": e.message, "status": e.status, "param": e.param})
         return
-    say({"done": str(out)})
+    say({"done": str(out), "label": method.label})
 
 
 if __name__ == "__main__":
