@@ -208,3 +208,16 @@ def test_the_host_never_maps_llama_cpp(runner_server: Server) -> None:
     rss_kib = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                    if line.startswith("VmRSS:"))
     assert rss_kib < 150 * 1024, f"host RSS {rss_kib} KiB"
+
+
+def test_a_native_fault_in_inferno_run_is_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    home = home_with(tmp_path, {"sea": write_sea(tmp_path / "sea.gguf")})
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("INFERNO_")}, "INFERNO_HOME": str(home)}
+    out = subprocess.run([sys.executable, "-m", "inferno", "run", "sea", "the sea"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()], out.stderr  # one line, no core dump
+    assert "the engine for sea stopped: SIGABRT inside llama.cpp" in out.stderr

@@ -286,12 +286,16 @@ def run(model: str, prompt: tuple[str, ...], load: dict[str, Any], temperature: 
         fmt: str | None, system: str | None, verbose: bool, images: tuple[str, ...], think: bool | None,
         hidethinking: bool, rpc: str | None, tensor_split: str | None, no_repack: bool) -> None:
     """Chat with a model (pulled first if it is not local). With PROMPT or piped stdin: one answer."""
+    import logging
+
     from inferno.cli.models import interactive_choose
     from inferno.cli.progress import ProgressBar
     from inferno.cli.servecmd import with_rpc
     from inferno.config import load_settings
     from inferno.host import Inferno
 
+    # the engine's log (a runner's death with its last lines) is the server's; here the error itself is one line
+    logging.getLogger("inferno").addHandler(logging.NullHandler())
     settings = with_rpc(load_settings(), rpc, tensor_split)
     host = Inferno(settings.model_copy(update={"repack": False}) if no_repack else settings)
     bar = ProgressBar()

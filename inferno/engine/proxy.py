@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -37,7 +38,10 @@ if TYPE_CHECKING:
     from inferno.engine.scheduler import Scheduler
 
 log = logging.getLogger("inferno.engine")
-TAIL_LINES = 20  # the runner's last stderr lines kept for the log when it dies
+TAIL_LINES = 40  # the runner's last stderr lines kept for the log when it dies
+# a native backtrace (ggml prints one through gdb when INFERNO_DEBUG asks for it) says nothing to an operator
+_BACKTRACE = re.compile(r"^(#\d+\s|\d+\s|\[Inferior |\[New LWP|\[Thread debugging|Using host libthread_db|"
+                        r"0x[0-9a-f]+ in )")
 _ids = itertools.count(1)
 
 
@@ -182,10 +186,13 @@ class RunnerProxy:
         no_repack = sched.settings.no_repack or sched.repack_memory.says_no(resolved.file)
         settings = dataclasses.replace(sched.settings, no_repack=no_repack)
         ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        if os.environ.get("INFERNO_DEBUG", "") in ("", "0", "false"):
+            env.setdefault("GGML_NO_BACKTRACE", "1")  # ggml's gdb backtrace of a fault takes seconds
         try:
             proc = subprocess.Popen([sys.executable, "-m", "inferno.engine.runner", str(theirs.fileno()),
                                      str(os.getpid())], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         except OSError as e:
             ours.close()
             self._fail_pending(InfernoError(f"cannot start the engine for {self.name}: {e}"))
@@ -233,7 +240,7 @@ class RunnerProxy:
         runlog = logging.getLogger(f"inferno.runner.{self.name}")
         for raw in iter(runner.proc.stdout.readline, b""):
             line = raw.decode("utf-8", errors="replace").rstrip()
-            if line:
+            if line and not _BACKTRACE.match(line):
                 runner.tail.append(line)
                 runlog.info("%s", line)
         runner.proc.stdout.close()

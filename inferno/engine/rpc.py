@@ -102,6 +102,16 @@ class RpcPool:
         log.info("RPC worker %s: %s", ep, ", ".join(devices.dev_name(d) for d in devs))
 
 
+    def release(self) -> None:
+        """Close this runner's connections (its model unloaded or failed to load): a worker serves one client
+        at a time, so it is free for others at once."""
+        with self.lock:
+            pins = [b for bs in self.pins.values() for b in bs]
+            self.pins, self.devices_of = {}, {}
+        for b in pins:
+            devices.ggml().ggml_backend_free(b)
+
+
 _pool: RpcPool | None = None
 _pool_lock = threading.Lock()
 

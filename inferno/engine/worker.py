@@ -252,7 +252,11 @@ class Worker:
         from inferno.engine.model import Model
 
         t0 = time.perf_counter_ns()
-        model = Model(self.resolved, options, self.settings)
+        try:
+            model = Model(self.resolved, options, self.settings)
+        except BaseException:
+            self._release_rpc()
+            raise
         self.extra_buffers = bool(extra_buffers(model.buffers))
         if self.fault == "segv-on-load" and self.extra_buffers:
             os.kill(os.getpid(), signal.SIGSEGV)  # the test-only fault switch (INFERNO_TEST_FAULT)
@@ -260,6 +264,7 @@ class Worker:
             self.batcher = Batcher(model, self.settings.num_parallel)
         except BaseException:
             model.close()
+            self._release_rpc()
             raise
         self.model, self.steps = model, 0
         self._snap = None
@@ -276,7 +281,14 @@ class Worker:
             model, self.model = self.model, None
             with contextlib.suppress(Exception):
                 model.close()
+            self._release_rpc()
         self._snap = None
+
+    def _release_rpc(self) -> None:
+        if self.settings.rpc_servers:
+            from inferno.engine.rpc import pool
+
+            pool().release()
 
     # status ---------------------------------------------------------------------------------------
 
