@@ -60,6 +60,15 @@ class Job:
         self.ended = False  # its final event (or error) was sent
 
 
+class _Prepared:
+    """A job the preparing thread is done with: a Sequence for the batcher, or the job's final event/error."""
+
+    __slots__ = ("job", "result")
+
+    def __init__(self, job: Job, result: Any) -> None:
+        self.job, self.result = job, result
+
+
 class Worker:
     """Owns one model in its runner. flush() is called once per loop turn (after each decode step): the events
     of that step leave together; note(kind) tells the host about the model (extra buffers, first decodes)."""
@@ -79,6 +88,13 @@ class Worker:
         self.running = 0  # jobs dispatched and not finished
         self.steps = 0  # decode steps since the model loaded
         self.extra_buffers = False
+        # Rendering templates, tokenizing and building samplers (a JSON schema's grammar) happen on the preparing
+        # thread, so a long prompt never stalls the slots decoding; ready work comes back on self.jobs.
+        self.preparing = 0  # jobs handed to the preparing thread, not back yet
+        self.ready: collections.deque[_Prepared] = collections.deque()
+        self.doomed = False  # the decode failed: unload once nothing is being prepared on the model
+        self._prep: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threading.Thread(target=self._prepare_loop, name=f"inferno-{name}-prep", daemon=True).start()
         self._snap: tuple[Any, ...] | None = None
         self._snap_at = 0.0
         self.thread = threading.Thread(target=self._loop, name=f"inferno-{name}", daemon=True)
@@ -104,13 +120,17 @@ class Worker:
                     log.exception("decode step failed for %s", self.name)
                     self.batcher._fail_all(InfernoError(f"generation failed: {type(e).__name__}: {e}"))
                 self._stepped()
-                if self.batcher.broken:
+                if self.batcher.broken and not self.doomed:
                     log.error("%s: the decode failed; the model reloads for the next request", self.name)
                     error = InfernoError(f"the decode failed for {self.name}; try again")
                     while self.scores:  # they would wait for a batcher that is gone (and spin)
                         self._end(self.scores.popleft(), error)
-                    self._unload()
+                    self.doomed = True
+            if self.doomed and not self.preparing:
+                self.doomed = False
+                self._unload()
             self._run_scores()
+        self._prep.put(None)
         self._unload()
         self.flush(None)
 
@@ -123,14 +143,43 @@ class Worker:
 
     def _take(self, block: bool, timeout: float | None) -> None:
         try:
-            self.inbox.append(self.jobs.get(block=block, timeout=timeout))
+            item = self.jobs.get(block=block, timeout=timeout)
             while True:
-                self.inbox.append(self.jobs.get_nowait())
+                (self.ready if isinstance(item, _Prepared) else self.inbox).append(item)
+                item = self.jobs.get_nowait()
         except queue.Empty:
             pass
 
+    def _take_ready(self) -> None:
+        while self.ready:
+            p = self.ready.popleft()
+            self.preparing -= 1
+            if isinstance(p.result, BaseException) or not _is_sequence(p.result):
+                self._end(p.job, p.result)
+            elif self.batcher is None or self.doomed:
+                self._end(p.job, InfernoError(f"the decode failed for {self.name}; try again"))
+            else:
+                self.batcher.enqueue(p.result, lambda job=p.job: self._begin(job))
+
+    def _prepare_loop(self) -> None:
+        while (item := self._prep.get()) is not None:
+            job, work = item
+            try:
+                result = work()
+            except InfernoError as e:
+                result = e
+            except Exception as e:  # a bug or a llama.cpp failure: this caller's only
+                log.exception("request failed for %s", self.name)
+                result = InfernoError(f"generation failed: {type(e).__name__}: {e}")
+            self.jobs.put(_Prepared(job, result))
+
+    def _off_loop(self, job: Job, work: Callable[[], Any]) -> None:
+        self.preparing += 1
+        self._prep.put((job, work))
+
     def _dispatch(self) -> bool:
         """Start the jobs of the inbox in order; True when the worker should stop."""
+        self._take_ready()
         while self.inbox:
             job = self.inbox[0]
             with self.lock:
@@ -168,9 +217,10 @@ class Worker:
         job.running = True
         with self.lock:
             self.running += 1
+        model = self.model
         if job.kind == "generate":
-            seq = Sequence(self.model, job.request, self._emitter(job), job.handle.cancelled.is_set, load_ns)
-            self.batcher.enqueue(seq, lambda: self._begin(job))
+            self._off_loop(job, lambda: Sequence(model, job.request, self._emitter(job), job.handle.cancelled.is_set,
+                                                 load_ns))
             return
         self._begin(job)
         if job.kind == "embed":
@@ -182,15 +232,7 @@ class Worker:
         elif job.kind == "score":
             self.scores.append(job)
         elif job.kind == "tokenize":
-            req = job.request
-            if req.prompt_of is not None:  # rendered and tokenized, nothing decoded: counting is cheap
-                self._end(job, Tokens(tokens=self.model.prompt_tokens(req.prompt_of), text=""))
-            elif req.tokens is not None:
-                self.model.check_tokens(req.tokens)
-                self._end(job, Tokens(tokens=list(req.tokens), text=self.model.detokenize(list(req.tokens))))
-            else:
-                text = req.text or ""
-                self._end(job, Tokens(tokens=self.model.tokenize(text, add_bos=False, special=False), text=text))
+            self._off_loop(job, lambda: _tokenize(model, job.request))
         else:  # load
             self._end(job, Done(reason="load", load_ns=load_ns, total_ns=load_ns))
 
@@ -310,3 +352,19 @@ class Worker:
                                slots_in_use=b.in_use, tokens_per_second=tps,
                                repack=not self.settings.no_repack, extra_buffers=self.extra_buffers,
                                pid=os.getpid())
+
+
+def _is_sequence(result: Any) -> bool:
+    from inferno.engine.sequence import Sequence
+
+    return isinstance(result, Sequence)
+
+
+def _tokenize(model: Model, req: Any) -> Tokens:
+    if req.prompt_of is not None:  # rendered and tokenized, nothing decoded: counting is cheap
+        return Tokens(tokens=model.prompt_tokens(req.prompt_of), text="")
+    if req.tokens is not None:
+        model.check_tokens(req.tokens)
+        return Tokens(tokens=list(req.tokens), text=model.detokenize(list(req.tokens)))
+    text = req.text or ""
+    return Tokens(tokens=model.tokenize(text, add_bos=False, special=False), text=text)
