@@ -193,7 +193,7 @@ def test_kill_9_of_the_host_leaves_no_runner(tmp_path: Path, tiny_gguf: Path) ->
 
 def test_the_host_never_maps_llama_cpp(runner_server: Server) -> None:
     """Served models and a quantize asked over the API run in other processes: the server process itself has
-    not loaded llama.cpp's libraries, and stays small."""
+    not loaded llama.cpp's libraries (its memory is measured by the benchmarks, not asserted here)."""
     url = runner_server.url
     assert generate(url, "tiny", "hi").status_code == 200
     create = httpx.post(f"{url}/api/create", json={"model": "tiny-q8", "from": "tiny", "quantize": "q8_0",
@@ -205,9 +205,6 @@ def test_the_host_never_maps_llama_cpp(runner_server: Server) -> None:
     assert "libllama" not in maps and "libggml" not in maps
     runner_maps = Path(f"/proc/{ps(url)['tiny']['pid']}/maps").read_text()
     assert "libllama" in runner_maps  # the check can see it where it is
-    rss_kib = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                   if line.startswith("VmRSS:"))
-    assert rss_kib < 150 * 1024, f"host RSS {rss_kib} KiB"
 
 
 def test_a_native_fault_in_inferno_run_is_one_line(tmp_path: Path) -> None:
