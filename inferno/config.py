@@ -86,6 +86,8 @@ class Settings(BaseModel):
     rpc_servers: list[str] = Field(default_factory=list)  # llama.cpp RPC workers (host:port) a model is split over
     tensor_split: list[float] = Field(default_factory=list)  # proportions per device (RPC workers, then GPUs)
     shutdown_timeout: float = Field(10.0, ge=0)  # seconds streams in flight may take to end after SIGTERM
+    repack: bool = True  # llama.cpp's extra buffer types (repacked weights: CPU_REPACK, AMX); False = --no-repack
+    crash_window: float = Field(60.0, gt=0)  # seconds in which 3 runner deaths mark a model failed
 
     @field_validator("keep_alive")
     @classmethod
@@ -181,6 +183,8 @@ KEYS = {
     "rpc_servers": "rpc_servers",  # "host:port,host:port" or a JSON list
     "tensor_split": "tensor_split",  # "3,1" or a JSON list
     "shutdown_timeout": "shutdown_timeout",
+    "repack": "repack",  # 0 / false: never repack weights (llama.cpp#20824 on AMX CPUs)
+    "crash_window": "crash_window",
 }
 CONFIG_ONLY = {"aliases", "default_model", "port"}
 

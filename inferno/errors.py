@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def _rebuilt(cls: type[InfernoError], message: str, state: dict[str, object]) -> InfernoError:
+    error = cls.__new__(cls)
+    InfernoError.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
 class InfernoError(Exception):
     """Base class: a failure that is the user's to fix or understand, never a bug."""
 
@@ -13,6 +20,11 @@ class InfernoError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Errors cross from a model's runner process to the host pickled; subclasses whose __init__ takes other
+        # arguments (ModelNotFoundError(name)) come back as they were, message and attributes included.
+        return (_rebuilt, (type(self), self.message, dict(self.__dict__)))
 
 
 class BadRequestError(InfernoError):
@@ -68,3 +80,13 @@ class SourceError(InfernoError):
 
     status = 400
     code = "source_error"
+
+
+class EngineStoppedError(InfernoError):
+    """A model's runner process died (a native fault inside llama.cpp, a kill) while it held the request.
+
+    502, not 500: the HTTP server itself is fine and answered; the engine process behind it failed, as a gateway's
+    upstream does. The model's next request gets a fresh runner."""
+
+    status = 502
+    code = "engine_stopped"

@@ -135,6 +135,9 @@ def create_app(inferno: Inferno) -> Quart:
         ready = app.extensions.get("inferno_ready", True)
         loaded = [m.name for m in inferno.engine.loaded()]
         body: dict[str, Any] = {"status": "ok" if ready else "loading", "models": loaded}
+        failed = inferno.engine.failed()
+        if failed:  # models whose engine kept stopping: their requests get a 503 with the cause for a while
+            body["failed"] = [{"name": m.name, "error": m.error} for m in failed]
         if settings.rpc_servers:  # each RPC worker: connected, ready or gone (probing one may take a moment)
             body["rpc_workers"] = await asyncio.to_thread(inferno.engine.rpc_workers)
         return body, 200 if ready else 503
@@ -147,7 +150,8 @@ def create_app(inferno: Inferno) -> Quart:
 
     @app.get("/inferno/ps")
     async def ps() -> Any:
-        return {"models": [_ps_row(m) for m in inferno.engine.loaded()]}
+        rows = [*inferno.engine.loaded(), *inferno.engine.failed()]
+        return {"models": [_ps_row(m) for m in rows]}
 
     @app.post("/inferno/tokenize")
     @body(TokenizeBody)
@@ -201,7 +205,8 @@ def _ps_row(m: Any) -> dict[str, Any]:
     return {"name": m.name, "path": m.path, "size": m.size, "context_length": m.context_length,
             "expires_at": expires, "busy": m.busy, "load_options": m.load_options, "slots": m.slots,
             "slots_in_use": m.slots_in_use, "queued": m.queued, "tokens_per_second": m.tokens_per_second,
-            "devices": m.devices}
+            "devices": m.devices, "state": m.state, "error": m.error, "repack": m.repack,
+            "extra_buffers": m.extra_buffers, "pid": m.pid}
 
 
 def openapi_document(app: Quart) -> dict[str, Any]:

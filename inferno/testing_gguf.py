@@ -17,7 +17,9 @@ TINY_TEMPLATE = (
 
 def write_tiny_gguf(path: Path, *, seed: int = 0, n_embd: int = 64, n_layer: int = 2, n_ff: int = 128,
                     n_head: int = 4, context_length: int = 2048, file_type_f16: bool = False,
-                    chat_template: str = TINY_TEMPLATE, arch: str = "llama") -> Path:
+                    chat_template: str = TINY_TEMPLATE, arch: str = "llama", pieces: list[str] | None = None) -> Path:
+    """pieces: a SentencePiece vocabulary of these normal pieces and no byte fallback (as some converted
+    models have): text with a character none of them holds makes llama.cpp's tokenizer throw."""
     import numpy as np
     from gguf import GGUFWriter, LlamaFileType, TokenType
 
@@ -37,8 +39,9 @@ def write_tiny_gguf(path: Path, *, seed: int = 0, n_embd: int = 64, n_layer: int
         w.add_rope_dimension_sections([2, 3, 3, 0])
     w.add_layer_norm_rms_eps(1e-5)
     w.add_file_type(LlamaFileType.MOSTLY_F16 if file_type_f16 else LlamaFileType.ALL_F32)
-    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
-    types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + [TokenType.BYTE] * 256
+    tokens = ["<unk>", "<s>", "</s>"] + (pieces or [f"<0x{i:02X}>" for i in range(256)])
+    types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + (
+        [TokenType.NORMAL] * len(pieces) if pieces else [TokenType.BYTE] * 256)
     w.add_tokenizer_model("llama")
     w.add_token_list(tokens)
     w.add_token_scores([0.0] * len(tokens))

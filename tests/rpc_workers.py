@@ -45,11 +45,13 @@ def start_worker(folder: Path, port: int | None = None, *args: str) -> RpcWorker
     port = port or free_port()
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / f"rpc-worker-{port}.log"
+    # a worker started again on its port appends to its log: wait for a "serving" line of its own
+    before = log.read_text(errors="replace").count("inferno rpc-worker: serving") if log.exists() else 0
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "inferno", "rpc-worker", "--port", str(port), "--threads", "1",
                                  *args], stdout=out, stderr=subprocess.STDOUT)
     worker = RpcWorker(proc, port, log)
-    wait_for(lambda: proc.poll() is not None or "inferno rpc-worker: serving" in worker.output(),
+    wait_for(lambda: proc.poll() is not None or worker.output().count("inferno rpc-worker: serving") > before,
              f"rpc-worker on port {port} to listen")
     if proc.poll() is not None:
         raise AssertionError(f"rpc-worker exited: {worker.output()[-2000:]}")

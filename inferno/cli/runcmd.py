@@ -280,18 +280,24 @@ def _repl(session: Session) -> None:
 @click.option("--rpc", help="llama.cpp RPC workers (`inferno rpc-worker`) to split the model across: "
                             "HOST:PORT[,HOST:PORT…] (INFERNO_RPC_SERVERS).")
 @click.option("--tensor-split", help="Proportions of the layers per device, the RPC workers' first, then local GPUs.")
+@click.option("--no-repack", is_flag=True, help="Never repack weights into llama.cpp's extra buffer types (AMX…).")
 def run(model: str, prompt: tuple[str, ...], load: dict[str, Any], temperature: float | None,
         top_k: int | None, top_p: float | None, seed: int | None, max_tokens: int | None, ignore_eos: bool,
         fmt: str | None, system: str | None, verbose: bool, images: tuple[str, ...], think: bool | None,
-        hidethinking: bool, rpc: str | None, tensor_split: str | None) -> None:
+        hidethinking: bool, rpc: str | None, tensor_split: str | None, no_repack: bool) -> None:
     """Chat with a model (pulled first if it is not local). With PROMPT or piped stdin: one answer."""
+    import logging
+
     from inferno.cli.models import interactive_choose
     from inferno.cli.servecmd import with_rpc
     from inferno.config import load_settings
     from inferno.host import Inferno
     from inferno.progress import ProgressBar
 
-    host = Inferno(with_rpc(load_settings(), rpc, tensor_split))
+    # the engine's log (a runner's death with its last lines) is the server's; here the error itself is one line
+    logging.getLogger("inferno").addHandler(logging.NullHandler())
+    settings = with_rpc(load_settings(), rpc, tensor_split)
+    host = Inferno(settings.model_copy(update={"repack": False}) if no_repack else settings)
     bar = ProgressBar()
     try:
         info = host.ensure(model, progress=bar, choose=interactive_choose)
@@ -335,10 +341,19 @@ def ps(as_json: bool) -> None:
         return
     from inferno.tables import human_size, table
 
-    rows = [["NAME", "SIZE", "CONTEXT", "SLOTS", "QUEUED", "TOK/S", "UNTIL", "DEVICES"]]
+    rows = [["NAME", "SIZE", "CONTEXT", "SLOTS", "QUEUED", "TOK/S", "UNTIL", "DEVICES", "STATE"]]
+    failed = []
     for m in models:
+        if m.get("state") == "failed":
+            failed.append(f"{m['name']}: {m.get('error')}")
+            rows.append([m["name"], "-", "-", "-", "-", "-", "-", "-", "failed"])
+            continue
         devices = ", ".join(f"{d['name']} {human_size(int(d['memory']))}" for d in m.get("devices") or [])
+        state = "loaded" if m.get("repack", True) else "loaded, no repack"
         rows.append([m["name"], human_size(int(m.get("size", 0))), str(m.get("context_length", "-")),
                      f"{m.get('slots_in_use', 0)}/{m.get('slots', 1)}", str(m.get("queued", 0)),
-                     f"{m.get('tokens_per_second', 0.0):.1f}", m.get("expires_at") or "forever", devices or "-"])
+                     f"{m.get('tokens_per_second', 0.0):.1f}", m.get("expires_at") or "forever", devices or "-",
+                     state])
     click.echo(table(rows))
+    for line in failed:
+        click.echo(line)

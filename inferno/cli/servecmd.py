@@ -27,11 +27,15 @@ def with_rpc(settings: Settings, rpc: str | None, tensor_split: str | None) -> S
         err = e.errors()[0]
         flag = "--rpc" if err["loc"][0] == "rpc_servers" else "--tensor-split"
         raise BadRequestError(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
-    if settings.rpc_servers:  # say it now, not at the first request
-        from inferno.engine.devices import RPC_REBUILD, rpc_supported
+    if settings.rpc_servers:  # say it now, not at the first request; asked in a child: the host never loads llama.cpp
+        import subprocess
+        import sys
+
+        from inferno.engine.devices import RPC_REBUILD
         from inferno.errors import UnavailableError
 
-        if not rpc_supported():
+        check = "from inferno.engine.devices import rpc_supported; raise SystemExit(0 if rpc_supported() else 3)"
+        if subprocess.run([sys.executable, "-c", check], check=False).returncode == 3:
             raise UnavailableError(RPC_REBUILD)
     return settings
 
@@ -73,10 +77,12 @@ def server_ps() -> list[dict[str, Any]]:
                             "HOST:PORT[,HOST:PORT…] (INFERNO_RPC_SERVERS).")
 @click.option("--tensor-split", help="Proportions of the layers per device, the RPC workers' first, then local GPUs: "
                                      "3,1 (default: by free memory; INFERNO_TENSOR_SPLIT).")
+@click.option("--no-repack", is_flag=True, help="Never repack weights into llama.cpp's extra buffer types (CPU_REPACK, "
+                                            "AMX): llama-server's --no-repack (INFERNO_REPACK=0).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 def serve(model: str | None, host: str | None, port: int | None, load: dict[str, Any], keep_alive: str | None,
           parallel: int | None, kv_type: str | None, flash_attn: str | None, rpc: str | None,
-          tensor_split: str | None, log_level: str) -> None:
+          tensor_split: str | None, no_repack: bool, log_level: str) -> None:
     """Serve every local model over the Ollama (/api) and OpenAI (/v1) APIs.
 
     With MODEL, that model is pulled if needed and loaded before requests come. On an empty store the
@@ -94,7 +100,7 @@ def serve(model: str | None, host: str | None, port: int | None, load: dict[str,
     settings = load_settings()
     updates: dict[str, Any] = {k: v for k, v in {
         "host": host, "port": port, "keep_alive": keep_alive, "num_parallel": parallel, "kv_cache_type": kv_type,
-        "flash_attn": flash_attn}.items() if v is not None}
+        "flash_attn": flash_attn, "repack": False if no_repack else None}.items() if v is not None}
     settings = with_rpc(settings.model_validate(settings.model_dump() | updates), rpc, tensor_split)
     logging.basicConfig(level=getattr(logging, log_level.upper()), format="%(message)s")
     inferno = Inferno(settings)

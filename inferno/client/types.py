@@ -148,6 +148,11 @@ class LoadedModel(_Model):
     queued: int = 0
     tokens_per_second: float = 0.0
     devices: list[dict[str, Any]] = []  # where it lives: name, endpoint (an RPC worker's), memory in bytes
+    state: str = "loaded"  # or "failed": its engine kept stopping (error says why)
+    error: str | None = None
+    repack: bool = True  # False: loaded without llama.cpp's repacked weights (--no-repack, or healed)
+    extra_buffers: bool = False  # its weights sit in llama.cpp's extra buffer types (CPU_REPACK, AMX…)
+    pid: int | None = None  # the model's runner process
 
 
 class PsResponse(_Model):

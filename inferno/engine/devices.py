@@ -12,7 +12,7 @@ import contextlib
 import ctypes
 import re
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from functools import cache
 from typing import Any
 
@@ -97,6 +97,7 @@ _KIND = {"model": "weights", "KV": "kv_cache", "RS": "kv_cache", "compute": "com
 _tls = threading.local()
 _tap_fn: Any = None
 _tap_lock = threading.Lock()
+listeners: list[Callable[[int, str], None]] = []  # see every line llama.cpp logs, on any thread (the runner's)
 
 
 def _install_tap() -> None:
@@ -112,8 +113,12 @@ def _install_tap() -> None:
 
         def tap(level: int, text: bytes, user_data: Any) -> None:
             lines = getattr(_tls, "lines", None)
-            if lines is not None and text:
-                lines.append((level, text.decode("utf-8", errors="replace")))
+            if text and (lines is not None or listeners):
+                line = text.decode("utf-8", errors="replace")
+                if lines is not None:
+                    lines.append((level, line))
+                for listen in listeners:
+                    listen(level, line)
             forward(level, text, user_data)
 
         _tap_fn = llama_cpp.llama_log_callback(tap)
@@ -148,6 +153,19 @@ def buffer_sizes(lines: list[tuple[int, str]]) -> dict[str, dict[str, int]]:
             slot = out.setdefault(name, {})
             slot[_KIND[kind]] = slot.get(_KIND[kind], 0) + round(float(mib) * 1024 * 1024)
     return out
+
+
+def extra_buffers(sizes: dict[str, dict[str, int]] | list[str]) -> list[str]:
+    """The buffers of llama.cpp's "extra" buffer types among these: weights repacked for this CPU's kernels
+    (CPU_REPACK, AMX, KleidiAI…), which llama_model_params.use_extra_bufts turns off (llama-server --no-repack)."""
+    return [n for n in sizes if n != "CPU_Mapped" and (n == "AMX" or n.startswith("CPU_") or "REPACK" in n
+                                                       or "KLEIDI" in n.upper())]
+
+
+def buffer_name(line: str) -> str | None:
+    """The buffer a "... model buffer size = X MiB" line names (weights being placed), else None."""
+    m = _BUFFER.search(line)
+    return m.group(1) if m and m.group(2) == "model" else None
 
 
 _RPC_BUFFER = re.compile(r"^RPC(\d+)\[(.+?)(?:/\d+)?\]$")

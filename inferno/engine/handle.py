@@ -8,7 +8,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 
 from inferno.engine.types import Done, Embeddings, Scores, Tokens
@@ -41,6 +41,7 @@ class RequestHandle:
         self._last_wake = 0.0
         self._sq: queue.SimpleQueue[Any] | None = None if loop else queue.SimpleQueue()
         self.finished = False
+        self.on_cancel: Callable[[], None] | None = None  # tells the engine (a message to the model's runner)
 
     def _put(self, item: Any) -> None:
         if self._sq is not None:
@@ -56,7 +57,11 @@ class RequestHandle:
                 self.loop.call_soon_threadsafe(self._ready.set)
 
     def cancel(self) -> None:
+        if self.cancelled.is_set():
+            return
         self.cancelled.set()
+        if self.on_cancel is not None and not self.finished:
+            self.on_cancel()
 
     async def _next(self) -> Any:
         assert self._ready is not None, "submitted outside an event loop: iterate synchronously"

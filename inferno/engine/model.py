@@ -71,6 +71,7 @@ class Model:
         mp.n_gpu_layers = options.n_gpu_layers if options.n_gpu_layers is not None else -1
         mp.use_mmap = options.use_mmap is not False
         mp.use_mlock = bool(options.use_mlock)
+        mp.use_extra_bufts = not settings.no_repack  # repacked weights (CPU_REPACK, AMX); off heals llama.cpp#20824
         # With RPC workers the layers go to them and the local GPUs, as `llama-server --rpc` places them (n_gpu_layers
         # 0 keeps the model off the workers); the arrays are kept on self while llama.cpp may read them.
         self.rpc = bool(settings.rpc_servers) and mp.n_gpu_layers != 0

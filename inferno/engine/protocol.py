@@ -105,6 +105,10 @@ class EngineSettings:
     # the load options a request may set (Ollama's names); None: any (in-process callers, the CLI). The server
     # sets it from INFERNO_REQUEST_LOAD_OPTIONS: another option would reload a shared model for everyone.
     request_load_options: tuple[str, ...] | None = None
+    no_repack: bool = False  # never use llama.cpp's extra buffer types (llama-server --no-repack; INFERNO_REPACK=0)
+    home: str | None = None  # INFERNO_HOME: where a model's healed setting (no repack) is remembered
+    crash_limit: int = 3  # runner deaths within crash_window seconds that mark a model failed
+    crash_window: float = 60.0
 
     @classmethod
     def from_settings(cls, s: Any) -> EngineSettings:
@@ -117,7 +121,8 @@ class EngineSettings:
                    max_schema_repeat=s.max_schema_repeat, max_template_bytes=s.max_template_bytes,
                    template_max_steps=s.template_max_steps, template_timeout=s.template_timeout,
                    template_max_string=s.template_max_string, max_image_pixels=s.max_image_pixels,
-                   max_request_pixels=s.max_request_pixels)
+                   max_request_pixels=s.max_request_pixels,
+                   no_repack=not s.repack, home=str(s.home), crash_window=s.crash_window)
 
 
 class Engine(Protocol):
@@ -149,6 +154,10 @@ class Engine(Protocol):
         ...
 
     def loaded(self) -> list[LoadedModelInfo]: ...
+
+    def failed(self) -> list[LoadedModelInfo]:
+        """Models whose engine kept stopping (state "failed", error the cause): their requests get a 503 for a while."""
+        ...
 
     def rpc_workers(self) -> list[dict[str, Any]]:
         """Each llama.cpp RPC worker of settings.rpc_servers: endpoint, state (connected, ready, gone), error.

@@ -1,7 +1,9 @@
-"""The scheduler: models loaded on demand, a worker per model, keep_alive, LRU eviction, a bounded queue.
+"""The scheduler: models loaded on demand, a runner process per model, keep_alive, LRU eviction, a bounded queue.
 
-It implements the `Engine` protocol (inferno.engine.protocol). Each model's worker runs the continuous-
-batching loop (inferno.engine.batcher); the scheduler decides which models are loaded and for how long.
+It implements the `Engine` protocol (inferno.engine.protocol) in the host process. Each loaded model runs in its
+own runner process (inferno.engine.runner: the continuous-batching loop of inferno.engine.batcher), spoken to
+through a proxy (inferno.engine.proxy); the scheduler decides which models are loaded and for how long, and a
+model whose runner keeps dying is marked failed for a while (inferno.engine.supervisor).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from typing import Any
 from inferno.engine.handle import RequestHandle
 from inferno.engine.limits import check_load
 from inferno.engine.protocol import EngineSettings, NullObserver, Observer, Resolver
+from inferno.engine.proxy import Job, RunnerProxy
+from inferno.engine.rpc_watch import RpcWatch
+from inferno.engine.supervisor import Deaths, RepackMemory
 from inferno.engine.types import (
     EmbedRequest,
     GenerateRequest,
@@ -22,8 +27,7 @@ from inferno.engine.types import (
     ScoreRequest,
     TokenizeRequest,
 )
-from inferno.engine.worker import STOP, Job, Worker
-from inferno.errors import BusyError
+from inferno.errors import BusyError, InfernoError, UnavailableError
 
 
 class Scheduler:
@@ -33,11 +37,14 @@ class Scheduler:
         self.settings = settings or EngineSettings()
         self.observer: Observer = observer or NullObserver()
         self.lock = threading.Lock()
-        self.workers: dict[str, Worker] = {}
+        self.workers: dict[str, RunnerProxy] = {}
         self.defaults: dict[str, LoadOptions] = {}  # per-model load options set by `serve --n-ctx …`
         self.global_defaults = LoadOptions()
         self._queued = 0
         self._closed = False
+        self.deaths = Deaths(self.settings.crash_limit, self.settings.crash_window)
+        self.repack_memory = RepackMemory(self.settings.home)
+        self.rpc_watch = RpcWatch()
         self._reaper = threading.Thread(target=self._reap_loop, name="inferno-reaper", daemon=True)
         self._reaper.start()
 
@@ -68,15 +75,26 @@ class Scheduler:
         canonical = self.resolver.canonical(name)
         with self.lock:
             worker = self.workers.pop(canonical, None)
-        if worker is None:
-            return False
-        worker.jobs.put(STOP)
+            if worker is None:
+                return False
+            worker.stop()  # its accepted requests are served first
         return True
 
     def loaded(self) -> list[LoadedModelInfo]:
+        """The loaded models, from the status snapshots their runners send (never from their live state)."""
         with self.lock:
             infos = [w.info() for w in self.workers.values()]
         return [i for i in infos if i is not None]
+
+    def failed(self) -> list[LoadedModelInfo]:
+        """The models marked failed (their runner died crash_limit times within crash_window), with the cause."""
+        rows = []
+        for name in self.deaths.failed_names():
+            error = self.deaths.failed(name)
+            if error is not None:
+                rows.append(LoadedModelInfo(name=name, path="", size=0, context_length=0, expires_at=None,
+                                            busy=False, state="failed", error=error.message))
+        return rows
 
     def set_defaults(self, name: str | None, options: LoadOptions) -> None:
         if name is None:
@@ -85,12 +103,45 @@ class Scheduler:
             self.defaults[self.resolver.canonical(name)] = options
 
     def rpc_workers(self) -> list[dict[str, Any]]:
-        """The state of each RPC worker (settings.rpc_servers): connected, ready or gone, and why."""
+        """The state of each RPC worker (settings.rpc_servers): connected, ready or gone, and why. A worker that
+        closed its connection under an idle model is found here: that model's runner ends, as on a failure."""
         if not self.settings.rpc_servers:
             return []
-        from inferno.engine.rpc import pool
+        held: dict[str, list[int]] = {}
+        with self.lock:
+            for w in self.workers.values():
+                if w.runner is not None and w.runner.end_error is None:
+                    for ep in w.runner.endpoints:
+                        held.setdefault(ep, []).append(w.runner.proc.pid)
+        rows, closed = self.rpc_watch.status(self.settings.rpc_servers, held)
+        for ep, why in closed.items():
+            self._end_split_over([ep], why)
+        return rows
 
-        return pool().status(self.settings.rpc_servers)
+    def rpc_lost(self, proxy: RunnerProxy, runner: Any, why: str) -> InfernoError | None:
+        """A runner died: if it was split over RPC workers and one of them is gone, the error its requests get
+        (and the other models split over that worker end too); None when the death was the runner's own."""
+        endpoints = sorted(runner.endpoints)
+        if not endpoints and self.settings.rpc_servers and (runner.options is None
+                                                            or runner.options.n_gpu_layers != 0):
+            endpoints = list(self.settings.rpc_servers)  # it died before telling which it held
+        if not endpoints:
+            return None
+        error = self.rpc_watch.lost(endpoints, [proxy.name], why)
+        if error is not None:
+            gone = [ep for ep in endpoints if self.rpc_watch.workers[ep].state == "gone"]
+            self._end_split_over(gone, why, but=proxy)
+        return error
+
+    def _end_split_over(self, endpoints: list[str], why: str, but: RunnerProxy | None = None) -> None:
+        """End the runners of the models split over these (gone) workers, each request told why."""
+        with self.lock:
+            hit = [w for w in self.workers.values() if w is not but and w.runner is not None
+                   and w.runner.end_error is None and w.runner.endpoints & set(endpoints)]
+        names = ", ".join(sorted(w.name for w in hit))
+        for w in hit:
+            w.kill(UnavailableError(f"RPC worker {', '.join(endpoints)} is gone ({why}); {names} will load again "
+                                    "on the next request once the worker is back"))
 
     @property
     def queued(self) -> int:
@@ -102,11 +153,13 @@ class Scheduler:
             self._closed = True
             workers = list(self.workers.values())
             self.workers.clear()
-        for w in workers:
-            w.jobs.put(STOP)
+            for w in workers:
+                w.stop()
         deadline = time.monotonic() + timeout
         for w in workers:
             w.thread.join(max(0.0, deadline - time.monotonic()))
+        for w in workers:
+            w.kill()  # past the timeout: runners still decoding end now
 
     # internals --------------------------------------------------------------------------------------
 
@@ -120,6 +173,10 @@ class Scheduler:
         except RuntimeError:
             loop = None
         handle = RequestHandle(loop)
+        if kind == "load":
+            self.deaths.clear(name)  # loaded explicitly: a failed model is tried again
+        elif (failed := self.deaths.failed(name)) is not None:
+            raise failed  # its runner keeps dying: say why at once, until the window passes
         with self.lock:
             if self._closed:
                 raise BusyError("server is shutting down")
@@ -127,42 +184,38 @@ class Scheduler:
                 raise BusyError()
             worker = self.workers.get(name)
             if worker is None:
-                worker = self.workers[name] = Worker(self, name)
-                self._evict_locked()
-            worker.waiting += 1
-            worker.last_used = time.monotonic()
+                worker = self.workers[name] = RunnerProxy(self, name)
+            # counted as waiting (and queued to it, under the lock) before any eviction looks at it
             self._queued += 1
-        worker.jobs.put(Job(kind, request, options, keep_alive, handle))
+            worker.last_used = time.monotonic()
+            worker.put(Job(kind, request, options, keep_alive, handle))
+            self._evict_locked(keep=worker)
         return handle
 
-    def _started(self, worker: Worker) -> None:
-        with self.lock:
-            worker.waiting -= 1
-            self._queued -= 1
-
-    def _finished(self, worker: Worker, job: Job) -> None:
+    def _finished_locked(self, worker: RunnerProxy, job: Job) -> None:
         keep = job.keep_alive if job.keep_alive is not None else self.settings.keep_alive
         if keep is None or keep < 0:
             keep = None
-        with self.lock:
-            worker.last_used = time.monotonic()
-            worker.expires_at = None if keep is None else time.time() + keep
-            if (keep == 0 and not worker.busy and worker.waiting == 0
-                    and self.workers.get(worker.name) is worker):
-                # keep_alive 0: unload as soon as this request ends (Open WebUI unloads this way)
-                del self.workers[worker.name]
-                worker.jobs.put(STOP)
+        worker.last_used = time.monotonic()
+        worker.expires_at = None if keep is None else time.time() + keep
+        if (keep == 0 and not worker.busy and worker.waiting == 0
+                and self.workers.get(worker.name) is worker):
+            # keep_alive 0: unload as soon as this request ends (Open WebUI unloads this way)
+            del self.workers[worker.name]
+            worker.stop()
 
-    def _evict_locked(self) -> None:
-        """Past the maximum, stop the least recently used idle workers (never a busy one)."""
+    def _evict_locked(self, keep: RunnerProxy | None = None) -> None:
+        """Past the maximum, stop the least recently used idle workers (never a busy one, never keep: the one
+        a request is being queued to). A model over the maximum that nothing idle can make room for loads
+        beside the busy ones, and the busy ones are evicted once idle."""
         excess = len(self.workers) - self.settings.max_loaded_models
         if excess <= 0:
             return
-        idle = sorted((w for w in self.workers.values() if not w.busy and w.waiting == 0),
+        idle = sorted((w for w in self.workers.values() if not w.busy and w.waiting == 0 and w is not keep),
                       key=lambda w: w.last_used)
         for w in idle[:excess]:
             del self.workers[w.name]
-            w.jobs.put(STOP)
+            w.stop()
 
     def _reap_loop(self) -> None:
         while True:
@@ -174,5 +227,5 @@ class Scheduler:
                 for w in list(self.workers.values()):
                     if not w.busy and w.waiting == 0 and w.expires_at is not None and w.expires_at <= now:
                         del self.workers[w.name]
-                        w.jobs.put(STOP)
+                        w.stop()
                 self._evict_locked()

@@ -229,3 +229,8 @@ class LoadedModelInfo:
     queued: int = 0  # requests for this model waiting for a slot
     tokens_per_second: float = 0.0  # generated, all slots together, over the last seconds
     devices: list[dict[str, Any]] = field(default_factory=list)  # where it lives: name, endpoint, bytes per kind
+    repack: bool = True  # llama.cpp's extra (repacked) buffer types allowed; False: --no-repack or healed
+    extra_buffers: bool = False  # weights sit in such a buffer now (CPU_REPACK, AMX…)
+    state: Literal["loaded", "loading", "failed"] = "loaded"
+    error: str | None = None  # a failed model's cause
+    pid: int | None = None  # its runner process

@@ -1,24 +1,26 @@
-"""One model's worker thread: loads the model, feeds its batcher and embedder, reloads, unloads.
+"""One model's engine thread, inside its runner process: loads the model, feeds its batcher and embedder, reloads.
 
-Jobs arrive in order on a queue. Generations and scores wait for a slot in the batcher; tokenize and load
-answer at once; embeddings go to the embedding thread. A job whose load options differ from the loaded
-model's (another num_ctx …) holds everything behind it until the running sequences end, then the model
-reloads: a running stream is never cut.
+Jobs arrive in order on a queue (from the runner's pipe reader). Generations and scores wait for a slot in the
+batcher; tokenize and load answer at once; embeddings go to the embedding thread. A job whose load options
+differ from the loaded model's holds everything behind it until the running sequences end, then the model
+reloads: a running stream is never cut (the host sends such a job only once the runner is idle, so this is a
+second guard). Only this thread touches the model's batcher; status is a snapshot it takes itself.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import logging
+import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from inferno.engine.handle import Failure, RequestHandle
+from inferno.engine.handle import Failure
 from inferno.engine.types import Done, Event, LoadedModelInfo, LoadOptions, Scores, Tokens
 from inferno.errors import InfernoError
 
@@ -26,57 +28,90 @@ if TYPE_CHECKING:
     from inferno.engine.batcher import Batcher
     from inferno.engine.embedder import Embedder
     from inferno.engine.model import Model
-    from inferno.engine.scheduler import Scheduler
+    from inferno.engine.protocol import EngineSettings, ResolvedModel
 
 STOP = object()
 log = logging.getLogger("inferno.engine")
+PROVEN_AFTER = 16  # decode steps after which a crash is no longer blamed on how the weights were placed
+SNAPSHOT_EVERY = 0.5  # seconds between status snapshots while something runs
+
+
+class Reply(Protocol):
+    """Where a job's events go (the runner's pipe), and whether its caller cancelled it."""
+
+    cancelled: threading.Event
+
+    def _put(self, item: Any) -> None: ...
+
+    def taken(self) -> None:
+        """The runner began this request (past loading): a crash from here on is this request's."""
+
+    def admitted(self) -> None:
+        """The request left the queue (a slot, or begun)."""
 
 
 class Job:
-    __slots__ = ("ended", "handle", "keep_alive", "kind", "load", "request", "running", "started")
+    __slots__ = ("ended", "handle", "kind", "load", "request", "running", "started")
 
-    def __init__(self, kind: str, request: Any, load: LoadOptions, keep_alive: float | None,
-                 handle: RequestHandle) -> None:
-        self.kind, self.request, self.load, self.keep_alive, self.handle = kind, request, load, keep_alive, handle
+    def __init__(self, kind: str, request: Any, load: LoadOptions, handle: Reply) -> None:
+        self.kind, self.request, self.load, self.handle = kind, request, load, handle
         self.started = False  # left the queue (admitted to a slot, or begun)
         self.running = False  # counted in the worker's running jobs
         self.ended = False  # its final event (or error) was sent
 
 
-class Worker:
-    """Owns one model name."""
+class _Prepared:
+    """A job the preparing thread is done with: a Sequence for the batcher, or the job's final event/error."""
 
-    def __init__(self, scheduler: Scheduler, name: str) -> None:
-        self.scheduler, self.name = scheduler, name
+    __slots__ = ("job", "result")
+
+    def __init__(self, job: Job, result: Any) -> None:
+        self.job, self.result = job, result
+
+
+class Worker:
+    """Owns one model in its runner. flush() is called once per loop turn (after each decode step): the events
+    of that step leave together; note(kind) tells the host about the model (extra buffers, first decodes)."""
+
+    def __init__(self, name: str, resolved: ResolvedModel, settings: EngineSettings,
+                 flush: Callable[[LoadedModelInfo | None], None], note: Callable[[str], None],
+                 fault: str = "") -> None:
+        self.name, self.resolved, self.settings = name, resolved, settings
+        self.flush, self.note, self.fault = flush, note, fault
         self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.inbox: collections.deque[Any] = collections.deque()  # taken off the queue, not yet dispatched
         self.model: Model | None = None
         self.batcher: Batcher | None = None
         self.embedder: Embedder | None = None
         self.scores: collections.deque[Job] = collections.deque()  # waiting for a free slot
+        self.lock = threading.Lock()  # self.running: the embedding thread ends its jobs too
         self.running = 0  # jobs dispatched and not finished
-        self.active: set[Job] = set()  # those jobs
-        self.current: Job | None = None  # the job whose model is loading
-        self.abandoned = False  # an RPC worker under the model died: this thread and model are never used again
-        self.waiting = 0  # jobs submitted and not yet running (counted in the scheduler's queue bound)
-        self.expires_at: float | None = time.time() + 300
-        self.last_used = time.monotonic()
+        self.steps = 0  # decode steps since the model loaded
+        self.extra_buffers = False
+        # Rendering templates, tokenizing and building samplers (a JSON schema's grammar) happen on the preparing
+        # thread, so a long prompt never stalls the slots decoding; ready work comes back on self.jobs.
+        self.preparing = 0  # jobs handed to the preparing thread, not back yet
+        self.ready: collections.deque[_Prepared] = collections.deque()
+        self.doomed = False  # the decode failed: unload once nothing is being prepared on the model
+        self._prep: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threading.Thread(target=self._prepare_loop, name=f"inferno-{name}-prep", daemon=True).start()
+        self._snap: tuple[Any, ...] | None = None
+        self._snap_at = 0.0
         self.thread = threading.Thread(target=self._loop, name=f"inferno-{name}", daemon=True)
         self.thread.start()
-
-    @property
-    def busy(self) -> bool:
-        return self.running > 0
 
     # the loop -------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
         while True:
-            stepping = (self.batcher is not None and self.batcher.busy) or bool(self.scores)
-            # Idle: sleep until a job comes. Held jobs (a reload, an unload) wait for work running elsewhere
-            # (an embedding on its own thread) to end: look again every 50 ms rather than spin.
-            self._take(block=not stepping, timeout=0.05 if self.inbox else None)
-            if self.abandoned or self._dispatch():
+            stepping = (self.batcher is not None and self.batcher.busy) or (bool(self.scores) and
+                                                                          self.batcher is not None)
+            self.flush(self._snapshot())
+            # Idle: sleep until a job comes. Held jobs (a reload) wait for work running elsewhere (an embedding
+            # on its own thread) to end, and a busy model's tokens/s goes stale: look again after a while.
+            timeout = 0.05 if self.inbox else (SNAPSHOT_EVERY if self._snap and self._snap[-1] else None)
+            self._take(block=not stepping, timeout=timeout)
+            if self._dispatch():
                 break
             if self.batcher is not None and self.batcher.busy:
                 try:
@@ -84,28 +119,78 @@ class Worker:
                 except Exception as e:  # a bug: fail what runs, keep serving
                     log.exception("decode step failed for %s", self.name)
                     self.batcher._fail_all(InfernoError(f"generation failed: {type(e).__name__}: {e}"))
-                if self.batcher.broken and not self.abandoned:
+                self._stepped()
+                if self.batcher.broken and not self.doomed:
                     log.error("%s: the decode failed; the model reloads for the next request", self.name)
-                    self._unload()
+                    error = InfernoError(f"the decode failed for {self.name}; try again")
+                    while self.scores:  # they would wait for a batcher that is gone (and spin)
+                        self._end(self.scores.popleft(), error)
+                    self.doomed = True
+            if self.doomed and not self.preparing:
+                self.doomed = False
+                self._unload()
             self._run_scores()
-        if not self.abandoned:
-            self._unload()
+        self._prep.put(None)
+        self._unload()
+        self.flush(None)
+
+    def _stepped(self) -> None:
+        self.steps += 1
+        if self.steps == 1 and self.fault == "segv-on-first-decode" and self.extra_buffers:
+            os.kill(os.getpid(), signal.SIGSEGV)  # the test-only fault switch (INFERNO_TEST_FAULT)
+        if self.steps == PROVEN_AFTER:
+            self.note("proven")
 
     def _take(self, block: bool, timeout: float | None) -> None:
         try:
-            self.inbox.append(self.jobs.get(block=block, timeout=timeout))
+            item = self.jobs.get(block=block, timeout=timeout)
             while True:
-                self.inbox.append(self.jobs.get_nowait())
+                (self.ready if isinstance(item, _Prepared) else self.inbox).append(item)
+                item = self.jobs.get_nowait()
         except queue.Empty:
             pass
 
+    def _take_ready(self) -> None:
+        while self.ready:
+            p = self.ready.popleft()
+            self.preparing -= 1
+            if isinstance(p.result, BaseException) or not _is_sequence(p.result):
+                self._end(p.job, p.result)
+            elif self.batcher is None or self.doomed:
+                self._end(p.job, InfernoError(f"the decode failed for {self.name}; try again"))
+            else:
+                self.batcher.enqueue(p.result, lambda job=p.job: self._begin(job))
+
+    def _prepare_loop(self) -> None:
+        while (item := self._prep.get()) is not None:
+            job, work = item
+            try:
+                result = work()
+            except InfernoError as e:
+                result = e
+            except Exception as e:  # a bug or a llama.cpp failure: this caller's only
+                log.exception("request failed for %s", self.name)
+                result = InfernoError(f"generation failed: {type(e).__name__}: {e}")
+            self.jobs.put(_Prepared(job, result))
+
+    def _off_loop(self, job: Job, work: Callable[[], Any]) -> None:
+        self.preparing += 1
+        self._prep.put((job, work))
+
     def _dispatch(self) -> bool:
         """Start the jobs of the inbox in order; True when the worker should stop."""
+        self._take_ready()
         while self.inbox:
             job = self.inbox[0]
-            idle = self.running == 0
+            with self.lock:
+                idle = self.running == 0
             if job is STOP:
-                return idle  # else unload after the current work
+                if not idle or len(self.inbox) > 1:
+                    if len(self.inbox) > 1:  # a job found after STOP is still answered, STOP goes last
+                        self.inbox.rotate(-1)
+                        continue
+                    return False  # unload after the current work
+                return True
             if job.handle.cancelled.is_set():
                 self.inbox.popleft()
                 self._end(job, Done(reason="cancelled"))
@@ -114,35 +199,29 @@ class Worker:
             if needs_model and self.model is not None and self.model.options != job.load and not idle:
                 return False  # reload once the running sequences end; hold everything behind it
             self.inbox.popleft()
-            self.current = job
             try:
                 load_ns = self._ensure(job.load) if needs_model else 0
+                job.handle.taken()
                 self._start(job, load_ns)
             except InfernoError as e:
                 self._end(job, e)
             except Exception as e:  # a bug or a llama.cpp failure: report it to this caller only
                 log.exception("request failed for %s", self.name)
                 self._end(job, InfernoError(f"generation failed: {type(e).__name__}: {e}"))
-            finally:
-                self.current = None
         return False
 
     def _start(self, job: Job, load_ns: int) -> None:
         from inferno.engine.sequence import Sequence
 
         assert self.model is not None and self.batcher is not None
-        if job.kind == "generate":
-            seq = Sequence(self.model, job.request, self._emitter(job), job.handle.cancelled.is_set, load_ns)
-            job.running = True
-            with self.scheduler.lock:
-                self.running += 1
-            self.active.add(job)
-            self.batcher.enqueue(seq, lambda: self._begin(job))
-            return
         job.running = True
-        with self.scheduler.lock:
+        with self.lock:
             self.running += 1
-        self.active.add(job)
+        model = self.model
+        if job.kind == "generate":
+            self._off_loop(job, lambda: Sequence(model, job.request, self._emitter(job), job.handle.cancelled.is_set,
+                                                 load_ns))
+            return
         self._begin(job)
         if job.kind == "embed":
             if self.embedder is None:
@@ -153,17 +232,8 @@ class Worker:
         elif job.kind == "score":
             self.scores.append(job)
         elif job.kind == "tokenize":
-            req = job.request
-            if req.prompt_of is not None:  # rendered and tokenized, nothing decoded: counting is cheap
-                self._end(job, Tokens(tokens=self.model.prompt_tokens(req.prompt_of), text=""))
-            elif req.tokens is not None:
-                self.model.check_tokens(req.tokens)
-                self._end(job, Tokens(tokens=list(req.tokens), text=self.model.detokenize(list(req.tokens))))
-            else:
-                text = req.text or ""
-                self._end(job, Tokens(tokens=self.model.tokenize(text, add_bos=False, special=False), text=text))
+            self._off_loop(job, lambda: _tokenize(model, job.request))
         else:  # load
-            self.scheduler.observer.observe_load(self.name, load_ns)
             self._end(job, Done(reason="load", load_ns=load_ns, total_ns=load_ns))
 
     def _run_scores(self) -> None:
@@ -189,13 +259,6 @@ class Worker:
 
     def _emitter(self, job: Job) -> Callable[[Event], None]:
         def emit(event: Any) -> None:
-            if isinstance(event, Done):  # one line per request for operators (and the tests' evidence)
-                self.scheduler.observer.observe_generation(self.name, event)
-                log.info(json.dumps({"event": "generation", "model": self.name, "reason": event.reason,
-                                     "prompt_tokens": event.prompt_tokens,
-                                     "completion_tokens": event.completion_tokens,
-                                     "cached_tokens": event.cached_tokens,
-                                     "total_ms": round(event.total_ns / 1e6, 1)}))
             if isinstance(event, Failure):
                 self._end(job, event.error)
             elif isinstance(event, Done):
@@ -208,19 +271,17 @@ class Worker:
     def _begin(self, job: Job) -> None:
         if not job.started:
             job.started = True
-            self.scheduler._started(self)
+            job.handle.admitted()
 
     def _end(self, job: Job, result: Any) -> None:
-        """The job's final event (or its error): the caller gets it, the counts and keep_alive follow."""
+        """The job's final event (or its error)."""
         self._begin(job)
         if job.running:
             job.running = False
-            with self.scheduler.lock:  # the embedding thread ends its jobs too
+            with self.lock:
                 self.running -= 1
-        self.active.discard(job)
         job.ended = True
         job.handle._put(Failure(result) if isinstance(result, BaseException) else result)
-        self.scheduler._finished(self, job)
 
     # loading --------------------------------------------------------------------------------------
 
@@ -229,27 +290,26 @@ class Worker:
             return 0
         self._unload()
         from inferno.engine.batcher import Batcher
+        from inferno.engine.devices import extra_buffers
         from inferno.engine.model import Model
 
         t0 = time.perf_counter_ns()
-        sched = self.scheduler
-        rpc = sched.settings.rpc_servers and options.n_gpu_layers != 0  # 0: every layer on this machine's CPU
-        if rpc:
-            from inferno.engine.rpc import pool
-
-            pool().acquire(self)  # before loading: a worker may die while the weights go to it
         try:
-            model = Model(sched.resolver.resolve(self.name), options, sched.settings)
-            try:
-                self.batcher = Batcher(model, sched.settings.num_parallel)
-            except BaseException:
-                model.close()
-                raise
+            model = Model(self.resolved, options, self.settings)
         except BaseException:
-            if rpc:
-                pool().release(self)
+            self._release_rpc()
             raise
-        self.model = model
+        self.extra_buffers = bool(extra_buffers(model.buffers))
+        if self.fault == "segv-on-load" and self.extra_buffers:
+            os.kill(os.getpid(), signal.SIGSEGV)  # the test-only fault switch (INFERNO_TEST_FAULT)
+        try:
+            self.batcher = Batcher(model, self.settings.num_parallel)
+        except BaseException:
+            model.close()
+            self._release_rpc()
+            raise
+        self.model, self.steps = model, 0
+        self._snap = None
         return time.perf_counter_ns() - t0
 
     def _unload(self) -> None:
@@ -263,42 +323,48 @@ class Worker:
             model, self.model = self.model, None
             with contextlib.suppress(Exception):
                 model.close()
-            if model.rpc:
-                from inferno.engine.rpc import pool
+            self._release_rpc()
+        self._snap = None
 
-                pool().release(self)
+    def _release_rpc(self) -> None:
+        if self.settings.rpc_servers:
+            from inferno.engine.rpc import pool
 
-    def abandon(self, error: InfernoError) -> None:
-        """An RPC worker holding part of the model died. Called on another thread while this one is stuck in
-        llama.cpp for good (or idle): the model leaves service, every request it holds or awaits fails with
-        error, and its thread and llama.cpp objects are never touched again (see inferno.engine.rpc)."""
-        from inferno.engine.rpc import pool
+            pool().release()
 
-        self.abandoned = True
-        pool().keep(self.model, self.batcher, self.embedder)
-        with self.scheduler.lock:
-            if self.scheduler.workers.get(self.name) is self:
-                del self.scheduler.workers[self.name]
-        waiting = [j for j in (self.current, *self.active, *self.inbox, *self.scores) if isinstance(j, Job)]
-        while True:
-            try:
-                waiting.append(self.jobs.get_nowait())
-            except queue.Empty:
-                break
-        self.inbox.clear()
-        self.scores.clear()
-        for job in dict.fromkeys(j for j in waiting if isinstance(j, Job)):
-            if not job.ended:
-                self._end(job, error)
-        self.jobs.put(STOP)  # an idle thread wakes up and leaves without unloading
+    # status ---------------------------------------------------------------------------------------
 
-    def info(self) -> LoadedModelInfo | None:
+    def _snapshot(self) -> LoadedModelInfo | None:
+        """What `ps` shows of this model, taken on this thread, when it changed (or its tokens/s may have):
+        None when nothing is new."""
         m, b = self.model, self.batcher
         if m is None or b is None:
             return None
+        now = time.monotonic()
+        key = (id(m), b.in_use, len(b.slots), bool(self.scores))
+        if key == (self._snap or ())[:-1] and now - self._snap_at < SNAPSHOT_EVERY:
+            return None
+        tps = round(b.tokens_per_second(), 1)
+        self._snap, self._snap_at = (*key, tps), now
         return LoadedModelInfo(name=self.name, path=str(m.path), size=m.size, context_length=m.n_ctx,
-                               devices=m.devices(),
-                               expires_at=self.expires_at, busy=self.busy,
+                               devices=m.devices(), expires_at=None, busy=b.busy,
                                load_options=m.options.model_dump(exclude_none=True), slots=len(b.slots),
-                               slots_in_use=b.in_use, queued=self.waiting,
-                               tokens_per_second=round(b.tokens_per_second(), 1))
+                               slots_in_use=b.in_use, tokens_per_second=tps,
+                               repack=not self.settings.no_repack, extra_buffers=self.extra_buffers,
+                               pid=os.getpid())
+
+
+def _is_sequence(result: Any) -> bool:
+    from inferno.engine.sequence import Sequence
+
+    return isinstance(result, Sequence)
+
+
+def _tokenize(model: Model, req: Any) -> Tokens:
+    if req.prompt_of is not None:  # rendered and tokenized, nothing decoded: counting is cheap
+        return Tokens(tokens=model.prompt_tokens(req.prompt_of), text="")
+    if req.tokens is not None:
+        model.check_tokens(req.tokens)
+        return Tokens(tokens=list(req.tokens), text=model.detokenize(list(req.tokens)))
+    text = req.text or ""
+    return Tokens(tokens=model.tokenize(text, add_bos=False, special=False), text=text)

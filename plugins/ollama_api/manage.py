@@ -106,7 +106,14 @@ def make_blueprint(inferno: Inferno) -> Any:
                             "expires_at": t.rfc3339(expires), "context_length": m.context_length,
                             # Inferno's own: the batching engine's slots (Ollama clients ignore unknown keys)
                             "slots": m.slots, "slots_in_use": m.slots_in_use, "queued": m.queued,
-                            "tokens_per_second": m.tokens_per_second, "devices": m.devices})
+                            "tokens_per_second": m.tokens_per_second, "devices": m.devices,
+                            "state": m.state, "repack": m.repack})
+        for m in inferno.engine.failed():  # its engine kept stopping: its requests get a 503
+            with contextlib.suppress(InfernoError):
+                info = store.get(m.name)
+                out.append({"name": display_name(m.name), "model": display_name(m.name), "size": 0, "size_vram": 0,
+                            "digest": info.sha256, "details": details(info), "expires_at": t.rfc3339(
+                                datetime.now(timezone.utc)), "state": "failed", "error": m.error})
         return {"models": out}
 
     @bp.post("/api/show")

@@ -17,8 +17,7 @@ if TYPE_CHECKING:
 @hookimpl
 def quantize_model(inferno: Inferno, source: str, target: str, method: str, progress: Progress,
                    options: dict[str, Any]) -> ModelInfo | None:
-    from .methods import find
-    from .quantizer import quantize_file
+    from .child import quantize_in_child
 
     info = inferno.store.get(source)
     if info.filename and not info.filename.endswith(".gguf"):
@@ -26,18 +25,18 @@ def quantize_model(inferno: Inferno, source: str, target: str, method: str, prog
 
         raise BadRequestError(f"{source} is not a GGUF file; convert it to GGUF first")
     meta = inferno.metadata(source)
-    chosen = find(method)
     imatrix = options.get("imatrix")
-    tmp = quantize_file(info.file, inferno.store.staging_dir(), chosen, current=meta.quantization,
-                        allow_requantize=bool(options.get("allow_requantize")),
-                        imatrix=Path(imatrix) if imatrix else None, pure=bool(options.get("pure")),
-                        threads=int(options.get("threads") or 0),
-                        output_tensor_type=options.get("output_tensor_type"),
-                        token_embedding_type=options.get("token_embedding_type"), progress=progress)
+    # in a child process: llama.cpp's quantizer never runs inside a server (nor fails one)
+    tmp, label = quantize_in_child(info.file, inferno.store.staging_dir(), method, progress, current=meta.quantization,
+                            allow_requantize=bool(options.get("allow_requantize")),
+                            imatrix=str(imatrix) if imatrix else None, pure=bool(options.get("pure")),
+                            threads=int(options.get("threads") or 0),
+                            output_tensor_type=options.get("output_tensor_type"),
+                            token_embedding_type=options.get("token_embedding_type"))
     try:  # the store checks the output's file name like any other (safe_filename + containment)
         return inferno.import_file(tmp, target, source=f"quantize:{info.name}", mode="move", progress=progress,
                                    filename=f"{target.replace(':', '-')}.gguf",
-                                   extra={"quantized_from": info.name, "quantization_method": chosen.label})
+                                   extra={"quantized_from": info.name, "quantization_method": label})
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -1,0 +1,375 @@
+"""The host's end of one model's runner process (inferno.engine.runner): the scheduler's worker for that model.
+
+The proxy keeps the model's queue in the host: a job is sent to the runner in order, and one whose load options
+differ from what the runner has is held (with everything behind it) until the runner's jobs end, so the reload
+decision stays here. A driver thread starts runners and sends frames; a reader thread per runner takes its
+events (batched per decode step) to the requests' handles; a third keeps the runner's last stderr lines.
+
+A runner that dies (end of file, then its exit status): every request it had begun ends with one
+EngineStoppedError naming the model and the cause; requests it had not begun are sent to a fresh runner. A death
+by a signal while loading or in the first decodes with weights in llama.cpp's extra buffer types is
+llama.cpp#20824's signature: the model is started once more without them, and that is remembered.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from inferno.engine.handle import _FINAL, Failure, RequestHandle
+from inferno.engine.supervisor import cause
+from inferno.engine.types import Done, LoadedModelInfo, LoadOptions
+from inferno.errors import EngineStoppedError, InfernoError
+
+if TYPE_CHECKING:
+    from inferno.engine.scheduler import Scheduler
+
+log = logging.getLogger("inferno.engine")
+TAIL_LINES = 40  # the runner's last stderr lines kept for the log when it dies
+# a native backtrace (ggml prints one through gdb when INFERNO_DEBUG asks for it) says nothing to an operator
+_BACKTRACE = re.compile(r"^(#\d+\s|\d+\s|\[Inferior |\[New LWP|\[Thread debugging|Using host libthread_db|"
+                        r"0x[0-9a-f]+ in )")
+_ids = itertools.count(1)
+
+
+class Job:
+    """One request, host side."""
+
+    __slots__ = ("admitted", "emitted", "handle", "id", "keep_alive", "kind", "load", "request", "taken")
+
+    def __init__(self, kind: str, request: Any, load: LoadOptions, keep_alive: float | None,
+                 handle: RequestHandle) -> None:
+        self.id = next(_ids)
+        self.kind, self.request, self.load, self.keep_alive, self.handle = kind, request, load, keep_alive, handle
+        self.taken = False  # the runner began it: a crash from now on fails it
+        self.admitted = False  # it left the queue (a slot in the batcher, or begun)
+        self.emitted = False  # an event reached its caller
+
+
+class _Runner:
+    def __init__(self, proc: subprocess.Popen[bytes], conn: Connection, no_repack: bool) -> None:
+        self.proc, self.conn, self.no_repack = proc, conn, no_repack
+        self.options: LoadOptions | None = None  # of the last job sent that loads
+        self.extra = False  # llama.cpp placed weights in an extra buffer type
+        self.proven = False  # its first decodes went well
+        self.stopping = False
+        self.endpoints: set[str] = set()  # the RPC workers it holds connections to
+        self.end_error: InfernoError | None = None  # the host ended it (its RPC worker is gone): its requests' error
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.tail_thread: threading.Thread | None = None
+        self.send_lock = threading.Lock()
+
+    def send(self, frame: tuple[Any, ...]) -> bool:
+        with self.send_lock:
+            try:
+                self.conn.send(frame)
+                return True
+            except (OSError, EOFError):  # it died: its reader reports that
+                return False
+
+
+class RunnerProxy:
+    def __init__(self, scheduler: Scheduler, name: str) -> None:
+        self.scheduler, self.name = scheduler, name
+        self.lock = scheduler.lock  # counts, queues and the scheduler's maps change together
+        self.cv = threading.Condition(self.lock)
+        self.pending: collections.deque[Job] = collections.deque()  # accepted, not sent to a runner
+        self.sent: dict[int, Job] = {}  # sent to the runner, not ended
+        self.cancels: list[int] = []
+        self.waiting = 0  # accepted, not admitted (counted in the scheduler's queue bound)
+        self.running = 0  # admitted, not ended
+        self.stopping = False
+        self.expires_at: float | None = time.time() + 300
+        self.last_used = time.monotonic()
+        self.runner: _Runner | None = None
+        self.snapshot: LoadedModelInfo | None = None
+        self.thread = threading.Thread(target=self._drive, name=f"inferno-{name}", daemon=True)
+        self.thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self.running > 0
+
+    # called by the scheduler, under its lock ------------------------------------------------------------
+
+    def put(self, job: Job) -> None:
+        self.waiting += 1
+        self.pending.append(job)
+        job.handle.on_cancel = lambda: self._cancel(job)
+        self.cv.notify_all()
+
+    def stop(self) -> None:
+        """Serve what was accepted, then end the runner."""
+        self.stopping = True
+        self.cv.notify_all()
+
+    def info(self) -> LoadedModelInfo | None:
+        snap, runner = self.snapshot, self.runner
+        if snap is None or runner is None or runner.end_error is not None:
+            return None
+        return dataclasses.replace(snap, expires_at=self.expires_at, busy=self.busy, queued=self.waiting)
+
+    # the driver thread: starts runners, sends ----------------------------------------------------------
+
+    def _drive(self) -> None:
+        while True:
+            with self.cv:
+                while (action := self._next_locked()) is None:
+                    self.cv.wait()
+            what, arg = action
+            if what == "exit":
+                return
+            if what == "start":
+                self._start()
+            elif what == "cancel":
+                runner = self.runner
+                for jid in arg:
+                    if runner is not None:
+                        runner.send(("cancel", jid))
+            elif what == "send":
+                job, runner = arg
+                if not runner.send(("job", job.id, job.kind, job.request, job.load)):
+                    time.sleep(0.01)  # the reader sees the death and puts the job back
+            elif what == "stop":
+                arg.send(("stop",))
+
+    def _next_locked(self) -> tuple[str, Any] | None:
+        if self.cancels:
+            ids, self.cancels = self.cancels, []
+            return "cancel", ids
+        runner = self.runner
+        if self.pending:
+            if runner is None:
+                return "start", None
+            if runner.stopping:
+                return None  # the next runner starts once this one ended
+            job = self.pending[0]
+            loads = job.kind != "tokenize" or runner.options is None
+            if loads and runner.options is not None and runner.options != job.load and self.sent:
+                return None  # reload once the runner's jobs end; everything behind it waits too
+            self.pending.popleft()
+            self.sent[job.id] = job
+            if loads:
+                runner.options = job.load
+            return "send", (job, runner)
+        if self.stopping and not self.sent:
+            if runner is None:
+                return "exit", None
+            if not runner.stopping:
+                runner.stopping = True
+                return "stop", runner
+        return None
+
+    def _start(self) -> None:
+        sched = self.scheduler
+        try:
+            failed = sched.deaths.failed(self.name)
+            if failed is not None:
+                raise failed
+            resolved = sched.resolver.resolve(self.name)
+        except InfernoError as e:
+            self._fail_pending(e)
+            return
+        no_repack = sched.settings.no_repack or sched.repack_memory.says_no(resolved.file)
+        settings = dataclasses.replace(sched.settings, no_repack=no_repack)
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        if os.environ.get("INFERNO_DEBUG", "") in ("", "0", "false"):
+            env.setdefault("GGML_NO_BACKTRACE", "1")  # ggml's gdb backtrace of a fault takes seconds
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "inferno.engine.runner", str(theirs.fileno()),
+                                     str(os.getpid())], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        except OSError as e:
+            ours.close()
+            self._fail_pending(InfernoError(f"cannot start the engine for {self.name}: {e}"))
+            return
+        finally:
+            theirs.close()
+        conn = Connection(ours.detach())
+        runner = _Runner(proc, conn, no_repack)
+        runner.send(("start", self.name, resolved, settings, os.environ.get("INFERNO_TEST_FAULT", "")))
+        runner.tail_thread = threading.Thread(target=self._tail, args=(runner,), daemon=True,
+                                              name=f"inferno-{self.name}-log")
+        runner.tail_thread.start()
+        with self.cv:
+            self.runner = runner
+            self.cv.notify_all()
+        threading.Thread(target=self._read, args=(runner,), daemon=True, name=f"inferno-{self.name}-read").start()
+
+    def _fail_pending(self, error: InfernoError) -> None:
+        with self.cv:
+            jobs = list(self.pending)
+            self.pending.clear()
+            for job in jobs:
+                self._ended_locked(job)
+        for job in jobs:
+            job.handle._put(Failure(error))
+
+    def _cancel(self, job: Job) -> None:
+        with self.cv:
+            if job in self.pending:
+                self.pending.remove(job)
+                self._ended_locked(job)
+                answer = True
+            else:
+                answer = False
+                if job.id in self.sent:
+                    self.cancels.append(job.id)
+                    self.cv.notify_all()
+        if answer:
+            job.handle._put(Done(reason="cancelled"))
+
+    # the reader thread: events up, and the runner's end -----------------------------------------------
+
+    def _tail(self, runner: _Runner) -> None:
+        assert runner.proc.stdout is not None
+        runlog = logging.getLogger(f"inferno.runner.{self.name}")
+        for raw in iter(runner.proc.stdout.readline, b""):
+            line = raw.decode("utf-8", errors="replace").rstrip()
+            if line and not _BACKTRACE.match(line):
+                runner.tail.append(line)
+                runlog.info("%s", line)
+        runner.proc.stdout.close()
+
+    def _read(self, runner: _Runner) -> None:
+        try:
+            while True:
+                items, snapshot, notes = runner.conn.recv()
+                if "extra" in notes:
+                    runner.extra = True
+                if "proven" in notes:
+                    runner.proven = True
+                for note in notes:
+                    if note.startswith("warning:"):
+                        warnings.warn(f"{note.removeprefix('warning:')}", UserWarning, stacklevel=1)
+                if snapshot is not None:  # before the events: a caller that saw Done sees the status after it
+                    self.snapshot = snapshot
+                    runner.endpoints = {d["endpoint"] for d in snapshot.devices if d.get("endpoint")}
+                for jid, item in items:
+                    self._receive(jid, item)
+        except (EOFError, OSError):
+            pass
+        except Exception:  # a frame that does not unpickle: a bug; the runner is ended below
+            log.exception("the engine for %s sent what the host cannot read", self.name)
+            runner.proc.kill()
+        returncode = runner.proc.wait()
+        runner.conn.close()
+        if runner.tail_thread is not None:
+            runner.tail_thread.join(5)
+        self._runner_ended(runner, returncode)
+
+    def _receive(self, jid: int, item: Any) -> None:
+        job = self.sent.get(jid)
+        if job is None:
+            return
+        if item == "taken":
+            job.taken = True
+            return
+        if item == "admitted":
+            with self.cv:
+                if not job.admitted:
+                    job.admitted = True
+                    self.waiting -= 1
+                    self.scheduler._queued -= 1
+                    self.running += 1
+            return
+        if isinstance(item, (Failure, *_FINAL)):
+            if isinstance(item, Done):
+                self._observe(job, item)
+            with self.cv:
+                del self.sent[jid]
+                self._ended_locked(job)
+                self.scheduler._finished_locked(self, job)
+                self.cv.notify_all()
+        else:
+            job.emitted = True
+        job.handle._put(item)
+
+    def _ended_locked(self, job: Job) -> None:
+        if job.admitted:
+            self.running -= 1
+        else:
+            job.admitted = True
+            self.waiting -= 1
+            self.scheduler._queued -= 1
+        self.last_used = time.monotonic()
+
+    def _observe(self, job: Job, done: Done) -> None:
+        observer = self.scheduler.observer
+        if job.kind == "load":
+            observer.observe_load(self.name, done.load_ns)
+            return
+        observer.observe_generation(self.name, done)
+        log.info(json.dumps({"event": "generation", "model": self.name, "reason": done.reason,  # for operators
+                             "prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens,
+                             "cached_tokens": done.cached_tokens, "total_ms": round(done.total_ns / 1e6, 1)}))
+
+    def _runner_ended(self, runner: _Runner, returncode: int) -> None:
+        if runner.stopping and returncode == 0:
+            with self.cv:
+                self.runner, self.snapshot = None, None
+                self.cv.notify_all()
+            return
+        why = cause(returncode, list(runner.tail))
+        sched = self.scheduler
+        lines = "\n".join(f"    {line}" for line in list(runner.tail)[-10:])
+        log.error("the engine for %s stopped: %s; its last lines:\n%s", self.name, why, lines or "    (none)")
+        error: InfernoError = EngineStoppedError(f"the engine for {self.name} stopped: {why}")
+        rpc_error = runner.end_error or sched.rpc_lost(self, runner, why)  # an RPC worker it was split over went
+        heal = (rpc_error is None and returncode < 0 and runner.extra and not runner.proven
+                and not runner.no_repack)
+        if rpc_error is not None:
+            error = rpc_error  # the worker's fault, not the model's: not counted as a crash
+        elif heal:
+            log.warning("%s: its runner died (%s) with weights repacked for this CPU (llama.cpp#20824, AMX); "
+                        "loading it again without repacking (use_extra_bufts = false), remembered for this "
+                        "model, llama.cpp build and CPU", self.name, why)
+            try:
+                sched.repack_memory.remember(sched.resolver.resolve(self.name).file, why)
+            except (InfernoError, OSError):
+                log.exception("remembering %s's setting", self.name)
+        else:
+            sched.deaths.record(self.name, why)
+        failed_jobs: list[Job] = []
+        with self.cv:
+            self.runner, self.snapshot = None, None
+            retry = []
+            for job in sorted(self.sent.values(), key=lambda j: j.id):
+                if (job.taken or job.admitted) and not (heal and not job.emitted):
+                    failed_jobs.append(job)
+                    self._ended_locked(job)
+                else:  # never begun (or begun on the setting that crashed): a fresh runner serves it
+                    if job.admitted:
+                        job.admitted = False
+                        self.running -= 1
+                        self.waiting += 1
+                        sched._queued += 1
+                    job.taken = False
+                    retry.append(job)
+            self.sent.clear()
+            self.pending.extendleft(reversed(retry))
+            self.cv.notify_all()
+        for job in failed_jobs:
+            job.handle._put(Failure(error))
+
+    def kill(self, error: InfernoError | None = None) -> None:
+        """End the runner now; error: what its requests are told (else the death's own cause)."""
+        runner = self.runner
+        if runner is not None:
+            if error is not None and runner.end_error is None:
+                runner.end_error = error
+            runner.proc.kill()
