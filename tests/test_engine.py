@@ -147,7 +147,8 @@ def test_abandoned_stream_is_cancelled(host: Inferno) -> None:
 
 
 def test_full_queue_is_busy(home: Path, tiny_gguf: Path) -> None:
-    host = make_host(home, tiny_gguf, INFERNO_MAX_QUEUE="1")
+    # one slot: the second request waits whatever the timing (with free slots it could start at once)
+    host = make_host(home, tiny_gguf, INFERNO_MAX_QUEUE="1", INFERNO_NUM_PARALLEL="1")
     long = gen(sampling=SamplingOptions(max_tokens=-1, ignore_eos=True), load=LoadOptions(n_ctx=2048))
     handles = []
     try:
