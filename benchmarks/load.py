@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from inferno.testing_server import free_port, wait_healthy
 
 
 def one_request(client: httpx.Client, url: str, dialect: str, i: str, tokens: int) -> tuple[str, float, int]:
@@ -111,9 +112,7 @@ def main() -> None:
     ap.add_argument("--max-queue", type=int, default=16)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as home:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         env = {**os.environ, "INFERNO_HOME": home, "INFERNO_HOST": f"127.0.0.1:{port}",
                "INFERNO_MAX_QUEUE": str(args.max_queue)}
         subprocess.run([sys.executable, "-m", "inferno", "pull", args.model, "--name", "bench", "--link", "-q"],
@@ -123,13 +122,7 @@ def main() -> None:
                                   stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(url + "/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
+            wait_healthy(url, server)
             print(f"model {Path(args.model).name}, {args.tokens} tokens per request, {args.requests} requests per "
                   f"client, INFERNO_MAX_QUEUE={args.max_queue}, both dialects alternating")
             print(f"{'clients':>7} {'requests':>8} {'ok':>5} {'503':>5} {'failed':>6} {'tok/s':>8} "

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from inferno.engine.chat import render_chat
 from inferno.engine.model import default_threads
 from inferno.engine.types import Message
 from inferno.metadata import read_metadata
+from inferno.testing_server import free_port, wait_healthy
 
 QUESTION = "Request {i}. Write a detailed essay about the history of the printing press."
 
@@ -56,12 +56,6 @@ def stream_once(url: str, i: str, tokens: int) -> tuple[float, float, int]:
                 last = time.perf_counter()
                 first = first or last
     return first - t0, (n - 1) / (last - first) if last > first else 0.0, n
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def direct_worker(path: Path, threads: int, tokens: int) -> None:
@@ -126,13 +120,7 @@ def main() -> None:
                                   stdout=subprocess.PIPE, text=True)
         assert worker.stdin is not None and worker.stdout is not None
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
+            wait_healthy(url, server)
             stream_once(url, "warm", 4)
             worker.stdin.write("warm\n")
             worker.stdin.flush()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,26 +29,14 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from inferno.engine.model import default_threads
+from inferno.testing_server import free_port, wait_healthy
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["free_port", "wait_ready"]  # the other benchmarks start their sides with these
 
 
 def wait_ready(url: str, proc: subprocess.Popen[Any], deadline: float = 600) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} not ready")
+    """Either side answering /health (llama-server answers 503 while it loads)."""
+    wait_healthy(url, proc, deadline)
 
 
 def rss_mib(pid: int) -> float:

@@ -8,8 +8,7 @@ llama_cpp, no huggingface_hub — those are imported inside the functions that n
 from __future__ import annotations
 
 from inferno import __version__
-from inferno.cli.models import human_size, table
-from inferno.cli.progress import ProgressBar
+from inferno.bodies import body, read_json
 from inferno.config import Settings, parse_duration
 from inferno.dialect import (
     Chunk,
@@ -75,8 +74,8 @@ from inferno.errors import (
 from inferno.hookspecs import hookimpl
 from inferno.host import Inferno
 from inferno.metadata import ModelMetadata, format_parameter_size
+from inferno.progress import ProgressBar
 from inferno.ram import default_context, kv_cache_bytes, ram_table
-from inferno.server import body, read_json
 from inferno.sources import Chooser, Fetched, ModelRef, name_from
 from inferno.store import (
     ModelInfo,
@@ -87,6 +86,7 @@ from inferno.store import (
     safe_filename,
     sha256_file,
 )
+from inferno.tables import human_size, table
 
 __all__ = [
     "IMAGE_MARKER",

@@ -85,6 +85,7 @@ class Settings(BaseModel):
     request_load_options: list[str] = Field(default_factory=lambda: ["num_ctx"])  # reloads a request may cause
     rpc_servers: list[str] = Field(default_factory=list)  # llama.cpp RPC workers (host:port) a model is split over
     tensor_split: list[float] = Field(default_factory=list)  # proportions per device (RPC workers, then GPUs)
+    shutdown_timeout: float = Field(10.0, ge=0)  # seconds streams in flight may take to end after SIGTERM
 
     @field_validator("keep_alive")
     @classmethod
@@ -179,6 +180,7 @@ KEYS = {
     "host": "host",  # "host" or "host:port"
     "rpc_servers": "rpc_servers",  # "host:port,host:port" or a JSON list
     "tensor_split": "tensor_split",  # "3,1" or a JSON list
+    "shutdown_timeout": "shutdown_timeout",
 }
 CONFIG_ONLY = {"aliases", "default_model", "port"}
 

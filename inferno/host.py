@@ -110,11 +110,12 @@ class Inferno:
 
     def capabilities(self, info: ModelInfo, meta: ModelMetadata) -> list[str]:
         """What a model can do, in Ollama's words: completion, tools, insert, embedding, thinking."""
+        from inferno.engine.chat import uses_tools
         from inferno.engine.thinking import supports_thinking
 
         caps = ["completion"]
         template = info.template or meta.chat_template or ""
-        if "tools" in template:
+        if uses_tools(template):
             caps.append("tools")
         if meta.has_fim:
             caps.append("insert")
@@ -126,18 +127,19 @@ class Inferno:
             caps.append("vision")
         return caps
 
-    def lookup(self, name: str) -> ModelInfo:
+    def lookup(self, name: str, *, complete: bool = True) -> ModelInfo:
         """The local model a request names: a store name, or an identifier it was pulled by
-        (`hf.co/owner/Repo-GGUF:Q4_K_M` → `repo:q4_k_m`), as Ollama clients use the name they pulled."""
+        (`hf.co/owner/Repo-GGUF:Q4_K_M` → `repo:q4_k_m`), as Ollama clients use the name they pulled.
+        complete=False reads info.json only (a model of the original inferno is not hashed on the way)."""
         try:
-            return self.store.get(name)
+            return self.store.get(name, complete=complete)
         except (ModelNotFoundError, BadRequestError) as first:
             try:
                 _, ref = resolve(name, self.settings.aliases)
             except InfernoError:
                 raise first from None
             if ref.default_name != name and self.store.exists(ref.default_name):
-                return self.store.get(ref.default_name)
+                return self.store.get(ref.default_name, complete=complete)
             raise
 
     def check_remote_pull(self, identifier: str) -> None:
@@ -247,7 +249,7 @@ class _StoreResolver:
         self.host = host
 
     def canonical(self, name: str) -> str:
-        return self.host.lookup(name).name
+        return self.host.lookup(name, complete=False).name
 
     def resolve(self, name: str) -> ResolvedModel:
         from inferno.engine.protocol import ModelDefaults, ResolvedModel

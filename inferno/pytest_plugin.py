@@ -13,16 +13,14 @@ Nothing heavy is imported until a fixture is used.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from inferno.testing_server import RunningServer, start_inferno, stop
+
+__all__ = ["RunningServer"]
 
 
 @pytest.fixture
@@ -59,20 +57,6 @@ def inferno_tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_gguf(tmp_path_factory.mktemp("inferno-gguf") / "tiny.gguf")
 
 
-@dataclass
-class RunningServer:
-    url: str
-    home: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def inferno_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
     """start(models={"name": path}, env={...}) → a real `inferno serve` on a free loopback port, with those
@@ -81,8 +65,6 @@ def inferno_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
 
     def start(models: dict[str, Path] | None = None, env: dict[str, str] | None = None,
               timeout: float = 60.0) -> RunningServer:
-        import httpx
-
         from inferno.config import load_settings
         from inferno.host import Inferno
 
@@ -90,30 +72,10 @@ def inferno_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
         host = Inferno(load_settings({"INFERNO_HOME": str(home)}))
         for name, path in (models or {}).items():
             host.import_file(Path(path), name, source=str(path), mode="link")
-        port = _free_port()
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("INFERNO_")}
-        full_env.update({"INFERNO_HOME": str(home), "INFERNO_HOST": f"127.0.0.1:{port}", **(env or {})})
-        log = home / "server.log"
-        home.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.Popen([sys.executable, "-m", "inferno", "serve"], env=full_env, stdout=log.open("wb"),
-                                stderr=subprocess.STDOUT)
-        server = RunningServer(f"http://127.0.0.1:{port}", home, proc, log)
+        server = start_inferno(home, env=env, timeout=timeout)
         started.append(server)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"inferno serve exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(server.url + "/health", timeout=1).status_code == 200:
-                    return server
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"inferno serve did not start in {timeout}s: {log.read_text()[-2000:]}")
+        return server
 
     yield start
     for server in started:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
+        stop(server.process)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from inferno.bodies import body, read_json
 from inferno.dialect import error_response
 from inferno.errors import AuthenticationError, BadRequestError, InfernoError, NotFoundError
 
@@ -40,41 +41,6 @@ class DetokenizeBody(BaseModel):
     tokens: list[int] = Field(max_length=1 << 20)
 
 
-async def read_json(model: Any) -> Any:
-    """The request's JSON body validated by a pydantic model; anything wrong is a BadRequestError."""
-    from pydantic import ValidationError
-    from quart import request
-
-    raw = await request.get_data()
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise BadRequestError(f"request body is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise BadRequestError("request body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        message, param = _first_error(e)
-        raise BadRequestError(message, param=param) from None
-    except RecursionError:
-        raise BadRequestError("request body is nested too deeply") from None
-
-
-def _first_error(e: Any) -> tuple[str, str | None]:
-    err = e.errors(include_url=False)[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    return (f"invalid {loc or 'body'}: {err['msg']}" if loc else err["msg"]), (loc or None)
-
-
-def body(model: Any) -> Callable[[Any], Any]:
-    """Mark a view with the pydantic model of its JSON body, for /openapi.json."""
-
-    def mark(view: Any) -> Any:
-        view._inferno_body = model
-        return view
-
-    return mark
 
 
 def create_app(inferno: Inferno) -> Quart:
@@ -298,7 +264,7 @@ async def serve(inferno: Inferno, *, preload: str | None = None, preload_options
     config = Config()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     config.bind = [f"{host}:{settings.port}"]
-    config.graceful_timeout = 10.0
+    config.graceful_timeout = settings.shutdown_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     stop = asyncio.Event()

@@ -27,6 +27,7 @@ from inferno.errors import BadRequestError, InfernoError, ModelNotFoundError
 # The one guard every name and file name from outside passes (re-exported here: the store is where it lives).
 from inferno.names import INFO, _shown, contained, normalize_name, safe_filename
 from inferno.names import display_name as display_name
+from inferno.store_legacy import legacy_fields
 
 BLOBS = ".blobs"
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
@@ -129,10 +130,11 @@ class Store:
         except BadRequestError:
             return False
 
-    def get(self, name: str, param: str = "model") -> ModelInfo:
+    def get(self, name: str, param: str = "model", *, complete: bool = True) -> ModelInfo:
+        """The model called name; complete=False: as list() reads it (no hashing of an old store's file)."""
         d = self._dir(name, param)
         try:
-            return self._read(d, complete=True)
+            return self._read(d, complete=complete)
         except FileNotFoundError:
             raise ModelNotFoundError(name) from None
         except (ValidationError, ValueError, OSError, InfernoError) as e:
@@ -159,9 +161,8 @@ class Store:
         except ValidationError:
             if not isinstance(data, dict) or not (data.get("filename") or data.get("path")):
                 raise
-        from inferno.store_legacy import legacy_info
-
-        info = legacy_info(d, data, complete)
+        info = ModelInfo.model_validate(legacy_fields(d, data, ModelInfo.model_fields,
+                                                      sha256_file if complete else None))
         if complete:
             with contextlib.suppress(OSError):
                 atomic_write(d / INFO, info.model_dump_json(indent=2))

@@ -65,11 +65,7 @@ def write_tiny_gguf(path: Path, *, seed: int = 0, n_embd: int = 64, n_layer: int
         t(f"blk.{i}.ffn_down.weight", n_embd, n_ff)
     t("output_norm.weight", n_embd, ones=True)
     t("output.weight", n_vocab, n_embd)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return Path(path)
+    return _finish(w, path)
 
 
 def write_tiny_mmproj(path: Path, *, seed: int = 0, text_n_embd: int = 64, n_embd: int = 32, n_layer: int = 2,
@@ -93,11 +89,7 @@ def write_tiny_mmproj(path: Path, *, seed: int = 0, text_n_embd: int = 64, n_emb
     t("mm.0.bias", text_n_embd, zeros=True)
     t("mm.2.weight", text_n_embd, text_n_embd)
     t("mm.2.bias", text_n_embd, zeros=True)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return Path(path)
+    return _finish(w, path)
 
 
 def write_tiny_qwen2vl_mmproj(path: Path, *, seed: int = 0, text_n_embd: int = 64, n_embd: int = 32,
@@ -117,11 +109,7 @@ def write_tiny_qwen2vl_mmproj(path: Path, *, seed: int = 0, text_n_embd: int = 6
     t("mm.0.bias", n_embd * 4, zeros=True)
     t("mm.2.weight", text_n_embd, n_embd * 4)
     t("mm.2.bias", text_n_embd, zeros=True)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return Path(path)
+    return _finish(w, path)
 
 
 def _vit_blocks(t: Any, n_layer: int, n_embd: int, n_ff: int) -> None:
@@ -173,3 +161,12 @@ def _clip_writer(path: Path, name: str, projector: str, *, seed: int, image_size
         w.add_tensor(name, data)
 
     return w, t
+
+
+def _finish(w: Any, path: Path) -> Path:
+    """Write the header, metadata and tensors gathered in the writer, and close the file."""
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return Path(path)

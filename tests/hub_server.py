@@ -27,6 +27,7 @@ class HubServer:
         self.token = token
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, Range
         self.delay_per_chunk = 0.0
+        self.gate: threading.Event | None = None  # when set here, file bodies wait until the test sets it
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -129,6 +130,8 @@ class HubServer:
         h.end_headers()
         if method == "HEAD":
             return
+        if self.gate is not None:
+            self.gate.wait()
         try:
             for i in range(0, len(data_slice), 64 * 1024):
                 h.wfile.write(data_slice[i:i + 64 * 1024])

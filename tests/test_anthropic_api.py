@@ -27,7 +27,7 @@ from inferno.api import (
 )
 from inferno.config import load_settings
 from inferno.host import Inferno
-from inferno.testing_gguf import write_tiny_gguf, write_tiny_mmproj
+from inferno.testing_gguf import write_tiny_gguf
 
 from .conftest import Server, start_server, stop_server
 from .image_server import serve_bytes
@@ -301,16 +301,9 @@ def test_x_api_key(keyed_server: Server) -> None:
 
 
 @pytest.fixture(scope="module")
-def eyes(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[anthropic.Anthropic]:
-    """A server with a vision model (the tiny GGUF and the synthetic projector) and the same model without."""
-    home = tmp_path_factory.mktemp("eyes-home")
-    mmproj = write_tiny_mmproj(tmp_path_factory.mktemp("mmproj") / "mmproj-tiny-f16.gguf")
-    h = Inferno(load_settings({"INFERNO_HOME": str(home)}))
-    h.import_file(tiny_gguf, "eyes", source="test", projector=mmproj)
-    h.import_file(tiny_gguf, "tiny", source="test")
-    s = start_server(home)
-    yield anthropic.Anthropic(base_url=s.url, api_key="unused", max_retries=0)
-    stop_server(s)
+def eyes(eyes_server: Server) -> anthropic.Anthropic:
+    """A client of the server with the vision model `eyes` and the same model without, `tiny`."""
+    return anthropic.Anthropic(base_url=eyes_server.url, api_key="unused", max_retries=0)
 
 
 def _b64(data: str, media_type: str = "image/png") -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inferno.engine.chat import parse_tool_calls, render_chat, tool_call_schema
+from inferno.engine.chat import parse_tool_calls, render_chat, tool_call_schema, uses_tools
 from inferno.engine.types import Message, Tool, ToolCall, ToolChoice
 from inferno.errors import BadRequestError
 
@@ -76,3 +76,16 @@ def test_raise_exception_in_a_template_is_a_bad_request() -> None:
     template = "{{ raise_exception('roles must alternate') }}"
     with pytest.raises(BadRequestError, match="roles must alternate"):
         render_chat(template, [Message(role="user", content="x")], tools=None, bos_token="", eos_token="")
+
+
+@pytest.mark.parametrize("template, tools", [
+    ("{% if tools %}{{ tools | tojson }}{% endif %}{{ messages[0].content }}", True),
+    ("{% for t in tools %}{{ t.function.name }}{% endfor %}", True),
+    ("{# no tools here #}{{ messages[0].content }}", False),
+    ("You have no tools. {{ messages[0].content }}", False),
+    ("{% set tools = [] %}{{ tools }}", False),  # its own variable, not the caller's tools
+    ("{% if %}", False),  # does not parse: claims nothing
+    ("", False),
+])
+def test_the_tools_capability_is_the_template_reading_tools(template: str, tools: bool) -> None:
+    assert uses_tools(template) is tools

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from inferno.engine.types import (
     TokenizeRequest,
     Tokens,
 )
-from inferno.errors import BadRequestError, BusyError, ModelNotFoundError
+from inferno.errors import BadRequestError, BusyError, ModelLoadError, ModelNotFoundError
 from inferno.host import Inferno
 
 from .conftest import wait_for
@@ -83,9 +84,11 @@ def test_prompt_longer_than_context_names_both_numbers(host: Inferno) -> None:
 
 
 def test_keep_alive_expiry_and_zero(host: Inferno) -> None:
-    run(host, gen(keep_alive=5))
-    (model,) = host.engine.loaded()  # well within its 5 s
+    run(host, gen(keep_alive=600))
+    (model,) = host.engine.loaded()
     assert model.name == "tiny" and model.expires_at is not None
+    assert 590 < model.expires_at - time.time() <= 600
+    run(host, gen(keep_alive=1))  # no assertion races the second: only its expiry is awaited
     wait_for(lambda: "tiny" not in loaded(host), "tiny to expire")
     run(host, gen(keep_alive=0))
     wait_for(lambda: "tiny" not in loaded(host), "tiny to unload at once")
@@ -192,6 +195,6 @@ def test_corrupt_model_file_is_a_clear_load_error(host: Inferno, tmp_path: Path,
     data = tiny_gguf.read_bytes()
     broken.write_bytes(data[: len(data) // 2])
     host.store.add("broken", broken, source="test")
-    with pytest.raises(Exception) as info:
+    with pytest.raises(ModelLoadError) as info:  # not a crash, not "not found"
         run(host, gen(model="broken"))
     assert "broken" in str(info.value)

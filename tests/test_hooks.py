@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 from click.testing import CliRunner
 
 from inferno import plugins
@@ -20,8 +15,8 @@ from inferno.hookspecs import hookimpl
 from inferno.host import Inferno
 from inferno.metadata import read_metadata
 from inferno.sources import Fetched, ModelRef
+from inferno.testing_server import start_inferno, stop
 
-from .conftest import free_port
 from .test_plugins import _fake_distribution
 
 
@@ -123,23 +118,11 @@ def shutdown(inferno):
 def _serve_with_lifecycle_plugin(tmp_path: Path, home: Path) -> Path:
     site = _fake_distribution(tmp_path / "site", "lifecycle_plugin", LIFECYCLE)
     log = tmp_path / "lifecycle.log"
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(site), "LIFECYCLE_LOG": str(log), "INFERNO_HOME": str(home),
-           "INFERNO_HOST": f"127.0.0.1:{port}"}
-    proc = subprocess.Popen([sys.executable, "-m", "inferno", "serve"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    server = start_inferno(home, env={"PYTHONPATH": str(site), "LIFECYCLE_LOG": str(log)})
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         assert log.read_text() == "startup\n"
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(server.process)
     return log
 
 

@@ -226,9 +226,14 @@ def test_blob_upload_and_create(client: ollama.Client, server: Server, tiny_gguf
     client.create(model="pirate", from_="smollm2", system="You are a pirate.",
                   parameters={"temperature": 0.1, "stop": ["END"]})
     shown = client.show("pirate")
-    raw_show = httpx.post(f"{server.url}/api/show", json={"model": "pirate"}, timeout=10).json()
+    raw_show = httpx.post(f"{server.url}/api/show", json={"model": "pirate"}, timeout=120).json()
     assert raw_show["system"] == "You are a pirate." and shown.parameters and "END" in shown.parameters
     assert shown.details and shown.details.parent_model == "smollm2:latest"
+    # the Modelfile is what the store knows, in Ollama's syntax: weights, template, system, each parameter
+    lines = (shown.modelfile or "").splitlines()
+    assert any(x.startswith("FROM /") and x.endswith(".gguf") for x in lines) and "# FROM pirate:latest" in lines
+    assert 'SYSTEM """You are a pirate."""' in lines and "PARAMETER temperature 0.1" in lines
+    assert 'PARAMETER stop "END"' in lines and any(x.startswith('TEMPLATE """') for x in lines)
     r = client.chat(model="pirate", messages=[{"role": "user", "content": "Who are you?"}],
                     options={"num_predict": 20})
     assert r.done

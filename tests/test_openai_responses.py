@@ -21,7 +21,7 @@ from openai import OpenAI
 from inferno.api import IMAGE_MARKER, BadRequestError, ImagePolicy
 from inferno.config import load_settings
 from inferno.host import Inferno
-from inferno.testing_gguf import write_tiny_gguf, write_tiny_mmproj
+from inferno.testing_gguf import write_tiny_gguf
 
 from .conftest import Server, start_server, stop_server
 from .image_server import serve_bytes
@@ -336,16 +336,9 @@ def test_reasoning_items_fed_back_join_their_turn() -> None:
 
 
 @pytest.fixture(scope="module")
-def eyes(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[OpenAI]:
-    """A server with a vision model (the tiny GGUF and the synthetic projector) and the same model without."""
-    home = tmp_path_factory.mktemp("eyes-home")
-    mmproj = write_tiny_mmproj(tmp_path_factory.mktemp("mmproj") / "mmproj-tiny-f16.gguf")
-    h = Inferno(load_settings({"INFERNO_HOME": str(home)}))
-    h.import_file(tiny_gguf, "eyes", source="test", projector=mmproj)
-    h.import_file(tiny_gguf, "tiny", source="test")
-    s = start_server(home)
-    yield OpenAI(base_url=f"{s.url}/v1", api_key="unused", max_retries=0)
-    stop_server(s)
+def eyes(eyes_server: Server) -> OpenAI:
+    """A client of the server with the vision model `eyes` and the same model without, `tiny`."""
+    return OpenAI(base_url=f"{eyes_server.url}/v1", api_key="unused", max_retries=0)
 
 
 def _image_input(image: dict[str, Any]) -> Any:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -11,8 +13,8 @@ import pytest
 from inferno import plugins
 from inferno.hookspecs import hookimpl
 
-FIRST_PARTY = {"gguf_reader", "local_source", "pypi_source", "hf_source", "openai_api", "openai_responses",
-               "ollama_api", "anthropic_api"}
+# Every plugin the inferno distribution declares (pyproject's entry points, as installed): none left out.
+FIRST_PARTY = {ep.name for ep in importlib.metadata.distribution("inferno").entry_points if ep.group == "inferno"}
 
 
 def _fake_distribution(root: Path, name: str, module_source: str) -> Path:
@@ -30,6 +32,12 @@ def _run(args: list[str], env_extra: dict[str, str], home: Path) -> subprocess.C
     env = {**os.environ, "INFERNO_HOME": str(home), **env_extra}
     return subprocess.run([sys.executable, "-m", "inferno", *args], env=env, capture_output=True, text=True,
                           timeout=60)
+
+
+def test_every_first_party_package_is_a_declared_plugin() -> None:
+    roots = importlib.import_module("inferno_plugins").__path__
+    packages = {p.parent.name for root in roots for p in Path(root).glob("*/__init__.py")}
+    assert packages == FIRST_PARTY and {"quantize", "convert", "rpc", "ollama_api"} <= FIRST_PARTY
 
 
 def test_first_party_plugins_load_through_entry_points() -> None:

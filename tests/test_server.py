@@ -180,28 +180,11 @@ def test_open_webui_connection_sequence(server: Server) -> None:
         "models"]}, "smollm2 to unload")
 
 
-def test_concurrent_pulls_download_once(server: Server, tiny_gguf: Path) -> None:
-    results: list[list[dict[str, object]]] = []
-
-    def pull() -> None:
-        r = httpx.post(server.url + "/api/pull", json={"model": str(tiny_gguf), "stream": True}, timeout=60)
-        results.append([json.loads(x) for x in r.text.splitlines() if x])
-
-    threads = [threading.Thread(target=pull) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert all(r[-1] == {"status": "success"} for r in results)
-    copies = [r for r in results if any(str(x.get("status", "")).startswith("copying") for x in r)]
-    assert len(copies) == 1  # the second waited for the first and took its result
-
-
 def test_sigterm_during_a_stream_shuts_down_cleanly(tmp_path: Path, smollm2_path: Path) -> None:
     home = tmp_path / "home"
     Inferno(load_settings({"INFERNO_HOME": str(home)})).import_file(smollm2_path, "smollm2", source="t", mode="link")
-    s = start_server(home)
-    # short enough to end well within the 10 s graceful shutdown even on a loaded two-core machine
+    # the shutdown waits for the stream however slow the machine is (the timeout only bounds a hang)
+    s = start_server(home, {"INFERNO_SHUTDOWN_TIMEOUT": "600"})
     body = {"model": "smollm2", "prompt": "x", "options": {"num_predict": 40, "ignore_eos": True}}
     with httpx.stream("POST", s.url + "/api/generate", json=body, timeout=60) as r:
         it = r.iter_lines()

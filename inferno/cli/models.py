@@ -12,20 +12,13 @@ from typing import Any
 import click
 
 from inferno import __version__
+from inferno.tables import human_size, table
 
 
 def _host():
     from inferno.host import Inferno
 
     return Inferno()
-
-
-def human_size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.0f} {unit}" if n >= 100 else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore
-    return str(n)
 
 
 def ago(when: datetime) -> str:
@@ -35,11 +28,6 @@ def ago(when: datetime) -> str:
             n = int(seconds // size)
             return f"{n} {unit}{'s' if n > 1 else ''} ago"
     return "just now"
-
-
-def table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def interactive_choose(question: str, options: Sequence[str]) -> str:
@@ -53,7 +41,7 @@ def interactive_choose(question: str, options: Sequence[str]) -> str:
 
 
 def do_pull(identifier: str, name: str | None = None, link: bool = False, quiet: bool = False):
-    from inferno.cli.progress import ProgressBar
+    from inferno.progress import ProgressBar
 
     bar = ProgressBar(quiet=quiet)
     try:

@@ -286,10 +286,10 @@ def run(model: str, prompt: tuple[str, ...], load: dict[str, Any], temperature: 
         hidethinking: bool, rpc: str | None, tensor_split: str | None) -> None:
     """Chat with a model (pulled first if it is not local). With PROMPT or piped stdin: one answer."""
     from inferno.cli.models import interactive_choose
-    from inferno.cli.progress import ProgressBar
     from inferno.cli.servecmd import with_rpc
     from inferno.config import load_settings
     from inferno.host import Inferno
+    from inferno.progress import ProgressBar
 
     host = Inferno(with_rpc(load_settings(), rpc, tensor_split))
     bar = ProgressBar()
@@ -333,7 +333,7 @@ def ps(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(models, indent=2))
         return
-    from inferno.cli.models import human_size, table
+    from inferno.tables import human_size, table
 
     rows = [["NAME", "SIZE", "CONTEXT", "SLOTS", "QUEUED", "TOK/S", "UNTIL", "DEVICES"]]
     for m in models:

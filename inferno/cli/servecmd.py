@@ -85,10 +85,10 @@ def serve(model: str | None, host: str | None, port: int | None, load: dict[str,
     import asyncio
 
     from inferno.cli.models import interactive_choose
-    from inferno.cli.progress import ProgressBar
     from inferno.config import load_settings
     from inferno.engine.types import LoadOptions
     from inferno.host import Inferno
+    from inferno.progress import ProgressBar
     from inferno.server import serve as run_server
 
     settings = load_settings()

@@ -1,5 +1,6 @@
-"""The engine: core requests in, events out. llama-cpp-python is imported only inside this package.
+"""The engine: core requests in, events out.
 
-The public surface is deliberately narrow (Scheduler.submit / embed / load / unload / loaded, and
-RequestHandle's async iteration and cancel) so a continuous-batching engine can replace the internals.
+What the rest of Inferno sees is the `Engine` protocol (protocol.py) and `RequestHandle` (handle.py); the
+scheduler implements it. The modules that call llama.cpp (model, batcher, sequence, embedder, …) import
+llama-cpp-python inside their functions, so importing the engine's types stays cheap.
 """

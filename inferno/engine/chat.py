@@ -59,6 +59,21 @@ def _compile(source: str) -> Any:
         raise TemplateError(f"chat template does not compile: {e}") from e
 
 
+@lru_cache(maxsize=32)
+def uses_tools(template: str | None) -> bool:
+    """Whether a chat template reads the caller's `tools` (Ollama's `tools` capability). Parsed, not searched:
+    the word in a comment or in text does not count, nor a template that only sets a `tools` of its own."""
+    if not template:
+        return False
+    from jinja2 import Environment, TemplateSyntaxError, meta
+    from jinja2.ext import loopcontrols
+
+    try:
+        return "tools" in meta.find_undeclared_variables(Environment(extensions=[loopcontrols]).parse(template))
+    except TemplateSyntaxError:
+        return False
+
+
 def _tool_spec(tool: Tool) -> dict[str, Any]:
     return {"type": "function", "function": {"name": tool.name, "description": tool.description,
                                              "parameters": tool.parameters}}

@@ -7,7 +7,6 @@ so another engine (a remote one, a different runtime) can stand in by implementi
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -53,7 +52,8 @@ class ResolvedModel:
 
 class Resolver(Protocol):
     def canonical(self, name: str) -> str:
-        """The canonical name of a local model (raises ModelNotFoundError); cheap, no file I/O."""
+        """The canonical name of a local model (raises ModelNotFoundError). Called as a request is accepted, on the
+        event loop: it reads the store's small info.json and never a model file."""
         ...
 
     def resolve(self, name: str) -> ResolvedModel:
@@ -166,5 +166,3 @@ class Engine(Protocol):
 
     def close(self, timeout: float = 10.0) -> None: ...
 
-
-EngineFactory = Callable[[Resolver, EngineSettings, Observer], Engine]

@@ -7,13 +7,7 @@ import time
 
 import click
 
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+from inferno.tables import human_size
 
 
 class ProgressBar:
@@ -45,7 +39,7 @@ class ProgressBar:
         filled = int(width * min(completed, total) / total)
         pct = 100 * completed / total
         line = f"\r{status} [{'#' * filled}{'.' * (width - filled)}] {pct:5.1f}% " \
-               f"{_human(completed)}/{_human(total)}"
+               f"{human_size(completed)}/{human_size(total)}"
         click.echo(line, err=True, nl=False)
         self.drawn = True
 
