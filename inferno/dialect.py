@@ -56,10 +56,11 @@ def register_error_shape(app: Quart, prefix: str, shape: ErrorShape) -> None:
     app.extensions.setdefault("inferno_error_shapes", {})[prefix] = shape
 
 
-def register_body_limit(app: Quart, prefix: str, limit: int) -> None:
+def register_body_limit(app: Quart, prefix: str, limit: int, setting: str) -> None:
     """Bodies under a URL prefix may be up to limit bytes (instead of INFERNO_MAX_BODY_BYTES) when they declare
-    their length; a route that streams its body (uploads) still counts what arrives, chunked bodies included."""
-    app.extensions.setdefault("inferno_body_limits", {})[prefix] = limit
+    their length; a route that streams its body (uploads) still counts what arrives, chunked bodies included.
+    setting is named in the 413."""
+    app.extensions.setdefault("inferno_body_limits", {})[prefix] = (limit, setting)
 
 
 def error_shape_for(app: Quart, path: str) -> ErrorShape:

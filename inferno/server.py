@@ -63,8 +63,7 @@ def create_app(inferno: Inferno) -> Quart:
     policy = cross_site.make_policy(settings)
     # over HTTP, a request sets only the load options the operator allows (each would reload a shared model)
     allowed = tuple(settings.request_load_options)
-    inferno.engine.settings = dataclasses.replace(inferno.engine.settings,
-                                                  request_load_options=None if "*" in allowed else allowed)
+    inferno.engine.settings = dataclasses.replace(inferno.engine.settings, request_load_options=allowed)
 
     @app.before_request
     async def guard() -> Any:
@@ -114,7 +113,10 @@ def create_app(inferno: Inferno) -> Quart:
 
     @app.errorhandler(413)
     async def too_large(_: Any) -> Any:
-        err = BadRequestError(f"request body is larger than {settings.max_body_bytes} bytes")
+        limits: dict[str, tuple[int, str]] = app.extensions.get("inferno_body_limits", {})
+        prefix = max((p for p in limits if request.path.startswith(p)), key=len, default=None)
+        limit, setting = limits[prefix] if prefix is not None else (settings.max_body_bytes, "INFERNO_MAX_BODY_BYTES")
+        err = BadRequestError(f"request body is larger than {limit} bytes ({setting})")
         err.status = 413
         return error_response(app, request.path, err)
 
@@ -189,10 +191,10 @@ def _request_class(app: Quart) -> Any:
     class InfernoRequest(Request):
         def __init__(self, method: str, scheme: str, path: str, *args: Any, max_content_length: int | None = None,
                      **kwargs: Any) -> None:
-            limits: dict[str, int] = app.extensions.get("inferno_body_limits", {})
+            limits: dict[str, tuple[int, str]] = app.extensions.get("inferno_body_limits", {})
             prefix = max((p for p in limits if path.startswith(p)), key=len, default=None)
             if prefix is not None:
-                max_content_length = limits[prefix]
+                max_content_length = limits[prefix][0]
             super().__init__(method, scheme, path, *args, max_content_length=max_content_length, **kwargs)
 
     return InfernoRequest

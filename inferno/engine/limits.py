@@ -44,11 +44,11 @@ def available_memory() -> int | None:
 
 def check_load(resolver: Resolver, name: str, load: LoadOptions, settings: EngineSettings) -> None:
     """Refuse (400, naming the limit) load options a request may not set or that the machine cannot bear."""
-    asked = {k for k, v in load.model_dump().items() if v is not None}
-    if not asked:
-        return
     allowed = settings.request_load_options
-    if allowed is not None and "*" not in allowed:
+    asked = {k for k, v in load.model_dump().items() if v is not None}
+    if not asked or allowed is None:  # in-process callers (the CLI, its operator) are not requests
+        return
+    if "*" not in allowed:
         refused = sorted(OLLAMA_NAMES[k] for k in asked if OLLAMA_NAMES[k] not in allowed and k not in allowed)
         if refused:
             raise BadRequestError(f"option {refused[0]!r} would reload {name} for every client; this server lets "

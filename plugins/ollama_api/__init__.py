@@ -26,4 +26,4 @@ def register_routes(app: Quart, inferno: Inferno) -> None:
     app.register_blueprint(generation(inferno))
     app.register_blueprint(management(inferno))
     register_error_shape(app, "/api", error_body)
-    register_body_limit(app, "/api/blobs/", inferno.settings.max_blob_bytes)
+    register_body_limit(app, "/api/blobs/", inferno.settings.max_blob_bytes, "INFERNO_MAX_BLOB_BYTES")
