@@ -33,6 +33,7 @@ from inferno.dialect import (
     submit_all,
     tool_call_id,
 )
+from inferno.engine.limits import available_memory
 from inferno.engine.protocol import Engine, ModelDefaults, ResolvedModel
 from inferno.engine.thinking import supports_thinking
 from inferno.engine.types import (
@@ -139,6 +140,7 @@ __all__ = [
     "UnavailableError",
     "__version__",
     "atomic_write",
+    "available_memory",
     "body",
     "collect",
     "count_tokens",

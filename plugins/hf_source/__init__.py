@@ -20,6 +20,7 @@ from inferno.api import (
     ModelRef,
     Progress,
     SourceError,
+    available_memory,
     hookimpl,
     name_from,
     safe_filename,
@@ -240,7 +241,7 @@ def _ram_check(repo: str, commit: str, picked: Candidate, progress: Progress) ->
     except httpx.HTTPError:
         pass
     need = picked.size + (kv or 0)
-    have = estimate.available_memory()
+    have = available_memory()
     what = f"{estimate.gib(picked.size)} weights" + (f" + {estimate.gib(kv)} KV cache at {DEFAULT_CONTEXT} tokens"
                                                      if kv else "")
     if have is not None and need > have:

@@ -83,16 +83,5 @@ def kv_cache_bytes(fields: dict[str, Any], n_ctx: int) -> int | None:
     return 2 * layers * ctx * (embd // heads) * kv_heads * 2  # K and V, f16
 
 
-def available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
 def gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
