@@ -6,6 +6,9 @@ of each field wins, so a plugin can correct one field without re-reading the res
 
 from __future__ import annotations
 
+import stat
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +45,40 @@ class ModelMetadata(BaseModel):
     model_info: dict[str, Any] = {}
 
 
+# The last files read, by identity (path, inode, size, mtime) and the plugins that answer: /api/show, /api/ps and
+# every request that names a context size read a model's metadata; a changed file or plugin set is a new key.
+_CACHE: OrderedDict[tuple[object, ...], ModelMetadata] = OrderedDict()
+_CACHE_SIZE = 32
+_CACHE_LOCK = threading.Lock()
+
+
 def read_metadata(path: Path) -> ModelMetadata:
     from inferno.plugins import load_plugins, pm
 
     load_plugins()
-    if not Path(path).is_file():
+    try:
+        st = Path(path).stat()
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
         raise BadRequestError(f"no such file: {path}")
+    readers = tuple(id(impl.plugin) for impl in pm.hook.read_model_metadata.get_hookimpls())
+    key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, readers)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key].model_copy(deep=True)
+    meta = _read_metadata(Path(path))
+    with _CACHE_LOCK:
+        _CACHE[key] = meta.model_copy(deep=True)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return meta
+
+
+def _read_metadata(path: Path) -> ModelMetadata:
+    from inferno.plugins import pm
+
     merged: dict[str, Any] = {}
     for answer in pm.hook.read_model_metadata(path=Path(path)):
         if not answer:

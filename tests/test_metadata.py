@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,3 +68,58 @@ def test_a_plugin_overrides_one_field(tiny_gguf: Path) -> None:
         assert meta.architecture == "llama"  # … and the GGUF reader still fills the rest
     finally:
         plugins.unregister(name)
+
+
+def _gguf_library_view(path: Path) -> dict[str, Any]:
+    """What gguf's own GGUFReader finds in a header: the oracle for Inferno's streaming reader."""
+    from gguf import GGUFReader, GGUFValueType
+
+    reader = GGUFReader(path, "r")
+    kv: dict[str, Any] = {}
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or field.types[0] == GGUFValueType.ARRAY:
+            continue
+        part = field.parts[field.data[0]]
+        kv[key] = bytes(part).decode() if field.types[0] == GGUFValueType.STRING else part.tolist()[0]
+    tokens = reader.fields["tokenizer.ggml.tokens"]
+    return {"kv": kv, "params": sum(int(t.n_elements) for t in reader.tensors), "vocab": len(tokens.data),
+            "eos": bytes(tokens.parts[tokens.data[kv["tokenizer.ggml.eos_token_id"]]]).decode()}
+
+
+@pytest.mark.smollm2
+def test_streaming_reader_agrees_with_the_gguf_library(smollm2_path: Path, tiny_gguf: Path) -> None:
+    read_gguf = importlib.import_module("inferno_plugins.gguf_reader").read_gguf
+
+    for path in (tiny_gguf, smollm2_path):
+        ours, theirs = read_gguf(path), _gguf_library_view(path)
+        for key, value in theirs["kv"].items():
+            if not key.startswith("tokenizer."):
+                assert ours["model_info"][key] == pytest.approx(value), key
+        assert ours["chat_template"] == theirs["kv"].get("tokenizer.chat_template")
+        assert ours["parameter_count"] == theirs["params"]
+        assert ours["vocab_size"] == theirs["vocab"] and ours["eos_token"] == theirs["eos"]
+
+
+def test_every_truncation_is_a_clear_error(tmp_path: Path, tiny_gguf: Path) -> None:
+    """A header cut anywhere (a partial download, a corrupt count) is a 400, never a hang or another error."""
+    read_header = importlib.import_module("inferno_plugins.gguf_reader.header").read_header
+
+    data = tiny_gguf.read_bytes()
+    whole = read_header(tiny_gguf, 64)
+    broken = tmp_path / "cut.gguf"
+    outcomes = set()
+    for cut in range(4, min(len(data), 8192), 5):
+        broken.write_bytes(data[:cut])
+        try:
+            header = read_header(broken, 64)
+        except ValueError:
+            outcomes.add("error")
+            continue
+        outcomes.add("read")
+        assert header.tensors == whole.tensors and header.kv == whole.kv, cut  # cut after the header: all there
+    assert outcomes == {"error", "read"}
+    huge = bytearray(data)
+    huge[16:24] = (2**60).to_bytes(8, "little")  # the key/value count
+    broken.write_bytes(bytes(huge))
+    with pytest.raises(BadRequestError, match="does not fit"):
+        read_metadata(broken)

@@ -1,4 +1,4 @@
-"""Reads GGUF headers with the `gguf` package: architecture, sizes, RoPE, quantization, chat template."""
+"""Reads GGUF headers (header.py, a streaming reader): architecture, sizes, RoPE, quantization, chat template."""
 
 from __future__ import annotations
 
@@ -13,31 +13,8 @@ _GGUF_MAGIC = b"GGUF"
 _MAX_ARRAY = 64
 
 
-def _field_value(field: Any) -> Any:
-    from gguf import GGUFValueType
-
-    types = field.types
-    if not types:
-        return None
-    if types[0] == GGUFValueType.ARRAY:
-        if len(field.data) > _MAX_ARRAY:
-            return None
-        return [_part_value(field, i, types[-1]) for i in field.data]
-    return _part_value(field, field.data[0], types[0])
-
-
-def _part_value(field: Any, index: int, vtype: Any) -> Any:
-    from gguf import GGUFValueType
-
-    part = field.parts[index]
-    if vtype == GGUFValueType.STRING:
-        return bytes(part).decode("utf-8", errors="replace")
-    value = part.tolist()
-    return value[0] if isinstance(value, list) and len(value) == 1 else value
-
-
-def quantization_name(file_type: int | None, tensor_types: Counter[str]) -> str | None:
-    from gguf import LlamaFileType
+def quantization_name(file_type: int | None, tensors: list[tuple[int, int, int]]) -> str | None:
+    from gguf import GGMLQuantizationType, LlamaFileType  # the names llama.cpp gives them
 
     if file_type is not None:
         try:
@@ -46,35 +23,29 @@ def quantization_name(file_type: int | None, tensor_types: Counter[str]) -> str 
             name = None
         if name:
             return name.removeprefix("MOSTLY_").replace("ALL_", "")
-    if tensor_types:  # no file_type key: name it after the most common tensor type
-        return tensor_types.most_common(1)[0][0]
+    # no file_type key: name it after the most common type of the matrices
+    kinds = Counter(ggml_type for _, ggml_type, n_dims in tensors if n_dims > 1)
+    for ggml_type, _ in kinds.most_common(1):
+        try:
+            return GGMLQuantizationType(ggml_type).name
+        except ValueError:
+            return None
     return None
 
 
 def read_gguf(path: Path) -> dict[str, Any]:
-    from gguf import GGUFReader
+    from .header import read_header
 
-    reader = GGUFReader(path, "r")
-    kv: dict[str, Any] = {}
-    for key, field in reader.fields.items():
-        if key.startswith("GGUF."):
-            continue
-        value = _field_value(field)
-        if value is not None:
-            kv[key] = value
+    header = read_header(path, _MAX_ARRAY, ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"))
+    kv = header.kv
     arch = kv.get("general.architecture")
-    params = sum(int(t.n_elements) for t in reader.tensors)
-    tensor_types = Counter(t.tensor_type.name for t in reader.tensors if len(t.shape) > 1)
+    params = sum(elements for elements, _, _ in header.tensors)
 
     def a(suffix: str) -> Any:
         return kv.get(f"{arch}.{suffix}") if arch else None
 
-    tokens_field = reader.fields.get("tokenizer.ggml.tokens")
-
     def token_text(token_id: Any) -> str | None:
-        if tokens_field is None or not isinstance(token_id, int) or token_id >= len(tokens_field.data):
-            return None
-        return bytes(tokens_field.parts[tokens_field.data[token_id]]).decode("utf-8", errors="replace")
+        return header.tokens.get(token_id) if isinstance(token_id, int) else None
 
     bos_id, eos_id = kv.get("tokenizer.ggml.bos_token_id"), kv.get("tokenizer.ggml.eos_token_id")
     scaling = a("rope.scaling.type")
@@ -89,12 +60,12 @@ def read_gguf(path: Path) -> dict[str, Any]:
         "block_count": a("block_count"),
         "head_count": a("attention.head_count"),
         "head_count_kv": a("attention.head_count_kv"),
-        "vocab_size": a("vocab_size") or (len(tokens_field.data) if tokens_field is not None else None),
+        "vocab_size": a("vocab_size") or header.array_lengths.get("tokenizer.ggml.tokens"),
         "rope_freq_base": a("rope.freq_base"),
         "rope_freq_scale": (1.0 / a("rope.scaling.factor")) if a("rope.scaling.factor") else None,
         "rope_scaling_type": scaling,
         "file_type": kv.get("general.file_type"),
-        "quantization": quantization_name(kv.get("general.file_type"), tensor_types),
+        "quantization": quantization_name(kv.get("general.file_type"), header.tensors),
         "chat_template": kv.get("tokenizer.chat_template"),
         "bos_token_id": bos_id,
         "eos_token_id": eos_id,
