@@ -15,7 +15,6 @@ from inferno.errors import SourceError
 from inferno.store import Progress, sha256_file
 
 VERIFYING = "verifying sha256 digest"  # Ollama's status line for the check after a download
-_CHUNK = 1 << 20
 
 
 def download(url: str, part: Path, *, size: int | None, sha256: str | None, status: str, what: str,
@@ -53,7 +52,7 @@ def download(url: str, part: Path, *, size: int | None, sha256: str | None, stat
                     f.seek(have)
                     f.truncate()
                     progress(have, size, status)
-                    for chunk in r.iter_bytes(_CHUNK):
+                    for chunk in r.iter_bytes():  # as they arrive: a cut connection keeps every byte it brought
                         f.write(chunk)
                         have += len(chunk)
                         progress(have, size, status)

@@ -136,6 +136,9 @@ def make_blueprint(inferno: Inferno) -> Any:
             "modified_at": t.rfc3339(info.downloaded_at)}
         if info.system:
             out["system"] = info.system
+        license_text = (info.model_extra or {}).get("license")  # kept from an Ollama model's license layer
+        if license_text:
+            out["license"] = license_text
         return out
 
     @bp.delete("/api/delete")
@@ -186,6 +189,8 @@ def make_blueprint(inferno: Inferno) -> Any:
             return f"ollama:{model}"
 
     def _pull_name(identifier: str) -> str | None:
+        if identifier.startswith(("ollama:", "ollama-local:")):
+            return None  # `ollama:tiny` is stored as `tiny` (and still found by the name it was pulled by)
         try:
             return normalize_name(identifier)
         except BadRequestError:
