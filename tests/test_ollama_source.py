@@ -236,3 +236,15 @@ def test_local_paths_cannot_leave_the_ollama_store(ollama_home: Path, home: Path
     with pytest.raises(SourceError, match="is not sha256: and 64 lowercase hex digits"):
         Inferno().pull("ollama-local:tiny:bad")
     assert Inferno().store.list() == []
+
+
+def test_a_bare_name_only_in_the_ollama_store_is_suggested(ollama_home: Path, home: Path) -> None:
+    from inferno.errors import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError, match=r"`inferno pull ollama-local:eyes:7b` imports it from there"):
+        Inferno().lookup("eyes:7b")
+    with pytest.raises(BadRequestError, match=r"`inferno pull ollama-local:tiny:latest` imports it"):
+        Inferno().pull("tiny")
+    with pytest.raises(ModelNotFoundError) as e:
+        Inferno().lookup("absent")
+    assert "ollama-local" not in e.value.message

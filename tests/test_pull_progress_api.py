@@ -72,7 +72,8 @@ def client(tmp_path_factory: pytest.TempPathFactory, stand_ins: dict[str, Any]) 
                                                                       source="test")
     server = start_server(home, {"INFERNO_OLLAMA_REGISTRY": stand_ins["registry"].url,
                                  "HF_ENDPOINT": stand_ins["hub"].url, "HF_HOME": str(home / "hf"),
-                                 "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(stand_ins["wheels"])})
+                                 "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(stand_ins["wheels"]),
+                                 "OLLAMA_MODELS": str(home / "ollama-models")})
     yield ollama.Client(host=server.url)
     stop_server(server)
 
@@ -124,3 +125,9 @@ def test_bad_or_unknown_names_are_4xx(client: ollama.Client, name: str) -> None:
     with pytest.raises(ollama.ResponseError) as e:
         list(client.pull(name, stream=True))
     assert 400 <= e.value.status_code < 500 or "not found" in str(e.value)
+
+
+def test_the_api_cannot_import_from_the_servers_ollama_store_unless_allowed(client: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError, match="INFERNO_ALLOW_LOCAL_PATHS") as e:
+        list(client.pull("ollama-local:tiny", stream=True))
+    assert e.value.status_code == 403  # refused before streaming started

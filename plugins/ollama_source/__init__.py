@@ -88,6 +88,17 @@ class OllamaLocalSource:
             return ModelRef(source=self.name, identifier="ollama-local:", default_name="ollama-local")
         return _ref(self.name, "ollama-local", parse_name(rest, "ollama-local"))
 
+    def local_path(self, ref: ModelRef) -> Path:
+        """The Ollama store this source reads: an API pull is refused before any I/O unless
+        INFERNO_ALLOW_LOCAL_PATHS allows that folder."""
+        return local.models_root()
+
+    def suggest(self, identifier: str) -> str | None:
+        """`ollama-local:NAME:TAG` when a bare name (`llama3.2`, `qwen3:0.6b`) is a model of the local Ollama
+        store: one stat, through the same confined paths as an import."""
+        name = parse_name(identifier, "ollama-local")
+        return f"ollama-local:{name.shown}" if local.has(local.models_root(), name) else None
+
     def fetch(self, ref: ModelRef, *, progress: Progress, staging: Path, choose: Chooser | None,
               options: dict[str, Any]) -> Fetched:
         root = local.models_root()

@@ -46,6 +46,10 @@ def manifest(root: Path, name: OllamaName) -> list[Layer]:
         raise SourceError(f"the manifest of {name.shown} in {root} is not a model manifest ({e})") from None
 
 
+def has(root: Path, name: OllamaName) -> bool:
+    return _inside(root, "manifests", name.host, name.namespace, name.model, name.tag).is_file()
+
+
 def blob(root: Path, layer: Layer, shown: str) -> Path:
     """The layer's blob file, checked to be a plain file of the manifest's size inside the store's blobs."""
     path = _inside(root, "blobs", f"sha256-{layer.hex}")
