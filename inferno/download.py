@@ -7,9 +7,17 @@ sha256 and only then handed back, for the caller to rename into the store.
 
 from __future__ import annotations
 
+import contextlib
 import errno
-from collections.abc import Mapping
+import os
+import uuid
+from collections.abc import Generator, Mapping
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: one pull per blob at a time is then the user's to keep
+    fcntl = None
 
 from inferno.errors import SourceError
 from inferno.store import Progress, sha256_file
@@ -19,15 +27,41 @@ VERIFYING = "verifying sha256 digest"  # Ollama's status line for the check afte
 
 def download(url: str, part: Path, *, size: int | None, sha256: str | None, status: str, what: str,
              progress: Progress, headers: Mapping[str, str] | None = None) -> Path:
-    """Fetch url into part (resuming what an earlier, interrupted try left there) and return part.
+    """Fetch url into part (resuming what an earlier, interrupted try left there); return the finished file,
+    renamed beside part to a name of its own, for the caller to move into the store.
 
     size: the expected length, when the source knows it (a longer part file is thrown away); sha256: the
     expected digest (a mismatch removes the file and raises); status: the progress line for the bytes; what:
     how the errors name the file ("tiny.gguf from acme/Tiny").
     """
+    part.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(part):
+        _download(url, part, size=size, sha256=sha256, status=status, what=what, progress=progress,
+                  headers=headers)
+        # out of the part file's name while still holding it: a pull waiting for the same file then starts its
+        # own download instead of taking this one, which this pull is about to move into the store
+        done = part.with_name(f".done-{uuid.uuid4().hex[:12]}-{part.name.removesuffix('.partial')}")
+        os.replace(part, done)
+        return done
+
+
+@contextlib.contextmanager
+def _exclusive(part: Path) -> Generator[None]:
+    """One writer per part file, across processes: two pulls (under two names, or two servers on one store)
+    that need the same blob take turns, the second finding the file whole or gone into the store."""
+    fd = os.open(part.with_name(part.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock; the lock file stays (removing it would race a waiter)
+
+
+def _download(url: str, part: Path, *, size: int | None, sha256: str | None, status: str, what: str,
+              progress: Progress, headers: Mapping[str, str] | None) -> None:
     import httpx
 
-    part.parent.mkdir(parents=True, exist_ok=True)
     have = part.stat().st_size if part.exists() else 0
     if size is not None and have > size:
         part.unlink()
@@ -72,7 +106,6 @@ def download(url: str, part: Path, *, size: int | None, sha256: str | None, stat
         if got != sha256:
             part.unlink()
             raise SourceError(f"{what} is corrupt: its sha256 is {got}, not {sha256}")
-    return part
 
 
 def _total(headers: Mapping[str, str], have: int) -> int | None:

@@ -46,6 +46,8 @@ class OllamaRegistry:
         self.accepts: list[str] = []  # the Accept header of each manifest request
         self.gate: threading.Event | None = None  # set here: blob bodies wait until the test sets it
         self.cut_after: int | None = None  # set here: blob bodies stop (connection closed) after this many bytes
+        self.hold_after: int | None = None  # set here: blob bodies pause after this many bytes until released
+        self.release = threading.Event()
         self.corrupt: set[str] = set()  # digests served with other bytes than they name
         reg = self
 
@@ -67,6 +69,7 @@ class OllamaRegistry:
     def close(self) -> None:
         if self.gate is not None:
             self.gate.set()
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -130,6 +133,9 @@ class OllamaRegistry:
         limit = len(part) if self.cut_after is None else min(len(part), self.cut_after)
         try:
             for i in range(0, limit, 64 * 1024):
+                if self.hold_after is not None and i >= self.hold_after and not self.release.is_set():
+                    h.wfile.flush()
+                    self.release.wait()
                 h.wfile.write(part[i:min(i + 64 * 1024, limit)])
             if limit < len(part):
                 h.wfile.flush()

@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from inferno.errors import BadRequestError, SourceError
 from inferno.host import Inferno
 from inferno.sources import resolve
+from inferno.store import ModelInfo
 from inferno.testing_gguf import write_tiny_gguf, write_tiny_mmproj
 
+from .conftest import wait_for
 from .ollama_registry import MANIFEST_TYPE, Model, OllamaRegistry, digest_of
 
 GO_TEMPLATE = ('{{ if .System }}<|system|>{{ .System }}\n{{ end }}{{ range .Messages }}<|{{ .Role }}|>'
@@ -136,6 +143,49 @@ def test_resume_after_a_cut_connection(registry: OllamaRegistry, home: Path, fil
     assert ranges == [f"bytes={kept}-"], registry.requests  # only the missing bytes were asked for
     assert info.name == "acme-big:q4" and info.file.read_bytes() == files["big"]
     assert [p for p in partials(home) if p.suffix == ".partial"] == []
+
+
+def test_kill_9_mid_download_then_resume(registry: OllamaRegistry, home: Path, files: dict[str, bytes]) -> None:
+    registry.hold_after = 256 * 1024  # the body pauses there, so the kill lands mid-download
+    proc = subprocess.Popen([sys.executable, "-m", "inferno", "pull", "ollama:acme/big:q4", "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    part = home / "models" / ".partial" / "ollama" / f"sha256-{digest_of(files['big'])[7:]}.partial"
+    wait_for(lambda: part.exists() and part.stat().st_size >= 256 * 1024, "the download to reach the pause")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    kept = part.stat().st_size
+    assert Inferno().store.list() == []  # no half model
+    registry.release.set()
+    registry.requests.clear()
+    out = subprocess.run([sys.executable, "-m", "inferno", "pull", "ollama:acme/big:q4"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert [r for _, p, r in registry.requests if p.startswith("/cdn/")] == [f"bytes={kept}-"]
+    assert Inferno().store.get("acme-big:q4").file.read_bytes() == files["big"]
+
+
+def test_concurrent_pulls_of_one_blob_under_two_names(registry: OllamaRegistry, home: Path,
+                                                      files: dict[str, bytes]) -> None:
+    """Two names, one blob: the pull lock is per name, so the part file's own lock keeps the two downloads
+    from writing (and renaming away) the same file at once."""
+    registry.gate = threading.Event()
+    results: dict[str, Any] = {}
+
+    def pull(name: str) -> None:
+        try:
+            results[name] = Inferno().pull("ollama:acme/big:q4", name=name)[0]
+        except Exception as e:  # reported below
+            results[name] = e
+
+    threads = [threading.Thread(target=pull, args=(n,)) for n in ("one", "two")]
+    for t in threads:
+        t.start()
+    wait_for(lambda: sum(p.startswith("/cdn/") for _, p, _ in registry.requests) >= 1, "a blob download to start")
+    registry.gate.set()
+    for t in threads:
+        t.join()
+    assert all(isinstance(results[n], ModelInfo) for n in ("one", "two")), results
+    assert all(results[n].file.read_bytes() == files["big"] for n in ("one", "two"))
 
 
 def test_a_projector_layer_becomes_the_mmproj(registry: OllamaRegistry, home: Path, files: dict[str, bytes]) -> None:
