@@ -33,6 +33,7 @@ from inferno.dialect import (
     submit_all,
     tool_call_id,
 )
+from inferno.download import VERIFYING, download
 from inferno.engine.limits import available_memory
 from inferno.engine.protocol import Engine, ModelDefaults, ResolvedModel
 from inferno.engine.thinking import supports_thinking
@@ -74,14 +75,15 @@ from inferno.errors import (
 )
 from inferno.hookspecs import hookimpl
 from inferno.host import Inferno
-from inferno.metadata import ModelMetadata, format_parameter_size
-from inferno.progress import ProgressBar
+from inferno.metadata import ModelMetadata, format_parameter_size, read_metadata
+from inferno.progress import ProgressBar, layer_of, layer_status
 from inferno.ram import default_context, kv_cache_bytes, ram_table
 from inferno.sources import Chooser, Fetched, ModelRef, name_from
 from inferno.store import (
     ModelInfo,
     Progress,
     atomic_write,
+    contained,
     display_name,
     normalize_name,
     safe_filename,
@@ -91,6 +93,7 @@ from inferno.tables import human_size, table
 
 __all__ = [
     "IMAGE_MARKER",
+    "VERIFYING",
     "AuthenticationError",
     "BadRequestError",
     "BusyError",
@@ -143,9 +146,11 @@ __all__ = [
     "available_memory",
     "body",
     "collect",
+    "contained",
     "count_tokens",
     "default_context",
     "display_name",
+    "download",
     "dumps",
     "error_response",
     "error_type",
@@ -155,6 +160,8 @@ __all__ = [
     "image_source",
     "keep_alive",
     "kv_cache_bytes",
+    "layer_of",
+    "layer_status",
     "name_from",
     "ndjson",
     "neutral_error",
@@ -163,6 +170,7 @@ __all__ = [
     "primed",
     "ram_table",
     "read_json",
+    "read_metadata",
     "register_body_limit",
     "register_error_shape",
     "safe_filename",

@@ -45,8 +45,10 @@ class NotFoundError(InfernoError):
 
 
 class ModelNotFoundError(NotFoundError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f'model "{name}" not found, try pulling it first', param="model")
+    def __init__(self, name: str, hint: str | None = None) -> None:
+        # the message starts as Ollama's does (clients match on it); a hint (where the model is) follows
+        super().__init__(f'model "{name}" not found, try pulling it first' + (f" ({hint})" if hint else ""),
+                         param="model")
         self.name = name
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from inferno.config import Settings, load_settings
 from inferno.errors import BadRequestError, ForbiddenError, InfernoError, ModelNotFoundError
 from inferno.metadata import ModelMetadata, read_metadata
-from inferno.sources import Chooser, Fetched, resolve
+from inferno.sources import Chooser, Fetched, resolve, suggestion
 from inferno.store import ModelInfo, Progress, Store, _no_progress, normalize_name
 
 if TYPE_CHECKING:
@@ -137,7 +137,8 @@ class Inferno:
             try:
                 _, ref = resolve(name, self.settings.aliases)
             except InfernoError:
-                raise first from None
+                hint = suggestion(name) if isinstance(first, ModelNotFoundError) else None
+                raise (ModelNotFoundError(name, hint) if hint else first) from None
             if ref.default_name != name and self.store.exists(ref.default_name):
                 return self.store.get(ref.default_name, complete=complete)
             raise
@@ -148,6 +149,10 @@ class Inferno:
         source, ref = resolve(identifier, self.settings.aliases)
         if source.name == "local":
             self._check_local_file(Path(getattr(ref, "path", ref.identifier)), identifier)
+        elif (local_path := getattr(source, "local_path", None)) is not None:
+            path = local_path(ref)  # a source that reads this machine's files (a local Ollama store)
+            if path is not None:
+                self._check_local_file(Path(path), identifier)
 
     def _check_local_file(self, path: Path, identifier: str) -> None:
         try:

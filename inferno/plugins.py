@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,8 +56,19 @@ def _hooks_of(plugin: object) -> list[str]:
     return sorted(c.name for c in pm.get_hookcallers(plugin) or [])
 
 
+_load_lock = threading.RLock()
+
+
 def load_plugins() -> None:
-    """Load every entry-point plugin once; INFERNO_LOAD_PLUGINS / INFERNO_DISABLE_PLUGINS select them."""
+    """Load every entry-point plugin once; INFERNO_LOAD_PLUGINS / INFERNO_DISABLE_PLUGINS select them.
+
+    Under a lock: a second thread asking while the first is still loading waits for it, instead of finding
+    `_loaded` already set and no sources registered yet (re-entrant: a plugin loading may ask again)."""
+    with _load_lock:
+        _load_once()
+
+
+def _load_once() -> None:
     global _loaded
     if _loaded:
         return

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from inferno.errors import BadRequestError
+from inferno.errors import BadRequestError, InfernoError
 from inferno.store import Progress
 
 Chooser = Callable[[str, Sequence[str]], str]
@@ -58,6 +58,27 @@ class ModelSource(Protocol):
               options: dict[str, Any]) -> Fetched:
         """Bring the model's file to the local disk; raise an InfernoError with one clear line."""
 
+    # Optional: `local_path(ref) -> Path | None`, the folder on this machine a source reads the model from (an
+    # API pull is refused unless INFERNO_ALLOW_LOCAL_PATHS allows it, before any I/O).
+    # Optional: `suggest(identifier) -> str | None`, an identifier of this source that has the model a bare name
+    # names (the Ollama store's `ollama-local:llama3.2:latest` for `llama3.2`), shown in "not found" errors.
+
+
+def suggestion(identifier: str, sources: list[ModelSource] | None = None) -> str | None:
+    """Where a model that is not in the store can be pulled from, as a source that looks without I/O beyond a
+    stat suggests it: a hint for a "not found" error, never an error itself."""
+    for source in collect_sources() if sources is None else sources:
+        suggest = getattr(source, "suggest", None)
+        if suggest is None:
+            continue
+        try:
+            found = suggest(identifier)
+        except (InfernoError, OSError, ValueError):
+            continue
+        if found:
+            return f"`inferno pull {found}` imports it from there"
+    return None
+
 
 def collect_sources() -> list[ModelSource]:
     from inferno.plugins import load_plugins, pm
@@ -91,7 +112,9 @@ def resolve(identifier: str, aliases: dict[str, str] | None = None,
         if ref is not None:
             return source, _renamed(ref, alias_name)
     hint = ", ".join(f"{p}:" for s in sources for p in s.prefixes)
-    raise BadRequestError(f"no source understands {identifier!r} (not a file here; prefixes: {hint})")
+    found = suggestion(identifier, sources)
+    raise BadRequestError(f"no source understands {identifier!r} (not a file here; prefixes: {hint})"
+                          + (f"; {found}" if found else ""))
 
 
 def _renamed(ref: ModelRef, alias_name: str | None) -> ModelRef:

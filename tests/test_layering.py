@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, int]] = [
     ("inferno.testing_", SUPPORT), ("inferno.pytest_plugin", SUPPORT),
     ("inferno.server", APP), ("inferno.cli", APP), ("inferno.__main__", APP),
     ("inferno.dialect", TOOLKIT), ("inferno.tables", TOOLKIT), ("inferno.progress", TOOLKIT),
+    ("inferno.download", TOOLKIT),
     ("inferno.bodies", TOOLKIT), ("inferno.api", TOOLKIT),
     ("inferno.client", CORE),  # the native client stands alone: it must not need the server's modules
     ("inferno", CORE),

@@ -104,15 +104,22 @@ def list_(as_json: bool) -> None:
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (info.json and all metadata).")
 @click.option("--template", is_flag=True, help="Print only the chat template.")
-def show(name: str, as_json: bool, template: bool) -> None:
+@click.option("--license", "license_", is_flag=True, help="Print only the license (an Ollama model's license layer).")
+def show(name: str, as_json: bool, template: bool, license_: bool) -> None:
     """Show a model's metadata: architecture, parameters, context, RoPE, quantization, template."""
     from inferno.metadata import format_parameter_size
 
     host = _host()
     info = host.store.get(name)
+    if license_:
+        text = (info.model_extra or {}).get("license")
+        if not text:
+            raise click.ClickException(f"{info.name} has no license on record")
+        click.echo(text)
+        return
     meta = host.metadata(name)
     if template:
-        click.echo(meta.chat_template or "")
+        click.echo(info.template or meta.chat_template or "")  # the model's own template overrides the GGUF's
         return
     if as_json:
         out = {"info": info.model_dump(mode="json"), "metadata": meta.model_dump(mode="json")}

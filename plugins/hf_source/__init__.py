@@ -21,10 +21,11 @@ from inferno.api import (
     Progress,
     SourceError,
     available_memory,
+    download,
     hookimpl,
+    layer_status,
     name_from,
     safe_filename,
-    sha256_file,
 )
 
 from . import estimate
@@ -255,12 +256,10 @@ def _download(repo: str, commit: str, filename: str, local_dir: Path, sha256: st
               progress: Progress) -> Path:
     """Download one file with HTTP ranges into local_dir, resuming what an earlier, interrupted pull left.
 
-    huggingface_hub finds the file (URL, auth headers, size, etag); the bytes are fetched here because its
-    own downloader (2.x) writes to a fresh per-process temp file and so cannot resume after a kill -9.
+    huggingface_hub finds the file (URL, auth headers, size, etag); the bytes are fetched by the toolkit's
+    download (its own downloader, in 2.x, writes to a fresh per-process temp file and so cannot resume after a
+    kill -9). A file the Hub lists with its sha256 is reported as a layer, as Ollama reports one.
     """
-    import errno
-
-    import httpx
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.utils import build_hf_headers
 
@@ -269,51 +268,11 @@ def _download(repo: str, commit: str, filename: str, local_dir: Path, sha256: st
         meta = get_hf_file_metadata(url)
     except Exception as e:
         raise _hf_error(e, repo) from None
-    size = meta.size
-    local_dir.mkdir(parents=True, exist_ok=True)
     tag = re.sub(r"[^A-Za-z0-9]", "", meta.etag or "")[:16] or "x"
     part = local_dir / f"{filename.replace('/', '--')}.{tag}.partial"
-    have = part.stat().st_size if part.exists() else 0
-    if size is not None and have > size:
-        part.unlink()
-        have = 0
-    status = f"pulling {filename}"
-    if size is None or have < size:
-        headers = build_hf_headers()
-        if have:
-            headers["Range"] = f"bytes={have}-"
-        try:
-            with httpx.stream("GET", meta.location or url, headers=headers, follow_redirects=True,
-                              timeout=httpx.Timeout(30.0, read=120.0)) as r:
-                if r.status_code == 200:
-                    have = 0  # the server ignored the range: start over
-                elif r.status_code != 206:
-                    raise SourceError(f"downloading {filename} from {repo} failed: HTTP {r.status_code}")
-                with part.open("r+b" if have else "wb") as f:
-                    f.seek(have)
-                    f.truncate()
-                    progress(have, size, status)
-                    for chunk in r.iter_bytes(1 << 20):
-                        f.write(chunk)
-                        have += len(chunk)
-                        progress(have, size, status)
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-                part.unlink(missing_ok=True)
-                raise SourceError(f"disk full while downloading {filename}; the partial file was removed") from None
-            raise
-        except httpx.HTTPError as e:
-            raise SourceError(f"download of {filename} from {repo} was interrupted ({type(e).__name__}); "
-                              "pull again to resume") from None
-    if size is not None and part.stat().st_size != size:
-        raise SourceError(f"download of {filename} is incomplete ({part.stat().st_size} of {size} bytes); "
-                          "pull again to resume")
-    if sha256:
-        got = sha256_file(part, progress, f"verifying {Path(filename).name}")
-        if got != sha256:
-            part.unlink()
-            raise SourceError(f"{filename} from {repo} is corrupt: sha256 {got} is not the Hub's {sha256}")
-    return part
+    status = layer_status(f"sha256:{sha256}") if sha256 else f"pulling {filename}"
+    return download(meta.location or url, part, size=meta.size, sha256=sha256, status=status,
+                    what=f"{filename} from {repo}", progress=progress, headers=build_hf_headers())
 
 
 @hookimpl

