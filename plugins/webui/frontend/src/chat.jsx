@@ -170,7 +170,7 @@ export function Chat({ models, conversationId, navigate }) {
         )}
         <form class="composer" onSubmit={(e) => { e.preventDefault(); send(); }}>
           <label class="button attach" title={canSee ? 'Attach images' : 'This model does not take images'}>
-            📎<input type="file" accept="image/*" multiple hidden aria-label="Attach images"
+            Image<input type="file" accept="image/*" multiple hidden aria-label="Attach images"
               onChange={(e) => { attach(e.target.files); e.target.value = ''; }} />
           </label>
           <textarea aria-label="Message" placeholder="Message (Enter sends, Shift+Enter new line)" value={input}

@@ -12,6 +12,7 @@ function Markdown({ text }) {
   const ref = useRef(null);
   useLayoutEffect(() => {
     for (const pre of ref.current.querySelectorAll('pre')) {
+      if (pre.querySelector(':scope > button.copy')) continue; // the HTML was kept (the text changed, not it)
       const button = document.createElement('button');
       button.type = 'button';
       button.className = 'copy';
