@@ -193,13 +193,19 @@ def test_conversations_survive_a_reload_and_travel_as_json(ui: Server, page: Any
 def test_pull_from_the_hub_shows_progress_then_the_model(ui: Server, page: Any) -> None:
     page.goto(ui.url + "/ui/#/models")
     page.get_by_label("Model to pull").fill("hf:acme/Little-GGUF")
+    page.evaluate("""() => { window.bar = []; new MutationObserver(() => window.bar.push(
+        document.querySelector('.progress [role=progressbar]')?.getAttribute('aria-valuenow')))
+        .observe(document.body, {subtree: true, attributes: true, childList: true}); }""")
     page.get_by_role("button", name="Pull").click()
-    page.wait_for_function("() => document.querySelector('.progress .pct')?.textContent === '100 %'")
-    assert page.locator(".progress .status").inner_text() == "success"
+    page.wait_for_function("() => document.querySelector('.progress .status')?.textContent === 'success'")
+    assert page.locator(".progress .pct").inner_text() == "100 %"
+    seen = [v for v in page.evaluate("window.bar") if v is not None]
+    assert seen[0] == "0" and seen[-1] == "100"  # the bar filled as the file arrived
     assert page.locator(".progress [role=progressbar]").get_attribute("aria-valuenow") == "100"
     row = page.locator('.model[data-model="little:latest"]')
     row.get_by_role("button", name="Details").click()
-    assert "llama" in row.locator(".details dl").inner_text()
+    details = row.locator(".details dl").inner_text()
+    assert "llama" in details and re.search(r"RAM estimate\s+[\d.]+ [KMG]B at 2048 tokens of context", details)
     shot(page, "models")
     assert "little:latest" in [m["name"] for m in httpx.get(ui.url + "/api/tags").json()["models"]]
     row.get_by_role("button", name="Delete").click()  # the confirm() is accepted by the page fixture

@@ -48,7 +48,18 @@ function Pull({ onPulled }) {
   );
 }
 
-function Details({ name }) {
+// Weights (the file) plus an f16 KV cache at a context length: the figure `inferno show` prints (inferno/ram.py).
+export function ramEstimate(size, info, arch, ctx) {
+  const get = (k) => info[`${arch}.${k}`];
+  const layers = get('block_count');
+  const embd = get('embedding_length');
+  const heads = get('attention.head_count');
+  if (!layers || !embd || !heads || !ctx) return null;
+  const kvHeads = get('attention.head_count_kv') || heads;
+  return size + layers * kvHeads * Math.floor(embd / heads) * ctx * 2 * 2;
+}
+
+function Details({ name, size }) {
   const [show, setShow] = useState(null);
   const [error, setError] = useState('');
   useEffect(() => {
@@ -59,10 +70,16 @@ function Details({ name }) {
   const info = show.model_info || {};
   const arch = info['general.architecture'] || show.details?.family;
   const ctx = Object.entries(info).find(([k]) => k.endsWith('.context_length'));
+  const trained = ctx ? ctx[1] : null;
+  const ramAt = (n) => {
+    const bytes = ramEstimate(size, info, arch, n);
+    return bytes ? `${humanSize(bytes)} at ${n} tokens of context` : null;
+  };
+  const ram = [...new Set([Math.min(trained || 4096, 4096), trained].filter(Boolean))].map(ramAt).filter(Boolean);
   const rows = [
     ['Architecture', arch], ['Parameters', show.details?.parameter_size],
-    ['Quantization', show.details?.quantization_level], ['Context', ctx ? ctx[1] : ''],
-    ['Capabilities', (show.capabilities || []).join(', ')],
+    ['Quantization', show.details?.quantization_level], ['Context', trained ?? ''],
+    ['RAM estimate', ram.join('; ')], ['Capabilities', (show.capabilities || []).join(', ')],
   ];
   return (
     <div class="details">
@@ -108,7 +125,7 @@ export function Models({ models, refresh }) {
                   <button type="button" class="danger" onClick={remove(m.name)}>Delete</button>
                 </span>
               </div>
-              {open === m.name && <Details name={m.name} />}
+              {open === m.name && <Details name={m.name} size={m.size} />}
             </li>
           ))}
         </ul>

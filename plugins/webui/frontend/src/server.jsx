@@ -1,17 +1,9 @@
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 
-import { AuthNeeded, getJSON, humanSize, postJSON, request } from './api.js';
+import { AuthNeeded, getJSON, humanSize, postJSON } from './api.js';
 
 const POINTS = 60;
 
-// Tokens generated so far, summed over models, from the Prometheus counter.
-function generatedTokens(text) {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (line.startsWith('inferno_completion_tokens_total')) sum += Number(line.slice(line.lastIndexOf(' ') + 1)) || 0;
-  }
-  return sum;
-}
 
 function Chart({ values }) {
   const max = Math.max(1, ...values);
@@ -23,7 +15,7 @@ function Chart({ values }) {
   const now = values.length ? values[values.length - 1] : 0;
   return (
     <figure class="chart">
-      <svg viewBox={`0 0 ${w} ${h}`} role="img" aria-label={`tokens per second, now ${now.toFixed(1)}`}>
+      <svg viewBox={`0 0 ${w} ${h}`} preserveAspectRatio="none" role="img" aria-label={`tokens per second, now ${now.toFixed(1)}`}>
         <line x1="0" y1={h - 0.5} x2={w} y2={h - 0.5} class="axis" />
         {pts.length > 1 && <polyline points={[`${start * step},${h}`, ...pts, `${w},${h}`].join(' ')} class="area" />}
         {pts.length > 1 && <polyline points={pts.join(' ')} class="line" />}
@@ -44,23 +36,19 @@ export function Server({ epoch }) {
   const [version, setVersion] = useState('');
   const [rates, setRates] = useState([]);
   const [error, setError] = useState('');
-  const last = useRef(null);
 
   useEffect(() => {
     getJSON('/api/version').then((v) => setVersion(v.inferno_version || v.version)).catch(() => {});
     let stopped = false;
     const tick = async () => {
       try {
-        const [p, metrics] = await Promise.all([getJSON('/api/ps'), request('/metrics').then((r) => r.text())]);
+        const p = await getJSON('/api/ps');
         if (stopped) return;
-        setPs(p.models || []);
-        const tokens = generatedTokens(metrics);
-        const now = performance.now();
-        if (last.current) {
-          const rate = Math.max(0, (tokens - last.current.tokens) / ((now - last.current.at) / 1000));
-          setRates((old) => [...old, rate].slice(-POINTS));
-        }
-        last.current = { tokens, at: now };
+        const models = p.models || [];
+        setPs(models);
+        // each model's engine reports its decode rate over the last seconds, all slots together
+        const rate = models.reduce((sum, m) => sum + (m.tokens_per_second || 0), 0);
+        setRates((old) => [...old, rate].slice(-POINTS));
         setError('');
       } catch (e) {
         if (!(e instanceof AuthNeeded)) setError(e.message);
