@@ -59,7 +59,8 @@ def hub(tiny_gguf: Path) -> Iterator[HubServer]:
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, smollm2_path: Path, hub: HubServer) -> Iterator[Server]:
+def ui(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, smollm2_path: Path,
+       hub: HubServer) -> Iterator[Server]:
     d = tmp_path_factory.mktemp("webui-browser")
     home = d / "home"
     h = Inferno(load_settings({"INFERNO_HOME": str(home)}))
