@@ -93,6 +93,7 @@ def test_chat_streams_the_answer_with_its_figures(ui: Server, page: Any) -> None
     partial = {words(t) for t in page.evaluate("window.seen")} - {"", final}
     assert len([t for t in partial if final.startswith(t)]) >= 2, "the answer grew as it streamed"
     assert re.search(r"\d+ tokens · [\d.]+ tok/s · first token \d+ ms", answer.locator(".stats").inner_text())
+    page.locator("details.settings summary").click()  # folded again, for the picture
     shot(page, "chat")
 
 
