@@ -143,6 +143,8 @@ def test_edit_and_regenerate(ui: Server, page: Any) -> None:
     page.locator(".msg.user").get_by_role("button", name="Edit").click()
     page.get_by_label("Edit message").fill("What is 2+2?")
     page.get_by_role("button", name="Save and send").click()
+    # the edited message replaces the old one and what followed it at once; only then is a finished answer new
+    page.wait_for_function("() => document.querySelector('.msg.user .text')?.textContent === 'What is 2+2?'")
     answer = wait_answers(page, 1)
     question = [{"role": "user", "content": "What is 2+2?"}]
     assert page.locator(".msg").count() == 2 and page.locator(".msg.user .text").inner_text() == "What is 2+2?"
