@@ -7,6 +7,7 @@ test holds whatever the internals become."""
 from __future__ import annotations
 
 import importlib.abc
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,8 +31,23 @@ class _BrokenLibrary(importlib.abc.MetaPathFinder):
         return None
 
 
+_CHILD_IMPORT = {
+    # what `import llama_cpp` raises in the model's runner and the quantizer's child processes
+    "not installed": "raise ModuleNotFoundError(\"No module named 'llama_cpp'\", name='llama_cpp')\n",
+    "library fails to load": "raise RuntimeError(\"Failed to load shared library 'libllama.so': libggml.so: cannot "
+                             "open shared object file: No such file or directory\")\n",
+}
+
+
 @pytest.fixture(params=["not installed", "library fails to load"])
-def no_llama(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def no_llama(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    # Child processes (each model's runner, the quantizer) import llama_cpp themselves: a package that fails the
+    # same way comes first on their path.
+    fake = tmp_path / "fake-site" / "llama_cpp"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(_CHILD_IMPORT[request.param])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(fake.parent),
+                                                                   os.environ.get("PYTHONPATH")])))
     for name in [n for n in sys.modules if n == "llama_cpp" or n.startswith("llama_cpp.")]:
         monkeypatch.delitem(sys.modules, name)
     if request.param == "not installed":

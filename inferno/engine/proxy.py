@@ -133,7 +133,12 @@ class RunnerProxy:
             if what == "exit":
                 return
             if what == "start":
-                self._start()
+                try:
+                    self._start()
+                except Exception as e:  # a bug: the requests waiting for this runner get it, never a hang
+                    log.exception("starting the engine for %s failed", self.name)
+                    self._fail_pending(InfernoError(f"cannot start the engine for {self.name}: "
+                                                    f"{type(e).__name__}: {e}"))
             elif what == "cancel":
                 runner = self.runner
                 for jid in arg:

@@ -91,7 +91,10 @@ def _llama_build() -> str:
         version = importlib.metadata.version("llama_cpp_python")
     except importlib.metadata.PackageNotFoundError:
         version = "?"
-    spec = importlib.util.find_spec("llama_cpp")
+    try:
+        spec = importlib.util.find_spec("llama_cpp")
+    except (ImportError, ValueError, RuntimeError, OSError):  # a broken install: the runner says so when it loads
+        spec = None
     lib = Path(spec.origin).parent / "lib" / "libllama.so" if spec and spec.origin else None
     with contextlib.suppress(OSError):
         if lib is not None:

@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from inferno.api import BadRequestError, InfernoError, Progress
+from inferno.api import BadRequestError, InfernoError, Progress, UnavailableError
 
 
 def quantize_in_child(src: Path, out_dir: Path, method: str, progress: Progress,
@@ -55,9 +55,8 @@ def quantize_in_child(src: Path, out_dir: Path, method: str, progress: Progress,
     if "done" in result:
         return Path(result["done"]), result["label"]
     if "error" in result:
-        error = BadRequestError(result["error"], param=result.get("param")) if result.get("status") == 400 \
-            else InfernoError(result["error"])
-        raise error
+        kind = {400: BadRequestError, 503: UnavailableError}.get(result.get("status") or 500, InfernoError)
+        raise kind(result["error"], param=result.get("param"))
     why = f"signal {-rc}" if rc < 0 else f"exit status {rc}"
     raise InfernoError(f"the quantizer stopped ({why}): {''.join(errors).strip()[-300:] or 'no message'}")
 
