@@ -63,6 +63,22 @@ def register_body_limit(app: Quart, prefix: str, limit: int, setting: str) -> No
     app.extensions.setdefault("inferno_body_limits", {})[prefix] = (limit, setting)
 
 
+def register_open_path(app: Quart, prefix: str) -> None:
+    """Serve the paths under prefix without the API key (as / and /health): for files that hold no data and
+    must load before a user can give the key, such as the web UI's page and scripts. The Host and Origin
+    guard still applies to them."""
+    app.extensions.setdefault("inferno_open_prefixes", set()).add(prefix)
+
+
+def is_open_path(app: Quart, path: str) -> bool:
+    """Whether path is served without the API key: /, /health, or under a prefix given to register_open_path
+    (whole segments only: "/ui" opens /ui and /ui/app.js, never /uix)."""
+    if path in ("/", "/health"):
+        return True
+    prefixes: set[str] = app.extensions.get("inferno_open_prefixes", set())
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
 def error_shape_for(app: Quart, path: str) -> ErrorShape:
     shapes: dict[str, ErrorShape] = app.extensions.get("inferno_error_shapes", {})
     best = max((p for p in shapes if path.startswith(p)), key=len, default=None)

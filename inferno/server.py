@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from inferno.bodies import body, read_json
-from inferno.dialect import error_response
+from inferno.dialect import error_response, is_open_path
 from inferno.errors import AuthenticationError, BadRequestError, InfernoError, NotFoundError
 
 if TYPE_CHECKING:
@@ -58,7 +58,6 @@ def create_app(inferno: Inferno) -> Quart:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     app.extensions["inferno"] = inferno
     app.extensions["inferno_ready"] = True
-    open_paths = {"/", "/health"}
     metrics = inferno.metrics
     policy = cross_site.make_policy(settings)
     # over HTTP, a request sets only the load options the operator allows (each would reload a shared model)
@@ -76,7 +75,7 @@ def create_app(inferno: Inferno) -> Quart:
             return error_response(app, request.path, refused)
         if request.method == "OPTIONS" and request.headers.get("Origin"):
             return Response("", status=204)  # a preflight of an allowed origin: finish() adds the CORS headers
-        if settings.api_key and request.path not in open_paths and request.method != "OPTIONS":
+        if settings.api_key and not is_open_path(app, request.path) and request.method != "OPTIONS":
             sent = request.headers.get("Authorization", "")
             token = sent[7:] if sent.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
             if not hmac.compare_digest(token.encode(), settings.api_key.encode()):
