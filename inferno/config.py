@@ -59,6 +59,9 @@ class Settings(BaseModel):
     num_parallel: int = Field(4, ge=1)  # sequences decoded together per loaded model
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
     flash_attn: Literal["auto", "on", "off"] = "auto"
+    # one KV cache shared by every slot (llama-server --kv-unified): a sequence may use all of it, but greedy
+    # output then depends on what else runs; False (default): one stream of the full context per slot
+    kv_unified: bool = False
     origins: list[str] = Field(default_factory=list)  # browser origins beside the server's own ("*": any)
     allowed_hosts: list[str] = Field(default_factory=list)  # Host names beside IP literals and localhost ("*": any)
     api_key: str | None = None
@@ -157,6 +160,7 @@ KEYS = {
     "num_parallel": "num_parallel",
     "kv_cache_type": "kv_cache_type",
     "flash_attn": "flash_attn",
+    "kv_unified": "kv_unified",  # 1 / true: one KV cache shared by the slots (not batch-invariant)
     "api_key": "api_key",
     "context_length": "default_context",
     "max_body_bytes": "max_body_bytes",

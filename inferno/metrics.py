@@ -21,6 +21,13 @@ class Metrics:
         self.requests = Counter("inferno_http_requests", "HTTP requests by route and status",
                                 ["method", "route", "status"], registry=r)
         self.prompt_tokens = Counter("inferno_prompt_tokens", "Prompt tokens read", ["model"], registry=r)
+        self.prompt_evaluated = Counter("inferno_prompt_tokens_evaluated", "Prompt tokens evaluated by the model",
+                                        ["model"], registry=r)
+        self.prompt_cached = Counter("inferno_prompt_tokens_cached",
+                                     "Prompt tokens found in the KV cache (a slot's own or copied from another)",
+                                     ["model"], registry=r)
+        self.prompt_cache_hits = Counter("inferno_prompt_cache_hits", "Generations that reused a cached prefix",
+                                         ["model"], registry=r)
         self.completion_tokens = Counter("inferno_completion_tokens", "Tokens generated", ["model"], registry=r)
         self.generations = Counter("inferno_generations", "Finished generations by reason", ["model", "reason"],
                                    registry=r)
@@ -39,6 +46,10 @@ class Metrics:
 
     def observe_generation(self, model: str, done: Any) -> None:
         self.prompt_tokens.labels(model).inc(done.prompt_tokens)
+        self.prompt_evaluated.labels(model).inc(done.prompt_tokens - done.cached_tokens)
+        self.prompt_cached.labels(model).inc(done.cached_tokens)
+        if done.cached_tokens:
+            self.prompt_cache_hits.labels(model).inc()
         self.completion_tokens.labels(model).inc(done.completion_tokens)
         self.generations.labels(model, done.reason).inc()
         if done.completion_tokens:

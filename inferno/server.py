@@ -207,7 +207,7 @@ def _ps_row(m: Any) -> dict[str, Any]:
             "expires_at": expires, "busy": m.busy, "load_options": m.load_options, "slots": m.slots,
             "slots_in_use": m.slots_in_use, "queued": m.queued, "tokens_per_second": m.tokens_per_second,
             "devices": m.devices, "state": m.state, "error": m.error, "repack": m.repack,
-            "extra_buffers": m.extra_buffers, "pid": m.pid}
+            "extra_buffers": m.extra_buffers, "pid": m.pid, "kv_cache": m.kv_cache, "kv_unified": m.kv_unified}
 
 
 def openapi_document(app: Quart) -> dict[str, Any]:

@@ -341,17 +341,19 @@ def ps(as_json: bool) -> None:
         return
     from inferno.tables import human_size, table
 
-    rows = [["NAME", "SIZE", "CONTEXT", "SLOTS", "QUEUED", "TOK/S", "UNTIL", "DEVICES", "STATE"]]
+    rows = [["NAME", "SIZE", "CONTEXT", "SLOTS", "KV CACHE", "QUEUED", "TOK/S", "UNTIL", "DEVICES", "STATE"]]
     failed = []
     for m in models:
         if m.get("state") == "failed":
             failed.append(f"{m['name']}: {m.get('error')}")
-            rows.append([m["name"], "-", "-", "-", "-", "-", "-", "-", "failed"])
+            rows.append([m["name"], "-", "-", "-", "-", "-", "-", "-", "-", "failed"])
             continue
         devices = ", ".join(f"{d['name']} {human_size(int(d['memory']))}" for d in m.get("devices") or [])
         state = "loaded" if m.get("repack", True) else "loaded, no repack"
         rows.append([m["name"], human_size(int(m.get("size", 0))), str(m.get("context_length", "-")),
-                     f"{m.get('slots_in_use', 0)}/{m.get('slots', 1)}", str(m.get("queued", 0)),
+                     f"{m.get('slots_in_use', 0)}/{m.get('slots', 1)}",
+                     human_size(int(m.get("kv_cache", 0))) + (" shared" if m.get("kv_unified") else ""),
+                     str(m.get("queued", 0)),
                      f"{m.get('tokens_per_second', 0.0):.1f}", m.get("expires_at") or "forever", devices or "-",
                      state])
     click.echo(table(rows))

@@ -68,11 +68,15 @@ def server_ps() -> list[dict[str, Any]]:
 @load_flags
 @click.option("--keep-alive", help="How long an idle model stays loaded (5m, 1h, -1 forever, 0).")
 @click.option("--parallel", type=click.IntRange(1, 256),
-              help="Sequences decoded together per model, sharing its context (default 4; INFERNO_NUM_PARALLEL).")
+              help="Sequences decoded together per model, each with the full context: the KV cache holds "
+                   "context x parallel cells (default 4; INFERNO_NUM_PARALLEL).")
 @click.option("--kv-type", type=click.Choice(["f16", "q8_0", "q4_0"]),
               help="KV cache type (default f16; INFERNO_KV_CACHE_TYPE). Quantized caches use flash attention.")
 @click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]),
               help="Flash attention (default auto: on for a quantized KV cache; INFERNO_FLASH_ATTN).")
+@click.option("--kv-unified", is_flag=True,
+              help="One KV cache shared by all slots (llama-server's --kv-unified): a single sequence may use all of "
+                   "parallel x context, but greedy output then depends on the other requests (INFERNO_KV_UNIFIED=1).")
 @click.option("--rpc", help="llama.cpp RPC workers (`inferno rpc-worker`) to split models across: "
                             "HOST:PORT[,HOST:PORT…] (INFERNO_RPC_SERVERS).")
 @click.option("--tensor-split", help="Proportions of the layers per device, the RPC workers' first, then local GPUs: "
@@ -81,8 +85,8 @@ def server_ps() -> list[dict[str, Any]]:
                                             "AMX): llama-server's --no-repack (INFERNO_REPACK=0).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 def serve(model: str | None, host: str | None, port: int | None, load: dict[str, Any], keep_alive: str | None,
-          parallel: int | None, kv_type: str | None, flash_attn: str | None, rpc: str | None,
-          tensor_split: str | None, no_repack: bool, log_level: str) -> None:
+          parallel: int | None, kv_type: str | None, flash_attn: str | None, kv_unified: bool,
+          rpc: str | None, tensor_split: str | None, no_repack: bool, log_level: str) -> None:
     """Serve every local model over the Ollama (/api) and OpenAI (/v1) APIs.
 
     With MODEL, that model is pulled if needed and loaded before requests come. On an empty store the
@@ -100,7 +104,8 @@ def serve(model: str | None, host: str | None, port: int | None, load: dict[str,
     settings = load_settings()
     updates: dict[str, Any] = {k: v for k, v in {
         "host": host, "port": port, "keep_alive": keep_alive, "num_parallel": parallel, "kv_cache_type": kv_type,
-        "flash_attn": flash_attn, "repack": False if no_repack else None}.items() if v is not None}
+        "flash_attn": flash_attn, "repack": False if no_repack else None,
+        "kv_unified": True if kv_unified else None}.items() if v is not None}
     settings = with_rpc(settings.model_validate(settings.model_dump() | updates), rpc, tensor_split)
     logging.basicConfig(level=getattr(logging, log_level.upper()), format="%(message)s")
     inferno = Inferno(settings)

@@ -153,6 +153,8 @@ class LoadedModel(_Model):
     repack: bool = True  # False: loaded without llama.cpp's repacked weights (--no-repack, or healed)
     extra_buffers: bool = False  # its weights sit in llama.cpp's extra buffer types (CPU_REPACK, AMX…)
     pid: int | None = None  # the model's runner process
+    kv_cache: int = 0  # bytes of its KV cache (context x slots cells; shared by the slots when kv_unified)
+    kv_unified: bool = False
 
 
 class PsResponse(_Model):

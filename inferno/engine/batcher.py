@@ -1,16 +1,25 @@
-"""Continuous batching: N slots (sequences) in one llama.cpp context, one llama_decode per step.
+"""Continuous batching: N slots (sequences) in one llama.cpp context, decoded together step by step.
 
-Each step builds one llama_batch from one token of every generating sequence plus prompt chunks of newly
-admitted ones (at most n_batch tokens in all, so a long prompt delays the others by one chunk, not by the
-whole prompt), decodes once, and samples every sequence from its own logits row with its own sampler.
-Requests join and leave between steps.
+By default each slot has a KV stream of its own (llama-server's default, kv_unified false): n_ctx cells per slot,
+so every request gets the whole context it asks for, and its attention runs over its own cells only, laid out as
+they would be alone. With that, and with each prompt chunk decoded on its own (one sequence's chunk per
+llama_decode, cut the same way as alone), greedy output does not depend on what else runs: a request gives the
+same tokens alone or beside any others. Each step decodes one token of every generating sequence together (one
+row per sequence: the same numbers as alone), then one prompt chunk of the earliest admitted sequence still
+evaluating (at most n_batch tokens, so a long prompt delays the others by one chunk, not by the whole prompt),
+and samples every sequence from its own logits row with its own sampler. Requests join and leave between steps.
 
-The KV cache is unified (as llama-server's --kv-unified): n_ctx cells shared by every slot, so one sequence
-may use the whole context while there is room. A finished slot keeps its tokens as a prefix cache; a new
-request takes the free slot sharing the longest prefix with its prompt and evaluates only the rest. Those
-cached cells are reclaimed (least recently used first) as soon as a running request needs room. Admission
-reserves room for a whole prompt, so prompts never starve one another; a generating sequence that finds the
-cache full ends with reason "length".
+With --kv-unified the cache is one pool of n_ctx cells shared by every slot (llama-server's --kv-unified): one
+sequence may use all of it while there is room, and prompt chunks ride in the same batch as the generating
+tokens; but attention then spans the other sequences' masked cells and rounds differently, so greedy output
+varies with the load. There, cached cells of idle slots are reclaimed (least recently used first) as soon as a
+running request needs room, admission reserves room for a whole prompt, and a generating sequence that finds
+the cache full ends with reason "length".
+
+A finished slot keeps its tokens as a prefix cache. A new prompt whose prefix is in any slot (inferno.engine.slots)
+gets those cells copied into its slot with llama_memory_seq_cp (a buffer copy between streams, shared cells in
+the unified cache) and evaluates only the rest; one that shares a prefix with a prompt being evaluated waits for
+that evaluation and copies it.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from inferno.engine.sequence import Sequence
+from inferno.engine.slots import Slot, plan
 from inferno.engine.types import FinishReason
 from inferno.errors import InfernoError
 
@@ -29,35 +39,7 @@ if TYPE_CHECKING:
     from inferno.engine.model import Model
 
 
-SIMILARITY = 0.1  # llama-server's --slot-prompt-similarity default
 RATE_WINDOW = 5.0  # seconds of decode steps behind tokens_per_second
-
-
-class Slot:
-    __slots__ = ("cache", "id", "images", "last_used", "next_token", "pending", "seq")
-
-    def __init__(self, sid: int) -> None:
-        self.id = sid
-        self.cache: list[int] = []  # tokens whose KV cells hold positions 0..len-1 of this sequence id
-        self.seq: Sequence | None = None
-        self.pending: list[int] = []  # prompt tokens still to evaluate
-        self.next_token: int | None = None  # sampled, to be decoded in the next step
-        self.last_used = 0.0
-        # images in the cache as (start index, tokens, positions): with M-RoPE an image takes fewer positions
-        # than tokens, so a token's position is its index less what the images before it saved
-        self.images: list[tuple[int, int, int]] = []
-
-    def pos(self, index: int) -> int:
-        """The position of the token at index (at an image boundary or after the images)."""
-        return index + sum(n_pos - n_tok for start, n_tok, n_pos in self.images if start + n_tok <= index)
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class Batcher:
@@ -65,14 +47,16 @@ class Batcher:
 
     def __init__(self, model: Model, n_parallel: int) -> None:
         self.model, self.lib = model, model.lib
-        self.n_ctx, self.n_batch = model.n_ctx, model.n_batch
-        self.ctx = model.new_context(n_ctx=self.n_ctx, n_seq=n_parallel, n_batch=self.n_batch)
+        self.n_ctx, self.n_batch = model.n_ctx, model.n_batch  # n_ctx: per slot (all slots' with --kv-unified)
+        self.unified = model.settings.kv_unified
+        self.ctx = model.new_context(n_ctx=self.n_ctx, n_seq=n_parallel, n_batch=self.n_batch, unified=self.unified)
         self.mem = self.lib.llama_get_memory(self.ctx)
         self.batch = self.lib.llama_batch_init(self.n_batch, 0, 1)
         self.slots = [Slot(i) for i in range(n_parallel)]
         self.waiting: collections.deque[tuple[Sequence, Callable[[], None]]] = collections.deque()
         self.rate: collections.deque[tuple[float, int]] = collections.deque()  # (time, tokens) of recent steps
         self._added: list[tuple[Slot, list[int], bool]] = []  # this step's additions, undone if decode fails
+        self._admissions = 0
         self.broken = False  # a fatal decode error: the worker reloads the model before the next request
 
     def close(self) -> None:
@@ -111,14 +95,20 @@ class Batcher:
         """Queue a sequence for a slot; on_admit runs when it gets one."""
         self.waiting.append((seq, on_admit))
 
-    # room in the unified cache ---------------------------------------------------------------------
+    # room -----------------------------------------------------------------------------------------
 
     def _reserved(self) -> int:
         """Cells held or promised: every slot's cache (running or idle) plus the running prompts' rest."""
         return sum(len(s.cache) + len(s.pending) for s in self.slots)
 
+    def _room(self, slot: Slot, need: int) -> bool:
+        """Whether `need` more cells fit for the slot: in its own stream, or in the unified cache once idle slots'
+        cells are freed (least recently used first)."""
+        if not self.unified:
+            return len(slot.cache) + len(slot.pending) + need <= self.n_ctx
+        return self._make_room(need, keep=slot)
+
     def _make_room(self, need: int, keep: Slot | None = None) -> bool:
-        """Free idle slots' cached cells, least recently used first, until `need` more cells fit."""
         idle = sorted((s for s in self.slots if s.seq is None and s.cache and s is not keep),
                       key=lambda s: s.last_used)
         for s in idle:
@@ -134,46 +124,53 @@ class Batcher:
             del slot.cache[keep:]
             slot.images = [x for x in slot.images if x[0] + x[1] <= keep]
 
+    def _copy(self, source: Slot, slot: Slot, n: int) -> None:
+        """Make the slot hold the source's first n tokens. Between streams llama.cpp copies the whole stream's
+        buffers at the next decode (then the rest is dropped); in the unified cache the cells become shared."""
+        self.lib.llama_memory_seq_rm(self.mem, slot.id, -1, -1)
+        if self.unified:
+            self.lib.llama_memory_seq_cp(self.mem, source.id, slot.id, -1, source.pos(n))
+        else:
+            self.lib.llama_memory_seq_cp(self.mem, source.id, slot.id, -1, -1)
+            self.lib.llama_memory_seq_rm(self.mem, slot.id, source.pos(n), -1)
+        slot.cache = source.cache[:n]
+        slot.images = [x for x in source.images if x[0] + x[1] <= n]
+
     # admission ------------------------------------------------------------------------------------
 
     def _admit(self) -> None:
-        while self.waiting:
-            seq, on_admit = self.waiting[0]
+        i = 0
+        while i < len(self.waiting) and any(s.seq is None for s in self.slots):
+            seq, on_admit = self.waiting[i]
             if seq.is_cancelled():
-                self.waiting.popleft()
+                del self.waiting[i]
                 on_admit()
                 seq.finish("cancelled")
                 continue
-            free = [s for s in self.slots if s.seq is None]
-            if not free:
-                return
-            # llama-server's slot similarity: the slot sharing the longest prefix when that is at least a tenth
-            # of the prompt; else the least recently used one, so a short common start (a chat template's
-            # first tokens) never overwrites another conversation's cache.
-            slot = max(free, key=lambda s: common_prefix(s.cache, seq.prompt))
-            reuse = common_prefix(slot.cache, seq.prompt)
-            if reuse < SIMILARITY * len(seq.prompt):
-                slot = min(free, key=lambda s: s.last_used)
-                reuse = common_prefix(slot.cache, seq.prompt)
-            if reuse == len(seq.prompt):  # all cached: evaluate the last token again for its logits
-                reuse -= 1
-            if seq.images is not None:  # a cached prefix ends before an image, never inside one
-                reuse = seq.images.align(reuse)
+            p = plan(self.slots, seq)
+            if p is None:  # its prefix is being evaluated by a running prompt: later ones may go first
+                i += 1
+                continue
+            slot, reuse = p.slot, p.reuse
+            if p.source is not None:
+                self._copy(p.source, slot, reuse)
             self._forget(slot, reuse)
-            if not self._make_room(len(seq.prompt) - reuse + 1, keep=slot):
+            if not self._room(slot, len(seq.prompt) - reuse + 1):
                 self._forget(slot, 0)
-                if not self._make_room(len(seq.prompt) + 1):
-                    return  # running sequences hold the cache: wait (first come, first served)
+                if not self._room(slot, len(seq.prompt) + 1):
+                    return  # running sequences hold the unified cache: wait (first come, first served)
                 reuse = 0
-            self.waiting.popleft()
+            del self.waiting[i]
             on_admit()
             seq.cached = reuse
+            self._admissions += 1
             slot.seq, slot.pending, slot.next_token = seq, seq.prompt[reuse:], None
+            slot.admitted = self._admissions
 
     # one step -------------------------------------------------------------------------------------
 
     def step(self) -> None:
-        """Admit, decode one batch, sample. Returns at once when there is nothing to do."""
+        """Admit, decode (the generating tokens, then one prompt chunk), sample. Returns at once when idle."""
         self._admit()
         for slot in self.slots:
             if slot.seq is not None and slot.seq.is_cancelled():
@@ -181,60 +178,84 @@ class Batcher:
         for slot in self.slots:  # images first, each decoded for its own sequence by mtmd
             if slot.seq is not None and slot.pending and slot.pending[0] < 0:
                 self._image(slot)
-        outputs = self._fill()
-        if not outputs and self.batch.n_tokens == 0:
-            return
+        n = self._run(self._fill_tokens)
+        if not self.unified and not self.broken:
+            n += self._run(self._fill_prompt)
+        if n:
+            now = time.monotonic()
+            self.rate.append((now, n))
+            while self.rate[0][0] < now - RATE_WINDOW:  # bounded: only the last seconds count
+                self.rate.popleft()
+
+    def _run(self, fill: Callable[[], list[tuple[Slot, int]]]) -> int:
+        """Fill the batch, decode it, sample the rows that output logits; the number of tokens sampled."""
+        outputs = fill()
+        if self.batch.n_tokens == 0:
+            return 0
         while True:
             rc = self.lib.llama_decode(self.ctx, self.batch)
             if rc == 0:
                 break
-            if rc != 1 or not self._shed(outputs):  # 1: no KV slot found; anything else is fatal
+            if rc != 1 or not self._shed(outputs, fill):  # 1: no KV slot found; anything else is fatal
                 self._fail_all(InfernoError(f"llama_decode failed ({rc}) for {self.model.name}"))
-                return
+                return 0
         self._added.clear()
-        n = 0
         for slot, index in outputs:
             seq = slot.seq
             assert seq is not None
             tok, lp = seq.sample(self.ctx, index)
             reason = seq.accept(tok, lp)
-            n += 1
             if reason is not None:
                 self._release(slot, reason)
             else:
                 slot.next_token = tok
-        now = time.monotonic()
-        self.rate.append((now, n))
-        while self.rate[0][0] < now - RATE_WINDOW:  # bounded: only the last seconds count
-            self.rate.popleft()
+        return len(outputs)
 
-    def _fill(self) -> list[tuple[Slot, int]]:
-        """Put this step's tokens in the batch; returns the (slot, batch row) pairs that output logits."""
-        b = self.batch
-        b.n_tokens = 0
+    def _fill_tokens(self) -> list[tuple[Slot, int]]:
+        """One token of every generating sequence (in slot order: llama.cpp splits a batch over streams by
+        consecutive sequence ids), and with the unified cache prompt chunks after them up to n_batch; the
+        (slot, batch row) pairs that output logits."""
+        self.batch.n_tokens = 0
         self._added.clear()
         outputs: list[tuple[Slot, int]] = []
-        for slot in self.slots:  # one token of every generating sequence first: they never wait on prompts
+        for slot in self.slots:  # generating sequences never wait on prompts
             if slot.seq is None or slot.next_token is None:
                 continue
-            if not self._make_room(1):  # the unified cache is full: this one cannot continue
+            if not self._room(slot, 1):  # its stream (or the unified cache) is full: it cannot continue
                 self._release(slot, "length")
                 continue
             outputs.append((slot, self._add(slot, [slot.next_token], True, prompt=False)))
-        for slot in sorted((s for s in self.slots if s.seq is not None and s.pending), key=lambda s: s.last_used):
-            room = self.n_batch - b.n_tokens
-            if room <= 0:
-                break
-            # text up to the next image (placeholder ids are negative): the image is decoded on its own
-            upto = next((i for i, t in enumerate(slot.pending[:room]) if t < 0), min(room, len(slot.pending)))
-            if upto == 0:
-                continue
-            chunk, last = slot.pending[:upto], len(slot.pending) <= upto
-            slot.pending = slot.pending[len(chunk):]
-            row = self._add(slot, chunk, last, prompt=True)
-            if last:
-                outputs.append((slot, row))
+        if self.unified:
+            for slot in sorted((s for s in self.slots if s.seq is not None and s.pending), key=lambda s: s.last_used):
+                if not self._chunk(slot, self.n_batch - self.batch.n_tokens, outputs):
+                    break
         return outputs
+
+    def _fill_prompt(self) -> list[tuple[Slot, int]]:
+        """One chunk of the earliest admitted prompt still evaluating, alone in its batch: its ubatches are then
+        cut as they would be with nothing else running, so its numbers are too."""
+        self.batch.n_tokens = 0
+        self._added.clear()
+        outputs: list[tuple[Slot, int]] = []
+        prompts = [s for s in self.slots if s.seq is not None and s.pending and s.pending[0] >= 0]
+        if prompts:
+            self._chunk(min(prompts, key=lambda s: s.admitted), self.n_batch, outputs)
+        return outputs
+
+    def _chunk(self, slot: Slot, room: int, outputs: list[tuple[Slot, int]]) -> bool:
+        """Add up to `room` of the slot's prompt tokens (up to its next image); False when there is no room."""
+        if room <= 0:
+            return False
+        # text up to the next image (placeholder ids are negative): the image is decoded on its own
+        upto = next((i for i, t in enumerate(slot.pending[:room]) if t < 0), min(room, len(slot.pending)))
+        if upto == 0:
+            return True
+        chunk, last = slot.pending[:upto], len(slot.pending) <= upto
+        slot.pending = slot.pending[len(chunk):]
+        row = self._add(slot, chunk, last, prompt=True)
+        if last:
+            outputs.append((slot, row))
+        return True
 
     def _add(self, slot: Slot, tokens: list[int], logits_last: bool, *, prompt: bool) -> int:
         """Append tokens of one slot to the batch at its next positions; the row of the last one."""
@@ -251,7 +272,7 @@ class Batcher:
         self._added.append((slot, tokens, prompt))
         return b.n_tokens - 1
 
-    def _shed(self, outputs: list[tuple[Slot, int]]) -> bool:
+    def _shed(self, outputs: list[tuple[Slot, int]], fill: Callable[[], list[tuple[Slot, int]]]) -> bool:
         """The decode found no room (a fragmented cache): undo the step, end the longest generating sequence
         (or, with none, the largest prompt) with "length", refill; False when nothing is left to try."""
         for slot, tokens, prompt in reversed(self._added):
@@ -269,7 +290,7 @@ class Batcher:
             self._release(max(running, key=lambda s: len(s.pending)), "length")
         else:
             return False
-        outputs[:] = self._fill()
+        outputs[:] = fill()
         return self.batch.n_tokens > 0
 
     def _image(self, slot: Slot) -> None:
@@ -335,7 +356,7 @@ class Batcher:
             return None
         slot = min(free, key=lambda s: s.last_used)
         self._forget(slot, 0)
-        if not self._make_room(window):
+        if not self._room(slot, window):
             return None
         out: list[float] = []
         n_vocab = self.model.n_vocab

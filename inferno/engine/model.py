@@ -147,13 +147,15 @@ class Model:
     # contexts ---------------------------------------------------------------------------------------
 
     def new_context(self, *, n_ctx: int, n_seq: int, n_batch: int, embeddings: bool = False,
-                    pooling: int | None = None) -> Any:
-        """A llama_context on these weights: one unified KV cache of n_ctx cells shared by n_seq sequences."""
+                    pooling: int | None = None, unified: bool = True) -> Any:
+        """A llama_context on these weights for n_seq sequences: one unified KV cache of n_ctx cells shared by
+        them, or (unified False) one stream of n_ctx cells per sequence, n_ctx x n_seq cells in all."""
         lib, o = self.lib, self.options
         p = lib.llama_context_default_params()
-        p.n_ctx, p.n_batch, p.n_ubatch, p.n_seq_max = n_ctx, n_batch, n_batch, n_seq
+        p.n_ctx = n_ctx if unified else n_ctx * n_seq
+        p.n_batch, p.n_ubatch, p.n_seq_max = n_batch, n_batch, n_seq
         p.n_threads = p.n_threads_batch = self.threads
-        p.kv_unified = True  # one sequence may use the whole context while there is room
+        p.kv_unified = unified
         p.type_k = p.type_v = getattr(lib, _KV_TYPES[self.settings.kv_cache_type])
         flash = self.settings.flash_attn if o.flash_attn is None else ("on" if o.flash_attn else "off")
         if flash == "auto":

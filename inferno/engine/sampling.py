@@ -29,8 +29,11 @@ class Sampler:
         self.chain = llama_cpp.llama_sampler_chain_init(params)
         add = llama_cpp.llama_sampler_chain_add
         last_n = int(s["repeat_last_n"])
+        self.last_n = n_ctx if last_n < 0 else last_n
+        self.penalized = self.last_n > 0 and (float(s["repeat_penalty"]) != 1.0 or float(s["frequency_penalty"]) != 0
+                                              or float(s["presence_penalty"]) != 0)
         add(self.chain, llama_cpp.llama_sampler_init_penalties(
-            n_vocab, n_ctx if last_n < 0 else last_n, float(s["repeat_penalty"]), float(s["frequency_penalty"]),
+            n_vocab, self.last_n, float(s["repeat_penalty"]), float(s["frequency_penalty"]),
             float(s["presence_penalty"])))
         if grammar is not None:
             g = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
@@ -50,6 +53,17 @@ class Sampler:
             add(self.chain, llama_cpp.llama_sampler_init_min_p(float(s["min_p"]), 1))
             add(self.chain, llama_cpp.llama_sampler_init_temp(temp))
             add(self.chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+    def prime(self, prompt: list[int]) -> None:
+        """Feed the prompt's last repeat_last_n tokens to the penalty sampler only (llama-server does so; the
+        grammar must not see them), so penalties count repeats of the prompt too."""
+        if not self.penalized:
+            return
+        penalties = self._lib.llama_sampler_chain_get(self.chain, 0)
+        accept = self._lib.llama_sampler_accept
+        for tok in prompt[-self.last_n:]:
+            if tok >= 0:  # an image's placeholders are not tokens
+                accept(penalties, tok)
 
     def sample(self, ctx: Any, index: int) -> int:
         """The next token from the logits row `index` of the last decode; the chain accepts it."""

@@ -40,6 +40,7 @@ class Sequence:
         grammar = check_grammar(req.grammar, model.settings) if req.grammar and forced is None else grammar_for(
             forced if forced is not None else req.format, model.settings)
         self.sampler = Sampler(model.lib, model.vocab, model.n_vocab, model.n_ctx, s, grammar)
+        self.sampler.prime(self.prompt)
         max_tokens = s.get("max_tokens")
         self.max_tokens = None if max_tokens is None or max_tokens < 0 else int(max_tokens)
         watch_tools = bool(req.tools) and req.tool_choice.mode in ("auto", "required", "function")

@@ -234,3 +234,5 @@ class LoadedModelInfo:
     state: Literal["loaded", "loading", "failed"] = "loaded"
     error: str | None = None  # a failed model's cause
     pid: int | None = None  # its runner process
+    kv_cache: int = 0  # bytes of its generation context's KV cache (context x slots cells, or shared: kv_unified)
+    kv_unified: bool = False  # one KV cache shared by the slots (--kv-unified) instead of a stream per slot

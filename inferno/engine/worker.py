@@ -351,7 +351,8 @@ class Worker:
                                load_options=m.options.model_dump(exclude_none=True), slots=len(b.slots),
                                slots_in_use=b.in_use, tokens_per_second=tps,
                                repack=not self.settings.no_repack, extra_buffers=self.extra_buffers,
-                               pid=os.getpid())
+                               pid=os.getpid(), kv_cache=sum(d.get("kv_cache", 0) for d in m.devices()),
+                               kv_unified=b.unified)
 
 
 def _is_sequence(result: Any) -> bool:

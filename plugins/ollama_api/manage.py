@@ -108,7 +108,8 @@ def make_blueprint(inferno: Inferno) -> Any:
                             # Inferno's own: the batching engine's slots (Ollama clients ignore unknown keys)
                             "slots": m.slots, "slots_in_use": m.slots_in_use, "queued": m.queued,
                             "tokens_per_second": m.tokens_per_second, "devices": m.devices,
-                            "state": m.state, "repack": m.repack})
+                            "state": m.state, "repack": m.repack, "kv_cache": m.kv_cache,
+                            "kv_unified": m.kv_unified})
         for m in inferno.engine.failed():  # its engine kept stopping: its requests get a 503
             with contextlib.suppress(InfernoError):
                 info = store.get(m.name)

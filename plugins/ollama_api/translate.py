@@ -96,9 +96,11 @@ def fmt(value: Any) -> Any:
 
 
 def final_metrics(done: Done) -> dict[str, Any]:
+    """Ollama's closing counters; prompt_eval_count is what was evaluated (as Ollama's): a prefix found in the KV
+    cache is not counted."""
     reason = {"cancelled": "stop", "tool_calls": "stop"}.get(done.reason, done.reason)
     return {"done_reason": reason, "total_duration": done.total_ns, "load_duration": done.load_ns,
-            "prompt_eval_count": done.prompt_tokens, "prompt_eval_duration": done.prompt_eval_ns,
+            "prompt_eval_count": done.prompt_tokens - done.cached_tokens, "prompt_eval_duration": done.prompt_eval_ns,
             "eval_count": done.completion_tokens, "eval_duration": done.eval_ns}
 
 
