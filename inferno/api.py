@@ -58,12 +58,14 @@ from inferno.engine.types import (
     ToolCall,
     ToolCalls,
     ToolChoice,
+    Truncated,
 )
 from inferno.engine.vision import MARKER as IMAGE_MARKER
 from inferno.errors import (
     AuthenticationError,
     BadRequestError,
     BusyError,
+    ContextLengthError,
     ForbiddenError,
     InfernoError,
     ModelLoadError,
@@ -97,6 +99,7 @@ __all__ = [
     "Chooser",
     "Chunk",
     "Collected",
+    "ContextLengthError",
     "Done",
     "EmbedRequest",
     "Embeddings",
@@ -137,6 +140,7 @@ __all__ = [
     "ToolCall",
     "ToolCalls",
     "ToolChoice",
+    "Truncated",
     "UnavailableError",
     "__version__",
     "atomic_write",
