@@ -4,7 +4,8 @@ Jobs arrive in order on a queue (from the runner's pipe reader). Generations and
 batcher; tokenize and load answer at once; embeddings go to the embedding thread. A job whose load options the
 loaded model does not satisfy (LoadOptions.satisfied_by: another option, or more context than it has) holds
 everything behind it until the running sequences end, then the model reloads: a running stream is never cut
-(the host sends such a job only once the runner is idle, so this is a second guard). Only this thread touches the model's batcher; status is a snapshot it takes itself.
+(the host sends such a job only once the runner is idle, so this is a second guard). Only this thread touches
+the model's batcher; status is a snapshot it takes itself.
 """
 
 from __future__ import annotations
