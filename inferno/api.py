@@ -60,12 +60,14 @@ from inferno.engine.types import (
     ToolCall,
     ToolCalls,
     ToolChoice,
+    Truncated,
 )
 from inferno.engine.vision import MARKER as IMAGE_MARKER
 from inferno.errors import (
     AuthenticationError,
     BadRequestError,
     BusyError,
+    ContextLengthError,
     ForbiddenError,
     InfernoError,
     ModelLoadError,
@@ -101,6 +103,7 @@ __all__ = [
     "Chooser",
     "Chunk",
     "Collected",
+    "ContextLengthError",
     "Done",
     "EmbedRequest",
     "Embeddings",
@@ -141,6 +144,7 @@ __all__ = [
     "ToolCall",
     "ToolCalls",
     "ToolChoice",
+    "Truncated",
     "UnavailableError",
     "__version__",
     "atomic_write",

@@ -66,7 +66,7 @@ class Settings(BaseModel):
     allowed_hosts: list[str] = Field(default_factory=list)  # Host names beside IP literals and localhost ("*": any)
     api_key: str | None = None
     allow_local_paths: list[Path] = Field(default_factory=list)  # folders /api/pull may import files from
-    default_context: int = Field(4096, ge=16)
+    default_context: int | None = Field(None, ge=16)  # None: the model's trained context, lowered to fit memory
     default_model: str = "smollm2"
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     max_prompt_tokens: int = Field(0, ge=0)  # 0: the context window is the only limit

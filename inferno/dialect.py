@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from inferno.config import parse_duration
 from inferno.engine.chat import tool_call_id as tool_call_id  # one id form: the engine's parser uses it too
-from inferno.engine.types import Done, TextDelta, ThinkingDelta, ToolCall, ToolCalls
+from inferno.engine.types import Done, TextDelta, ThinkingDelta, ToolCall, ToolCalls, Truncated
 from inferno.errors import BadRequestError, InfernoError
 
 if TYPE_CHECKING:
@@ -103,6 +103,7 @@ class Collected:
     calls: list[ToolCall] = field(default_factory=list)
     logprobs: list[dict[str, Any]] = field(default_factory=list)
     done: Done = field(default_factory=lambda: Done(reason="stop"))
+    truncated: Truncated | None = None  # the prompt did not fit the context and was truncated (GenerateRequest)
 
 
 async def collect(events: AsyncIterator[Any] | RequestHandle) -> Collected:
@@ -120,6 +121,8 @@ async def collect(events: AsyncIterator[Any] | RequestHandle) -> Collected:
             out.calls.extend(event.calls)
         elif isinstance(event, Done):
             out.done = event
+        elif isinstance(event, Truncated):
+            out.truncated = event
     out.text = "".join(text)
     out.thinking = "".join(thinking)
     return out

@@ -32,6 +32,12 @@ class BadRequestError(InfernoError):
     code = "bad_request"
 
 
+class ContextLengthError(BadRequestError):
+    """The prompt does not fit the model's context window (OpenAI's code for it, which its clients look for)."""
+
+    code = "context_length_exceeded"
+
+
 class ForbiddenError(InfernoError):
     """Allowed to the local user (the CLI) but not over the API unless the server's owner says so."""
 

@@ -21,9 +21,12 @@ def kv_cache_bytes(meta: ModelMetadata, n_ctx: int) -> int | None:
     return meta.block_count * kv_heads * head_dim * n_ctx * 2 * KV_BYTES
 
 
-def default_context(meta: ModelMetadata, server_default: int) -> int:
-    """The context a model gets when nobody asks for one: its trained length, capped by the server's default."""
-    return min(meta.context_length or 4096, server_default)
+def default_context(meta: ModelMetadata, server_default: int | None) -> int:
+    """The context a model gets when nobody asks for one, memory permitting: its trained length, capped by the
+    server's default (INFERNO_CONTEXT_LENGTH) when one is set. (A load lowers it further when the estimate
+    does not fit the memory free then: inferno.engine.context.)"""
+    trained = meta.context_length or 4096
+    return min(trained, server_default) if server_default else trained
 
 
 def ram_bytes(size: int, meta: ModelMetadata, n_ctx: int) -> int:

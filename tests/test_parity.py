@@ -19,6 +19,7 @@ from inferno.client import InfernoClient
 from inferno.client._core import server_root
 from inferno.config import load_settings
 from inferno.host import Inferno
+from inferno.ram import default_context
 from tests.conftest import Server, start_server, stop_server, wait_for
 
 
@@ -119,7 +120,8 @@ def test_flags_are_validated(home: Path) -> None:
 
 def test_list_ram_column_and_json(host: Inferno) -> None:
     meta = host.metadata("tiny")
-    ctx = min(meta.context_length or 4096, host.settings.default_context)
+    ctx = default_context(meta, host.settings.default_context)  # the trained length, INFERNO_CONTEXT_LENGTH unset
+    assert ctx == meta.context_length
     assert meta.block_count and meta.embedding_length and meta.head_count
     kv = meta.block_count * (meta.head_count_kv or meta.head_count) * (meta.embedding_length // meta.head_count) \
         * ctx * 2 * 2

@@ -217,9 +217,11 @@ class Session:
     def _show(self, what: str) -> None:
         meta = self.host.metadata(self.name)
         if what == "context":
+            from inferno.ram import default_context
+
             loaded = {m.name: m for m in self.host.engine.loaded()}
             current = loaded[self.name].context_length if self.name in loaded else \
-                self.load.get("n_ctx") or min(meta.context_length or 4096, self.host.settings.default_context)
+                self.load.get("n_ctx") or default_context(meta, self.host.settings.default_context)
             click.echo(f"context window: {current} tokens (model maximum: {meta.context_length or 'unknown'})")
         elif what == "info":
             from inferno.metadata import format_parameter_size
@@ -342,8 +344,10 @@ def ps(as_json: bool) -> None:
     from inferno.tables import human_size, table
 
     rows = [["NAME", "SIZE", "CONTEXT", "SLOTS", "KV CACHE", "QUEUED", "TOK/S", "UNTIL", "DEVICES", "STATE"]]
-    failed = []
+    failed, contexts = [], []
     for m in models:
+        if m.get("context_reason"):
+            contexts.append(f"{m['name']}: context {m.get('context_length')}, {m['context_reason']}")
         if m.get("state") == "failed":
             failed.append(f"{m['name']}: {m.get('error')}")
             rows.append([m["name"], "-", "-", "-", "-", "-", "-", "-", "-", "failed"])
@@ -357,5 +361,5 @@ def ps(as_json: bool) -> None:
                      f"{m.get('tokens_per_second', 0.0):.1f}", m.get("expires_at") or "forever", devices or "-",
                      state])
     click.echo(table(rows))
-    for line in failed:
+    for line in contexts + failed:
         click.echo(line)

@@ -141,6 +141,7 @@ class LoadedModel(_Model):
     name: str
     size: int = 0
     context_length: int | None = None
+    context_reason: str = ""  # why the context has that size (asked for, trained, lowered to fit memory)
     expires_at: str | None = None
     busy: bool = False
     slots: int = 1

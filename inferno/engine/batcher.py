@@ -14,7 +14,8 @@ sequence may use all of it while there is room, and prompt chunks ride in the sa
 tokens; but attention then spans the other sequences' masked cells and rounds differently, so greedy output
 varies with the load. There, cached cells of idle slots are reclaimed (least recently used first) as soon as a
 running request needs room, admission reserves room for a whole prompt, and a generating sequence that finds
-the cache full ends with reason "length".
+the cache full shifts its context when it asked for that (Ollama's `shift`, llama-server's context shift),
+else it ends with reason "length". The same holds for a full stream of its own.
 
 A finished slot keeps its tokens as a prefix cache. A new prompt whose prefix is in any slot (inferno.engine.slots)
 gets those cells copied into its slot with llama_memory_seq_cp (a buffer copy between streams, shared cells in
@@ -51,6 +52,7 @@ class Batcher:
         self.unified = model.settings.kv_unified
         self.ctx = model.new_context(n_ctx=self.n_ctx, n_seq=n_parallel, n_batch=self.n_batch, unified=self.unified)
         self.mem = self.lib.llama_get_memory(self.ctx)
+        self.can_shift = bool(self.lib.llama_memory_can_shift(self.mem))
         self.batch = self.lib.llama_batch_init(self.n_batch, 0, 1)
         self.slots = [Slot(i) for i in range(n_parallel)]
         self.waiting: collections.deque[tuple[Sequence, Callable[[], None]]] = collections.deque()
@@ -221,7 +223,7 @@ class Batcher:
         for slot in self.slots:  # generating sequences never wait on prompts
             if slot.seq is None or slot.next_token is None:
                 continue
-            if not self._room(slot, 1):  # its stream (or the unified cache) is full: it cannot continue
+            if not self._room(slot, 1) and not self._shift(slot):  # its stream (or the unified cache) is full
                 self._release(slot, "length")
                 continue
             outputs.append((slot, self._add(slot, [slot.next_token], True, prompt=False)))
@@ -293,6 +295,25 @@ class Batcher:
         outputs[:] = fill()
         return self.batch.n_tokens > 0
 
+    def _shift(self, slot: Slot) -> bool:
+        """llama-server's context shift, for a sequence that asked for it (`shift`): keep its first n_keep cells
+        (the system prompt and tools), discard half of the rest, move the newer half down with llama.cpp's own
+        seq_rm / seq_add (RoPE re-applied to the moved keys), until one more cell fits. False when it cannot:
+        the model's memory cannot shift (M-RoPE, recurrent), images are cached, or nothing is left to discard."""
+        seq = slot.seq
+        if seq is None or not seq.req.shift or not self.can_shift or slot.images:
+            return False
+        while not self._room(slot, 1):
+            keep = min(seq.n_keep, len(slot.cache))
+            discard = (len(slot.cache) - keep) // 2
+            if discard <= 0:
+                return False
+            self.lib.llama_memory_seq_rm(self.mem, slot.id, keep, keep + discard)
+            self.lib.llama_memory_seq_add(self.mem, slot.id, keep + discard, len(slot.cache), -discard)
+            del slot.cache[keep:keep + discard]
+            seq.shifted += discard
+        return True
+
     def _image(self, slot: Slot) -> None:
         """Decode the image the slot's prompt has next, with mtmd's helper, into the slot's sequence."""
         seq = slot.seq
@@ -320,6 +341,8 @@ class Batcher:
         slot.pending, slot.next_token = [], None  # an unfinished prompt's evaluated part is still a valid prefix
         slot.last_used = time.monotonic()
         if seq is not None:
+            if seq.shifted:  # cells past the kept start were computed beside discarded ones: no prefix cache
+                self._forget(slot, min(seq.n_keep, len(slot.cache)))
             seq.finish(reason)
 
     def _fail_all(self, error: InfernoError) -> None:

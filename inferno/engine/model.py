@@ -55,6 +55,22 @@ def import_llama() -> Any:
     return llama_cpp
 
 
+def free_memory(n_gpu_layers: int, settings: EngineSettings) -> int | None:
+    """Memory a model about to load may take: the local accelerators' free memory when its layers go to them,
+    else the machine's; None when split over RPC workers (their memory is theirs to report)."""
+    if settings.rpc_servers and n_gpu_layers != 0:
+        return None
+    if n_gpu_layers != 0:
+        from inferno.engine.devices import dev_memory, local_accelerators
+
+        accelerators = local_accelerators()
+        if accelerators:
+            return sum(dev_memory(d)[0] for d in accelerators)
+    from inferno.engine.limits import available_memory
+
+    return available_memory()
+
+
 class Model:
     """The weights and vocabulary of one model, loaded once; contexts (generation, embeddings) are made from it."""
 
@@ -90,6 +106,7 @@ class Model:
             mp.tensor_split = ctypes.cast(self._split, ctypes.POINTER(ctypes.c_float))
         from inferno.engine import devices
 
+        free = free_memory(mp.n_gpu_layers, settings)  # before the weights take their share
         with devices.llama_log() as logged:
             try:
                 self._model = _internals.LlamaModel(path_model=str(self.path), params=mp, verbose=False)
@@ -99,8 +116,12 @@ class Model:
         self.buffers = devices.buffer_sizes(logged)  # llama.cpp's own accounting, per buffer (see devices())
         self.model, self.vocab = self._model.model, self._model.vocab
         self.n_vocab = lib.llama_vocab_n_tokens(self.vocab)
-        trained = self.meta.context_length or lib.llama_model_n_ctx_train(self.model) or settings.default_context
-        self.n_ctx = options.n_ctx or min(trained, settings.default_context)
+        from inferno.engine import context
+
+        trained = self.meta.context_length or lib.llama_model_n_ctx_train(self.model) or context.UNKNOWN_TRAINED
+        self.n_ctx, self.context_reason = context.choose(
+            self.meta, self.path.stat().st_size, options, settings, trained=trained, free=free,
+            flash=self.flash() == "on", n_vocab=self.n_vocab)
         if options.n_ctx and options.n_ctx > trained:
             # Past the trained length quality falls off a cliff unless RoPE is scaled; we scale only
             # when asked (rope_freq_scale), and say so.
@@ -146,6 +167,16 @@ class Model:
 
     # contexts ---------------------------------------------------------------------------------------
 
+    def flash(self) -> str:
+        """"on" or "off": flash attention for this model's contexts."""
+        o = self.options
+        flash = self.settings.flash_attn if o.flash_attn is None else ("on" if o.flash_attn else "off")
+        if flash == "auto":
+            # llama.cpp's CPU flash attention accumulates in F16: measurably different greedy text than the
+            # plain path, and no faster here (benchmarks/vs_llama_server.py); a quantized V cache needs it.
+            flash = "off" if self.settings.kv_cache_type == "f16" else "on"
+        return flash
+
     def new_context(self, *, n_ctx: int, n_seq: int, n_batch: int, embeddings: bool = False,
                     pooling: int | None = None, unified: bool = True) -> Any:
         """A llama_context on these weights for n_seq sequences: one unified KV cache of n_ctx cells shared by
@@ -157,11 +188,7 @@ class Model:
         p.n_threads = p.n_threads_batch = self.threads
         p.kv_unified = unified
         p.type_k = p.type_v = getattr(lib, _KV_TYPES[self.settings.kv_cache_type])
-        flash = self.settings.flash_attn if o.flash_attn is None else ("on" if o.flash_attn else "off")
-        if flash == "auto":
-            # llama.cpp's CPU flash attention accumulates in F16: measurably different greedy text than the
-            # plain path, and no faster here (benchmarks/vs_llama_server.py); a quantized V cache needs it.
-            flash = "off" if self.settings.kv_cache_type == "f16" else "on"
+        flash = self.flash()
         p.flash_attn_type = getattr(lib, _FLASH[flash])
         if o.rope_freq_base:
             p.rope_freq_base = o.rope_freq_base
@@ -292,21 +319,6 @@ class Model:
             raise BadRequestError(f"{self.name} does not support insert (no fill-in-the-middle tokens)",
                                   param="suffix")
         return [pre, *self.tokenize(prompt, add_bos=False), suf, *self.tokenize(suffix, add_bos=False), mid]
-
-    def fit_prompt(self, tokens: list[int], truncate: bool) -> list[int]:
-        """The prompt, refused (or with `truncate`, cut to its start and newest half) when it cannot fit."""
-        limit = self.settings.max_prompt_tokens
-        if limit and len(tokens) > limit:
-            raise BadRequestError(f"the prompt is {len(tokens)} tokens; this server accepts at most "
-                                  f"{limit} (INFERNO_MAX_PROMPT_TOKENS)", param="messages")
-        if len(tokens) < self.n_ctx:
-            return tokens
-        if not truncate:
-            raise BadRequestError(
-                f"the prompt is {len(tokens)} tokens but the context window is {self.n_ctx}; "
-                "shorten it or load the model with a larger context (num_ctx / n_ctx)", param="messages")
-        keep = self.n_ctx // 2
-        return tokens[:1] + tokens[-keep:] if self.add_bos else tokens[-keep:]
 
 
 def with_markers(m: Message) -> Message:

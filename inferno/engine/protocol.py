@@ -81,7 +81,7 @@ class NullObserver:
 class EngineSettings:
     """The settings the engine reads (a subset of inferno.config.Settings)."""
 
-    default_context: int = 4096
+    default_context: int | None = None  # INFERNO_CONTEXT_LENGTH; None: sized to the model (inferno.engine.context)
     max_prompt_tokens: int = 0  # 0: the context window is the only limit
     max_image_bytes: int = 20 * 1024 * 1024  # one image's size limit (INFERNO_MAX_IMAGE_BYTES)
     keep_alive: float | None = 300.0  # seconds; None = forever

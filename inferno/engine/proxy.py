@@ -1,8 +1,9 @@
 """The host's end of one model's runner process (inferno.engine.runner): the scheduler's worker for that model.
 
 The proxy keeps the model's queue in the host: a job is sent to the runner in order, and one whose load options
-differ from what the runner has is held (with everything behind it) until the runner's jobs end, so the reload
-decision stays here. A driver thread starts runners and sends frames; a reader thread per runner takes its
+the runner's model does not satisfy (LoadOptions.satisfied_by: a request naming no context is served by the
+context loaded, one asking for no more too) is held (with everything behind it) until the runner's jobs end, so
+the reload decision stays here. A driver thread starts runners and sends frames; a reader thread per runner takes its
 events (batched per decode step) to the requests' handles; a third keeps the runner's last stderr lines.
 
 A runner that dies (end of file, then its exit status): every request it had begun ends with one
@@ -62,7 +63,8 @@ class Job:
 class _Runner:
     def __init__(self, proc: subprocess.Popen[bytes], conn: Connection, no_repack: bool) -> None:
         self.proc, self.conn, self.no_repack = proc, conn, no_repack
-        self.options: LoadOptions | None = None  # of the last job sent that loads
+        self.options: LoadOptions | None = None  # what the runner's model was (or is being) loaded with
+        self.n_ctx: int | None = None  # that model's context, once its status says (a context not asked is chosen)
         self.extra = False  # llama.cpp placed weights in an extra buffer type
         self.proven = False  # its first decodes went well
         self.stopping = False
@@ -163,12 +165,13 @@ class RunnerProxy:
                 return None  # the next runner starts once this one ended
             job = self.pending[0]
             loads = job.kind != "tokenize" or runner.options is None
-            if loads and runner.options is not None and runner.options != job.load and self.sent:
+            reload = loads and (runner.options is None or not job.load.satisfied_by(runner.options, runner.n_ctx))
+            if reload and runner.options is not None and self.sent:
                 return None  # reload once the runner's jobs end; everything behind it waits too
             self.pending.popleft()
             self.sent[job.id] = job
-            if loads:
-                runner.options = job.load
+            if reload:
+                runner.options, runner.n_ctx = job.load, None
             return "send", (job, runner)
         if self.stopping and not self.sent:
             if runner is None:
@@ -263,6 +266,7 @@ class RunnerProxy:
                         warnings.warn(f"{note.removeprefix('warning:')}", UserWarning, stacklevel=1)
                 if snapshot is not None:  # before the events: a caller that saw Done sees the status after it
                     self.snapshot = snapshot
+                    self._learn_context(runner, snapshot)
                     runner.endpoints = {d["endpoint"] for d in snapshot.devices if d.get("endpoint")}
                 for jid, item in items:
                     self._receive(jid, item)
@@ -276,6 +280,21 @@ class RunnerProxy:
         if runner.tail_thread is not None:
             runner.tail_thread.join(5)
         self._runner_ended(runner, returncode)
+
+    def _learn_context(self, runner: _Runner, snapshot: LoadedModelInfo) -> None:
+        """What the runner's model was loaded with and the context it has, from its status: jobs held while the
+        context was not known may go once it is known to be large enough. A status of a model that does not
+        satisfy the options sent last is not taken (the runner reloads for them: the worker asks the same
+        rule)."""
+        with self.cv:
+            asked = runner.options
+            if asked is None or (runner.n_ctx == snapshot.context_length
+                                 and asked.model_dump(exclude_none=True) == snapshot.load_options):
+                return
+            loaded = LoadOptions(**snapshot.load_options)
+            if asked.satisfied_by(loaded, snapshot.context_length):
+                runner.options, runner.n_ctx = loaded, snapshot.context_length
+                self.cv.notify_all()
 
     def _receive(self, jid: int, item: Any) -> None:
         job = self.sent.get(jid)
@@ -321,7 +340,8 @@ class RunnerProxy:
         observer.observe_generation(self.name, done)
         log.info(json.dumps({"event": "generation", "model": self.name, "reason": done.reason,  # for operators
                              "prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens,
-                             "cached_tokens": done.cached_tokens, "total_ms": round(done.total_ns / 1e6, 1)}))
+                             "cached_tokens": done.cached_tokens, "truncated": done.truncated,
+                             "shifted": done.shifted, "total_ms": round(done.total_ns / 1e6, 1)}))
 
     def _runner_ended(self, runner: _Runner, returncode: int) -> None:
         if runner.stopping and returncode == 0:

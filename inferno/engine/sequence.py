@@ -7,19 +7,23 @@ state is shared between two requests that run together.
 from __future__ import annotations
 
 import codecs
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from inferno.engine import chat
+from inferno.engine.fit import fit, keep_count
 from inferno.engine.grammar import check_grammar, grammar_for
 from inferno.engine.output import StreamedText
 from inferno.engine.sampling import DEFAULT_SAMPLING, Sampler, logprobs_entry
 from inferno.engine.thinking import HarmonySplitter, ThinkSplitter, is_harmony, opens_inside, supports_thinking
-from inferno.engine.types import Done, FinishReason, GenerateRequest, ThinkingDelta, ToolCalls
+from inferno.engine.types import Done, FinishReason, GenerateRequest, ThinkingDelta, ToolCalls, Truncated
 
 if TYPE_CHECKING:
     from inferno.engine.model import Model
+
+log = logging.getLogger("inferno.engine")
 
 
 class Sequence:
@@ -29,8 +33,16 @@ class Sequence:
                  cancelled: Callable[[], bool], load_ns: int = 0) -> None:
         self.t0 = time.perf_counter_ns()
         self.model, self.req, self.emit, self.is_cancelled, self.load_ns = model, req, emit, cancelled, load_ns
-        tokens, text, self.images = model.prompt(req)
-        self.prompt = model.fit_prompt(tokens, req.truncate and self.images is None)
+        fitted = fit(model, req)
+        self.prompt, text, self.images = fitted.tokens, fitted.text, fitted.images
+        self.truncated = fitted.dropped
+        if fitted.truncated:
+            log.info("%s: the prompt was %d tokens, more than the context of %d: %s, %d tokens left", model.name,
+                     fitted.original, model.n_ctx, f"dropped its {fitted.dropped} oldest messages" if
+                     req.messages is not None else "dropped its middle", len(self.prompt))
+            emit(Truncated(messages=fitted.dropped, prompt_tokens=len(self.prompt), original_tokens=fitted.original))
+        self.shifted = 0  # tokens discarded by context shifts
+        self._n_keep: int | None = None
         own = model.defaults.parameters
         params = own.model_dump(exclude_defaults=True) if own is not None else {}
         s = DEFAULT_SAMPLING | params | req.sampling.model_dump(exclude_none=True)
@@ -60,6 +72,13 @@ class Sequence:
         self.t_first = 0
         self.done = False
 
+    @property
+    def n_keep(self) -> int:
+        """Tokens a context shift keeps at the start (worked out when a shift first needs it)."""
+        if self._n_keep is None:
+            self._n_keep = keep_count(self.model, self.req, self.prompt)
+        return self._n_keep
+
     def sample(self, ctx: Any, index: int) -> tuple[int, list[dict[str, Any]] | None]:
         if not self.t_first:
             self.t_first = time.perf_counter_ns()
@@ -87,6 +106,8 @@ class Sequence:
             return "stop"
         if self.max_tokens is not None and len(self.generated) >= self.max_tokens:
             return "length"
+        if self.max_tokens is None and len(self.generated) >= self.model.n_ctx:
+            return "length"  # no limit asked: a context's worth of tokens, however many shifts that took
         return None
 
     def finish(self, reason: FinishReason) -> None:
@@ -117,7 +138,8 @@ class Sequence:
                        prompt_eval_ns=t_first - self.t0, eval_ns=t_end - t_first,
                        total_ns=t_end - self.t0 + self.load_ns,
                        context=self.context() if self.req.return_context else None,
-                       cached_tokens=self.cached, stop_sequence=self.out.stopped_by if reason == "stop" else None))
+                       cached_tokens=self.cached, stop_sequence=self.out.stopped_by if reason == "stop" else None,
+                       truncated=self.truncated, shifted=self.shifted))
 
     def context(self) -> list[int]:
         """Ollama's generate context: the exchange's tokens (an image's placeholders are not tokens)."""

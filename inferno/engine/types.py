@@ -80,6 +80,17 @@ class LoadOptions(BaseModel):
     rope_freq_base: float | None = Field(None, gt=0)
     rope_freq_scale: float | None = Field(None, gt=0)
 
+    def satisfied_by(self, loaded: LoadOptions, n_ctx: int | None) -> bool:
+        """Whether a model loaded with `loaded` (its context n_ctx tokens, None while not known yet) serves a
+        request asking for these options without a reload: every option but the context the same, and a context
+        asked for (None: whatever the model has) no larger than the loaded one. The one reload rule: the host's
+        proxy and the runner's worker both ask it."""
+        if self.model_copy(update={"n_ctx": None}) != loaded.model_copy(update={"n_ctx": None}):
+            return False
+        if self.n_ctx is None or self.n_ctx == loaded.n_ctx:
+            return True
+        return n_ctx is not None and self.n_ctx <= n_ctx
+
     def merged(self, base: LoadOptions | None) -> LoadOptions:
         """These options over base: a field set here wins."""
         if base is None:
@@ -108,7 +119,10 @@ class GenerateRequest(BaseModel):
     keep_alive: float | None = None  # seconds; negative = forever; None = the server's default
     context: list[int] | None = None  # Ollama's generate context: tokens of an earlier exchange
     return_context: bool = False
-    truncate: bool = False  # drop the oldest prompt tokens instead of refusing a too-long prompt
+    # A prompt longer than the context: a chat drops its oldest turns (never the system prompt, the tools or the
+    # last user turn), a plain prompt keeps its first token and newest half; False (or nothing left to drop): 400.
+    truncate: bool = False
+    shift: bool = False  # at the context's end, discard the oldest half past the system prompt and go on
     # Thinking models: None = the template's default; False = off where the template has a switch; True or an
     # effort = on (the effort reaches templates that read `reasoning_effort`).
     think: bool | Literal["low", "medium", "high"] | None = None
@@ -145,6 +159,16 @@ class ThinkingDelta:
 
 
 @dataclass(slots=True)
+class Truncated:
+    """The prompt did not fit the context: `messages` of its oldest messages were dropped (a chat), or its
+    middle (a plain prompt). Sent before any text, so a dialect can say so in its response headers."""
+
+    messages: int
+    prompt_tokens: int  # what was left (and is evaluated)
+    original_tokens: int
+
+
+@dataclass(slots=True)
 class ToolCalls:
     calls: list[ToolCall]
 
@@ -164,6 +188,8 @@ class Done:
     context: list[int] | None = None
     cached_tokens: int = 0
     stop_sequence: str | None = None  # the stop string that ended the generation, when one did
+    truncated: int = 0  # messages dropped from the prompt to fit the context
+    shifted: int = 0  # tokens discarded by context shifts during the generation
 
 
 @dataclass(slots=True)
@@ -210,7 +236,7 @@ class Scores:
         return math.exp(-sum(self.logprobs) / len(self.logprobs))
 
 
-Event = TextDelta | ThinkingDelta | ToolCalls | Done
+Event = TextDelta | ThinkingDelta | ToolCalls | Truncated | Done
 
 
 @dataclass
@@ -236,3 +262,4 @@ class LoadedModelInfo:
     pid: int | None = None  # its runner process
     kv_cache: int = 0  # bytes of its generation context's KV cache (context x slots cells, or shared: kv_unified)
     kv_unified: bool = False  # one KV cache shared by the slots (--kv-unified) instead of a stream per slot
+    context_reason: str = ""  # why the context has its size (asked for, the trained length, lowered to fit memory)

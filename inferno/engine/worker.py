@@ -1,10 +1,11 @@
 """One model's engine thread, inside its runner process: loads the model, feeds its batcher and embedder, reloads.
 
 Jobs arrive in order on a queue (from the runner's pipe reader). Generations and scores wait for a slot in the
-batcher; tokenize and load answer at once; embeddings go to the embedding thread. A job whose load options
-differ from the loaded model's holds everything behind it until the running sequences end, then the model
-reloads: a running stream is never cut (the host sends such a job only once the runner is idle, so this is a
-second guard). Only this thread touches the model's batcher; status is a snapshot it takes itself.
+batcher; tokenize and load answer at once; embeddings go to the embedding thread. A job whose load options the
+loaded model does not satisfy (LoadOptions.satisfied_by: another option, or more context than it has) holds
+everything behind it until the running sequences end, then the model reloads: a running stream is never cut
+(the host sends such a job only once the runner is idle, so this is a second guard). Only this thread touches
+the model's batcher; status is a snapshot it takes itself.
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ class Worker:
                 self._end(job, Done(reason="cancelled"))
                 continue
             needs_model = job.kind != "tokenize" or self.model is None  # any loaded model tokenizes
-            if needs_model and self.model is not None and self.model.options != job.load and not idle:
+            if needs_model and self.model is not None and not self._serves(job.load) and not idle:
                 return False  # reload once the running sequences end; hold everything behind it
             self.inbox.popleft()
             try:
@@ -285,8 +286,12 @@ class Worker:
 
     # loading --------------------------------------------------------------------------------------
 
+    def _serves(self, options: LoadOptions) -> bool:
+        """The loaded model serves a job asking for these options without a reload (LoadOptions.satisfied_by)."""
+        return self.model is not None and options.satisfied_by(self.model.options, self.model.n_ctx)
+
     def _ensure(self, options: LoadOptions) -> int:
-        if self.model is not None and self.model.options == options:
+        if self._serves(options):
             return 0
         self._unload()
         from inferno.engine.batcher import Batcher
@@ -352,7 +357,7 @@ class Worker:
                                slots_in_use=b.in_use, tokens_per_second=tps,
                                repack=not self.settings.no_repack, extra_buffers=self.extra_buffers,
                                pid=os.getpid(), kv_cache=sum(d.get("kv_cache", 0) for d in m.devices()),
-                               kv_unified=b.unified)
+                               kv_unified=b.unified, context_reason=m.context_reason)
 
 
 def _is_sequence(result: Any) -> bool:

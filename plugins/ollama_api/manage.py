@@ -105,6 +105,7 @@ def make_blueprint(inferno: Inferno) -> Any:
                 out.append({"name": display_name(m.name), "model": display_name(m.name), "size": m.size,
                             "size_vram": vram_bytes(m.devices), "digest": info.sha256, "details": details(info),
                             "expires_at": t.rfc3339(expires), "context_length": m.context_length,
+                            "context_reason": m.context_reason,  # Inferno's own: why that size
                             # Inferno's own: the batching engine's slots (Ollama clients ignore unknown keys)
                             "slots": m.slots, "slots_in_use": m.slots_in_use, "queued": m.queued,
                             "tokens_per_second": m.tokens_per_second, "devices": m.devices,

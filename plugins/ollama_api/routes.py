@@ -20,6 +20,7 @@ from inferno.api import (
     Tool,
     ToolCall,
     ToolCalls,
+    Truncated,
     body,
     collect,
     keep_alive,
@@ -93,7 +94,8 @@ def make_blueprint(inferno: Inferno) -> Any:
             return await _load_or_unload(inferno, req.model, keep, "response", "")
         core: dict[str, Any] = {"model": req.model, "sampling": sampling, "load": load, "keep_alive": keep,
                                 "format": t.fmt(req.format), "context": req.context, "return_context": True,
-                                "think": think, "grammar": t.grammar(req.options)}
+                                "think": think, "grammar": t.grammar(req.options),
+                                "truncate": req.truncate is not False, "shift": req.shift is not False}
         # a template's translation runs off the event loop (a big one must not stall every other request)
         filled = await asyncio.to_thread(t.go_template, req.template, req.system, req.prompt,
                                          inferno.settings.max_template_bytes) if req.template else None
@@ -106,13 +108,14 @@ def make_blueprint(inferno: Inferno) -> Any:
             core.update(messages=messages, template=req.template)
         handle = engine.submit(GenerateRequest(**core))
         if req.stream:
-            events = await handle.primed()
-            return ndjson_stream(_generate_chunks(req.model, events))
+            events, headers = await _primed(handle)
+            return ndjson_stream(_generate_chunks(req.model, events)), 200, headers
         r = await collect(handle)
         out: dict[str, Any] = {"model": req.model, "created_at": t.now(), "response": r.text}
         if r.thinking:
             out["thinking"] = r.thinking
-        return {**out, "done": True, "context": r.done.context or [], **t.final_metrics(r.done)}
+        return ({**out, "done": True, "context": r.done.context or [], **t.final_metrics(r.done)}, 200,
+                _truncated_header(r.truncated.messages if r.truncated else None))
 
     @bp.post("/api/chat")
     @body(ChatBody)
@@ -136,18 +139,19 @@ def make_blueprint(inferno: Inferno) -> Any:
                       parameters=x.function.parameters) for x in req.tools or []]
         handle = engine.submit(GenerateRequest(model=req.model, messages=messages, sampling=sampling, load=load,
                                                keep_alive=keep, format=t.fmt(req.format), tools=tools or None,
-                                               think=think, grammar=t.grammar(req.options)))
+                                               think=think, grammar=t.grammar(req.options),
+                                               truncate=req.truncate is not False, shift=req.shift is not False))
         if req.stream:
-            events = await handle.primed()
-            return ndjson_stream(_chat_chunks(req.model, events))
+            events, headers = await _primed(handle)
+            return ndjson_stream(_chat_chunks(req.model, events)), 200, headers
         r = await collect(handle)
         message: dict[str, Any] = {"role": "assistant", "content": r.text}
         if r.thinking:
             message["thinking"] = r.thinking
         if r.calls:
             message["tool_calls"] = _calls(r.calls)
-        return {"model": req.model, "created_at": t.now(), "message": message, "done": True,
-                **t.final_metrics(r.done)}
+        return ({"model": req.model, "created_at": t.now(), "message": message, "done": True,
+                 **t.final_metrics(r.done)}, 200, _truncated_header(r.truncated.messages if r.truncated else None))
 
     @bp.post("/api/embed")
     @body(EmbedBody)
@@ -183,6 +187,29 @@ def make_blueprint(inferno: Inferno) -> Any:
         return {"embedding": result.vectors[0]}
 
     return bp
+
+
+TRUNCATED_HEADER = "X-Inferno-Truncated"  # the prompt did not fit: how many of its oldest messages were dropped
+
+
+def _truncated_header(messages: int | None) -> dict[str, str]:
+    return {} if messages is None else {TRUNCATED_HEADER: str(messages)}
+
+
+async def _primed(handle: Any) -> tuple[AsyncIterator[Any], dict[str, str]]:
+    """The stream once its first event came, and the headers that event calls for: a truncated prompt's
+    Truncated comes first of all, before the status line goes out."""
+    events = await handle.primed()
+    first = await anext(events)
+    if isinstance(first, Truncated):
+        return events, _truncated_header(first.messages)
+
+    async def again() -> AsyncIterator[Any]:
+        yield first
+        async for event in events:
+            yield event
+
+    return again(), {}
 
 
 def _calls(calls: list[ToolCall]) -> list[dict[str, Any]]:

@@ -41,6 +41,8 @@ class GenerateBody(_Named):
     options: dict[str, Any] | None = None
     keep_alive: KeepAlive = None
     think: bool | str | None = None
+    truncate: bool | None = None  # None: true, as Ollama (drop the oldest turns of a prompt that does not fit)
+    shift: bool | None = None  # None: true, as Ollama (context shift when a generation reaches the context end)
 
 
 class FunctionCall(_Body):
@@ -81,6 +83,8 @@ class ChatBody(_Named):
     stream: bool = True
     keep_alive: KeepAlive = None
     think: bool | str | None = None
+    truncate: bool | None = None
+    shift: bool | None = None
 
 
 class EmbedBody(_Named):
