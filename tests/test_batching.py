@@ -203,14 +203,15 @@ def test_parallel_1_runs_one_request_at_a_time(home: Path, tiny_gguf: Path) -> N
 
 
 def test_other_load_options_wait_for_running_sequences_then_reload(par: Inferno) -> None:
-    running = par.engine.submit(req("first", 400, load=LoadOptions(n_ctx=1024)))
+    # the second asks for more context than the first's: only that reloads (a smaller one would be served as is)
+    running = par.engine.submit(req("first", 400, load=LoadOptions(n_ctx=512)))
     it = iter(running)
     next(it)
-    other = par.engine.submit(req("second", 8, load=LoadOptions(n_ctx=512)))
+    other = par.engine.submit(req("second", 8, load=LoadOptions(n_ctx=1024)))
     first_done = [e for e in it][-1]
     assert first_done.reason == "length" and first_done.completion_tokens == 400  # never cut
     _, done = collect(other)
-    assert done.load_ns > 0 and par.engine.loaded()[0].context_length == 512
+    assert done.load_ns > 0 and par.engine.loaded()[0].context_length == 1024
 
 
 def test_every_schema_grammar_keeps_control_characters_out_of_strings() -> None:

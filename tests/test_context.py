@@ -142,7 +142,7 @@ def test_truncation_keeps_system_tools_and_last_turn(small: Server) -> None:
     # it is the same prompt
     same = _chat(small, [SYSTEM, *TURNS[dropped:], LAST], truncate=False)
     assert same.status_code == 200 and "X-Inferno-Truncated" not in same.headers
-    assert same.json()["prompt_eval_count"] == count
+    assert same.json()["prompt_eval_count"] <= count  # the prefix cache may hold part of it: only what is evaluated
     # and the fewest turns were dropped: one more does not fit (refused without truncate)
     more = _chat(small, [SYSTEM, *TURNS[dropped - 2:], LAST], truncate=False)
     assert more.status_code == 400 and "context window is 1024" in more.json()["error"]
@@ -188,7 +188,9 @@ def test_shift_keeps_a_long_generation_going(own: Server) -> None:
     assert r.prompt_eval_count is not None and r.prompt_eval_count + 400 > 256
     off = httpx.post(own.url + "/api/generate", json={"model": "smollm2", "prompt": prompt, "options": options,
                                                       "stream": False, "shift": False}, timeout=600).json()
-    assert off["done_reason"] == "length" and off["prompt_eval_count"] + off["eval_count"] <= 256
+    # without shift the answer ends where the context does (prompt_eval_count counts only what the prefix cache
+    # did not already hold, so the sum says nothing here)
+    assert off["done_reason"] == "length" and off["eval_count"] < 400
     assert _ps(own)["context_length"] == 256
 
 
