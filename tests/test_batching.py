@@ -147,8 +147,9 @@ def test_a_full_cache_ends_the_sequence_that_cannot_continue(home: Path, tiny_gg
 
 def test_prefix_reuse_finds_the_slot_holding_the_conversation(par: Inferno) -> None:
     def chat(history: list[Message]) -> tuple[str, Done]:
+        # n_batch 16: a reused prefix is cut to whole prompt chunks (exact logits), so the chunk is kept small
         return collect(par.engine.submit(GenerateRequest(model="tiny", messages=history, sampling=SamplingOptions(
-            temperature=0, max_tokens=16, ignore_eos=True))))
+            temperature=0, max_tokens=16, ignore_eos=True), load=LoadOptions(n_batch=16))))
 
     conversations = {name: [Message(role="user", content=f"{name} " * 40)] for name in ("alpha", "beta", "gamma")}
     first = {}
@@ -159,7 +160,7 @@ def test_prefix_reuse_finds_the_slot_holding_the_conversation(par: Inferno) -> N
         history.append(Message(role="user", content="and then?"))
     for name, history in conversations.items():  # each second turn finds its own first turn in some slot
         _, done = chat(history)
-        assert done.cached_tokens >= first[name].prompt_tokens
+        assert done.cached_tokens >= first[name].prompt_tokens - 16
 
 
 def test_embeddings_run_beside_generation(par: Inferno) -> None:

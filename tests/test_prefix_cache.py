@@ -18,7 +18,7 @@ from inferno.host import Inferno
 from tests.test_batching import make_host
 
 PREAMBLE = "You are a careful assistant. Tools: search(query), fetch(url), sum(a, b). " * 8  # ~600 byte tokens
-LOAD = LoadOptions(n_ctx=2048)
+LOAD = LoadOptions(n_ctx=2048, n_batch=64)  # a reused prefix is cut to whole chunks of n_batch
 
 
 @pytest.fixture(params=["streams", "unified"])
@@ -52,9 +52,10 @@ def test_requests_arriving_together_evaluate_their_shared_preamble_once(par: Inf
     dones = [d for _, d in out]
     evaluated = sum(d.prompt_tokens - d.cached_tokens for d in dones)
     longest = max(d.prompt_tokens for d in dones)
-    assert evaluated < longest + 3 * 64  # the preamble once, then each other question alone
+    assert evaluated < longest + 3 * 2 * 64  # the preamble once, then each other question and its last chunk
     cached = sorted(d.cached_tokens for d in dones)
-    assert cached[0] == 0 and all(c >= 0.9 * longest for c in cached[1:])  # one evaluated it, three copied it
+    # one evaluated it, three copied it (all but the last chunk, or less than MIN_WAIT tokens short of it)
+    assert cached[0] == 0 and all(c >= 0.85 * longest for c in cached[1:])
     cold = Inferno(par.settings)  # a fresh engine: nothing cached, each request evaluated whole
     try:
         assert [collect(cold.engine.submit(req(PREAMBLE + q)))[0] for q in questions] == [t for t, _ in out]

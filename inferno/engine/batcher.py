@@ -149,7 +149,7 @@ class Batcher:
                 on_admit()
                 seq.finish("cancelled")
                 continue
-            p = plan(self.slots, seq)
+            p = plan(self.slots, seq, 1 if self.unified else self.n_batch)
             if p is None:  # its prefix is being evaluated by a running prompt: later ones may go first
                 i += 1
                 continue

@@ -63,8 +63,13 @@ class Plan:
     reuse: int  # prompt tokens already in the KV cache
 
 
-def plan(slots: list[Slot], seq: Sequence) -> Plan | None:
-    """Where a waiting prompt goes; None while a running prompt evaluates a longer shared prefix (wait for it)."""
+def plan(slots: list[Slot], seq: Sequence, align: int = 1) -> Plan | None:
+    """Where a waiting prompt goes; None while a running prompt evaluates a longer shared prefix (wait for it).
+
+    `align`: the reused prefix is cut down to a multiple of it. With a KV stream per slot the batcher passes its
+    prompt chunk size: the rest of the prompt is then cut into the same chunks as in a cold evaluation, and the
+    logits are the same numbers (a chunk of other length takes other kernel paths and rounds differently, so a
+    cached "Say hello" answered otherwise than a cold one)."""
     prompt = seq.prompt
     free = [s for s in slots if s.seq is None]
     assert free
@@ -86,6 +91,7 @@ def plan(slots: list[Slot], seq: Sequence) -> Plan | None:
         return None
     if reuse >= len(prompt):  # all cached: evaluate the last token again for its logits
         reuse = len(prompt) - 1
+    reuse -= reuse % max(1, align)
     if seq.images is not None:  # a cached prefix ends before an image, never inside one
         reuse = seq.images.align(reuse)
     if source is not None and reuse < MIN_COPY:
