@@ -32,7 +32,8 @@ def test_one_answer_from_the_argument(smol_host: Inferno) -> None:
 def test_prompt_from_stdin_with_json_format(smol_host: Inferno) -> None:
     # greedy, with room to finish (--verbose says how many tokens: fewer than the limit means it stopped)
     out = subprocess.run([sys.executable, "-m", "inferno", "run", "smollm2", "--format", "json", "--temperature",
-                          "0", "--max-tokens", "400", "--verbose"], input="Give a JSON object describing a cat.",
+                          "0", "--max-tokens", "400", "--verbose"],
+                         input="Give a short JSON object with a cat's name and age.",
                          env=_env(smol_host), capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     counted = re.search(r"answer tokens: (\d+)", out.stderr)
