@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -116,8 +117,12 @@ def test_lowered_to_fit_memory() -> None:
     n, why = context.choose(meta, size, LoadOptions(), settings, trained=131072, free=16 * gib, flash=False,
                             n_vocab=128256)
     assert 2048 <= n < 131072 and n % context.STEP == 0 and why.startswith("lowered from the trained 131072")
-    assert context.estimate(size, meta, n, n_vocab=128256) <= 16 * gib * context.HEADROOM
-    assert context.estimate(size, meta, n + context.STEP, n_vocab=128256) > 16 * gib * context.HEADROOM
+    slots = settings.num_parallel  # a KV stream per slot: every slot's cells count
+    assert context.estimate(size, meta, n, n_vocab=128256, slots=slots) <= 16 * gib * context.HEADROOM
+    assert context.estimate(size, meta, n + context.STEP, n_vocab=128256, slots=slots) > 16 * gib * context.HEADROOM
+    shared, _ = context.choose(meta, size, LoadOptions(), dataclasses.replace(settings, kv_unified=True),
+                               trained=131072, free=16 * gib, flash=False, n_vocab=128256)
+    assert shared > n  # --kv-unified: the slots share one cache, so more context fits
     asked = context.choose(meta, size, LoadOptions(n_ctx=4096), settings, trained=131072, free=gib, flash=False,
                            n_vocab=128256)
     assert asked == (4096, "asked for (num_ctx / --n-ctx)")

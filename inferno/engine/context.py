@@ -6,8 +6,8 @@ the trained length); else the trained length (`<arch>.context_length` of the GGU
 else the machine's MemAvailable), or the largest multiple of STEP below it that fits. Ollama sizes its default
 from memory too (4k/32k/256k tiers); here the estimate is per model, so an 8k model on a roomy machine gets 8k.
 
-The KV cache is unified (inferno.engine.batcher): n_ctx cells shared by every slot, so the estimate holds n_ctx
-cells whatever --parallel is; one sequence may use them all while the others are idle.
+By default each slot has a KV stream of its own (inferno.engine.batcher), n_ctx cells each, so the estimate holds
+n_ctx x --parallel cells (Ollama sizes its cache the same way); with --kv-unified the slots share n_ctx cells.
 """
 
 from __future__ import annotations
@@ -27,16 +27,17 @@ F32 = 4
 KV_ELEMENT_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}  # ggml's block sizes per element
 
 
-def per_token_bytes(meta: ModelMetadata, kv_type: str, flash: bool, n_ubatch: int) -> int:
-    """KV cache per context cell, plus the compute buffer's share that grows with the context: without flash
-    attention llama.cpp materialises K·Q for a micro-batch, n_ctx x n_ubatch x heads f32 (and its softmax)."""
+def per_token_bytes(meta: ModelMetadata, kv_type: str, flash: bool, n_ubatch: int, slots: int = 1) -> int:
+    """KV cache per context cell of each of `slots` streams, plus the compute buffer's share that grows with the
+    context: without flash attention llama.cpp materialises K·Q for a micro-batch, n_ctx x n_ubatch x heads f32
+    (and its softmax)."""
     if not (meta.block_count and meta.embedding_length and meta.head_count):
         return 0
     kv_heads = meta.head_count_kv or meta.head_count
     head_dim = meta.embedding_length // meta.head_count
     kv = meta.block_count * kv_heads * head_dim * 2 * KV_ELEMENT_BYTES.get(kv_type, 2.0)
     kq = 0 if flash else n_ubatch * meta.head_count * F32 * 2
-    return int(kv + kq)
+    return int(kv * max(1, slots) + kq)
 
 
 def fixed_bytes(size: int, meta: ModelMetadata, n_ubatch: int, n_vocab: int) -> int:
@@ -47,9 +48,10 @@ def fixed_bytes(size: int, meta: ModelMetadata, n_ubatch: int, n_vocab: int) -> 
 
 
 def estimate(size: int, meta: ModelMetadata, n_ctx: int, *, kv_type: str = "f16", flash: bool = False,
-             n_ubatch: int = 512, n_vocab: int = 0) -> int:
-    """Bytes a model takes loaded with n_ctx cells: weights + KV cache + compute buffers."""
-    return fixed_bytes(size, meta, n_ubatch, n_vocab) + n_ctx * per_token_bytes(meta, kv_type, flash, n_ubatch)
+             n_ubatch: int = 512, n_vocab: int = 0, slots: int = 1) -> int:
+    """Bytes a model takes loaded with n_ctx cells per KV stream: weights + KV cache + compute buffers."""
+    return fixed_bytes(size, meta, n_ubatch, n_vocab) + n_ctx * per_token_bytes(meta, kv_type, flash, n_ubatch,
+                                                                                 slots)
 
 
 def choose(meta: ModelMetadata, size: int, options: LoadOptions, settings: EngineSettings, *, trained: int,
@@ -63,15 +65,16 @@ def choose(meta: ModelMetadata, size: int, options: LoadOptions, settings: Engin
         capped = f", capped at the trained {trained}" if n < settings.default_context else ""
         return n, f"INFERNO_CONTEXT_LENGTH {settings.default_context}{capped}"
     n_ubatch = min(options.n_batch or 512, trained)
+    slots = 1 if settings.kv_unified else settings.num_parallel
     need = estimate(size, meta, trained, kv_type=settings.kv_cache_type, flash=flash, n_ubatch=n_ubatch,
-                    n_vocab=n_vocab)
+                    n_vocab=n_vocab, slots=slots)
     if free is None:
         return trained, "the trained context (free memory unknown)"
     budget = int(free * HEADROOM)
     gib = 1 << 30
     if need <= budget:
         return trained, f"the trained context (needs about {need / gib:.1f} of {free / gib:.1f} GiB free)"
-    per = per_token_bytes(meta, settings.kv_cache_type, flash, n_ubatch)
+    per = per_token_bytes(meta, settings.kv_cache_type, flash, n_ubatch, slots)
     room = budget - fixed_bytes(size, meta, n_ubatch, n_vocab)
     fits = room // per // STEP * STEP if per and room > 0 else 0
     n = max(min(FLOOR, trained), min(trained, fits))
