@@ -224,7 +224,7 @@ def test_inferno_ps_uses_the_client(server: Server) -> None:
     out = subprocess.run([sys.executable, "-m", "inferno", "ps"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "tiny" in out.stdout and out.stdout.startswith("NAME")
     header, row = out.stdout.splitlines()[0].split(), next(x for x in out.stdout.splitlines() if "tiny" in x)
-    assert header[:6] == ["NAME", "SIZE", "CONTEXT", "SLOTS", "QUEUED", "TOK/S"] and " 0/4 " in row
+    assert header[:7] == ["NAME", "SIZE", "CONTEXT", "SLOTS", "KV", "QUEUED", "TOK/S"] and " 0/4 " in row
     env["INFERNO_HOST"] = "127.0.0.1:1"
     out = subprocess.run([sys.executable, "-m", "inferno", "ps"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "is `inferno serve` running" in out.stderr

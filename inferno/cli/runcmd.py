@@ -343,7 +343,7 @@ def ps(as_json: bool) -> None:
         return
     from inferno.tables import human_size, table
 
-    rows = [["NAME", "SIZE", "CONTEXT", "SLOTS", "KV CACHE", "QUEUED", "TOK/S", "UNTIL", "DEVICES", "STATE"]]
+    rows = [["NAME", "SIZE", "CONTEXT", "SLOTS", "KV", "QUEUED", "TOK/S", "UNTIL", "DEVICES", "STATE"]]
     failed, contexts = [], []
     for m in models:
         if m.get("context_reason"):
