@@ -48,14 +48,29 @@ def download(url: str, part: Path, *, size: int | None, sha256: str | None, stat
 @contextlib.contextmanager
 def _exclusive(part: Path) -> Generator[None]:
     """One writer per part file, across processes: two pulls (under two names, or two servers on one store)
-    that need the same blob take turns, the second finding the file whole or gone into the store."""
-    fd = os.open(part.with_name(part.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    that need the same blob take turns, the second finding the file whole or gone into the store.
+
+    The lock file is removed by its holder when done (nothing is left in .partial); a waiter that then gets the
+    lock of the removed file sees that the path names another file, or none, and locks again."""
+    lock = part.with_name(part.name + ".lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        if fcntl is None:
+            break
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # locked a removed lock file: try the current one
     try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)  # closing releases the lock; the lock file stays (removing it would race a waiter)
+        if fcntl is not None:
+            with contextlib.suppress(OSError):
+                lock.unlink()  # under the lock: see above
+        os.close(fd)
 
 
 def _download(url: str, part: Path, *, size: int | None, sha256: str | None, status: str, what: str,
@@ -88,6 +103,7 @@ def _download(url: str, part: Path, *, size: int | None, sha256: str | None, sta
                     progress(have, size, status)
                     for chunk in r.iter_bytes():  # as they arrive: a cut connection keeps every byte it brought
                         f.write(chunk)
+                        f.flush()  # on disk, not in a buffer a kill -9 loses: the next pull resumes from here
                         have += len(chunk)
                         progress(have, size, status)
         except OSError as e:

@@ -97,12 +97,13 @@ def test_keep_alive_expiry_and_zero(host: Inferno) -> None:
 
 
 def test_reload_when_load_options_change(host: Inferno) -> None:
-    run(host, gen(load=LoadOptions(n_ctx=512)))
-    assert loaded(host) == {"tiny": 512}
-    _, done = run(host, gen(load=LoadOptions(n_ctx=256)))
-    assert loaded(host) == {"tiny": 256} and done.load_ns > 0
-    _, done = run(host, gen(load=LoadOptions(n_ctx=256)))
-    assert done.load_ns == 0
+    run(host, gen(load=LoadOptions(n_ctx=256)))
+    assert loaded(host) == {"tiny": 256}
+    _, done = run(host, gen(load=LoadOptions(n_ctx=512)))  # more context than loaded: a reload
+    assert loaded(host) == {"tiny": 512} and done.load_ns > 0
+    for fits in (LoadOptions(n_ctx=512), LoadOptions(n_ctx=256), LoadOptions()):  # served as loaded
+        _, done = run(host, gen(load=fits))
+        assert done.load_ns == 0 and loaded(host) == {"tiny": 512}
 
 
 def test_least_recently_used_model_is_evicted(home: Path, tiny_gguf: Path) -> None:

@@ -18,7 +18,7 @@ from inferno.host import Inferno
 from tests.test_batching import make_host
 
 PREAMBLE = "You are a careful assistant. Tools: search(query), fetch(url), sum(a, b). " * 8  # ~600 byte tokens
-LOAD = LoadOptions(n_ctx=2048, n_batch=64)  # a reused prefix is cut to whole chunks of n_batch
+LOAD = LoadOptions(n_ctx=2048)  # a reused prefix is cut to whole prompt chunks (64 tokens on the CPU)
 
 
 @pytest.fixture(params=["streams", "unified"])

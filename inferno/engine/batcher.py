@@ -6,7 +6,8 @@ they would be alone. With that, and with each prompt chunk decoded on its own (o
 llama_decode, cut the same way as alone), greedy output does not depend on what else runs: a request gives the
 same tokens alone or beside any others. Each step decodes one token of every generating sequence together (one
 row per sequence: the same numbers as alone), then one prompt chunk of the earliest admitted sequence still
-evaluating (at most n_batch tokens, so a long prompt delays the others by one chunk, not by the whole prompt),
+evaluating (a chunk of the model's prompt_chunk tokens, so a long prompt delays the others by one chunk, not by
+the whole prompt),
 and samples every sequence from its own logits row with its own sampler. Requests join and leave between steps.
 
 With --kv-unified the cache is one pool of n_ctx cells shared by every slot (llama-server's --kv-unified): one
@@ -20,7 +21,8 @@ else it ends with reason "length". The same holds for a full stream of its own.
 A finished slot keeps its tokens as a prefix cache. A new prompt whose prefix is in any slot (inferno.engine.slots)
 gets those cells copied into its slot with llama_memory_seq_cp (a buffer copy between streams, shared cells in
 the unified cache) and evaluates only the rest; one that shares a prefix with a prompt being evaluated waits for
-that evaluation and copies it.
+that evaluation and copies it. With a stream per slot the reused prefix ends where a cold evaluation's chunk
+ends, so the rest goes in the same chunks as without the cache and the answer is the same as cold.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class Batcher:
         self.model, self.lib = model, model.lib
         self.n_ctx, self.n_batch = model.n_ctx, model.n_batch  # n_ctx: per slot (all slots' with --kv-unified)
         self.unified = model.settings.kv_unified
+        # prompt tokens per llama_decode: with a stream per slot, cached prefixes are cut to whole chunks (plan)
+        self.chunk = self.n_batch if self.unified else model.prompt_chunk
         self.ctx = model.new_context(n_ctx=self.n_ctx, n_seq=n_parallel, n_batch=self.n_batch, unified=self.unified)
         self.mem = self.lib.llama_get_memory(self.ctx)
         self.can_shift = bool(self.lib.llama_memory_can_shift(self.mem))
@@ -149,7 +153,7 @@ class Batcher:
                 on_admit()
                 seq.finish("cancelled")
                 continue
-            p = plan(self.slots, seq, 1 if self.unified else self.n_batch)
+            p = plan(self.slots, seq, 1 if self.unified else self.chunk)
             if p is None:  # its prefix is being evaluated by a running prompt: later ones may go first
                 i += 1
                 continue
@@ -241,7 +245,7 @@ class Batcher:
         outputs: list[tuple[Slot, int]] = []
         prompts = [s for s in self.slots if s.seq is not None and s.pending and s.pending[0] >= 0]
         if prompts:
-            self._chunk(min(prompts, key=lambda s: s.admitted), self.n_batch, outputs)
+            self._chunk(min(prompts, key=lambda s: s.admitted), self.chunk, outputs)
         return outputs
 
     def _chunk(self, slot: Slot, room: int, outputs: list[tuple[Slot, int]]) -> bool:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 _KV_TYPES = {"f16": "GGML_TYPE_F16", "q8_0": "GGML_TYPE_Q8_0", "q4_0": "GGML_TYPE_Q4_0"}
 _FLASH = {"auto": "LLAMA_FLASH_ATTN_TYPE_AUTO", "on": "LLAMA_FLASH_ATTN_TYPE_ENABLED",
           "off": "LLAMA_FLASH_ATTN_TYPE_DISABLED"}
+CPU_PROMPT_CHUNK = 64  # prompt tokens per llama_decode when the weights are in RAM (see Model.prompt_chunk)
 
 
 def default_threads() -> int:
@@ -128,6 +129,11 @@ class Model:
             warnings.warn(f"{self.name}: n_ctx {options.n_ctx} is above the trained context {trained}; "
                           "set rope_freq_scale to extend it", stacklevel=2)
         self.n_batch = min(options.n_batch or 512, self.n_ctx)
+        # Weights in this machine's RAM only (no GPU, no RPC worker): prompts go in small chunks at no cost in
+        # speed (the CPU kernels' throughput is flat from 64 tokens up), so a cached prefix, cut to whole chunks,
+        # loses little of its reuse (inferno.engine.slots.plan). Elsewhere a chunk is a whole batch.
+        on_cpu = all(r["name"] == "CPU" for r in devices.device_rows(self.buffers) if r["weights"])
+        self.prompt_chunk = min(CPU_PROMPT_CHUNK, self.n_batch) if on_cpu else self.n_batch
         self.threads = options.n_threads or default_threads()
         self.add_bos = self._model.add_bos_token()
         self.bos_text = self.meta.bos_token or ""

@@ -66,10 +66,11 @@ class Plan:
 def plan(slots: list[Slot], seq: Sequence, align: int = 1) -> Plan | None:
     """Where a waiting prompt goes; None while a running prompt evaluates a longer shared prefix (wait for it).
 
-    `align`: the reused prefix is cut down to a multiple of it. With a KV stream per slot the batcher passes its
-    prompt chunk size: the rest of the prompt is then cut into the same chunks as in a cold evaluation, and the
-    logits are the same numbers (a chunk of other length takes other kernel paths and rounds differently, so a
-    cached "Say hello" answered otherwise than a cold one)."""
+    `align`: the prompt chunk size when the reused prefix must end where a cold evaluation's chunk ends (chunks
+    start at 0 and after each image): the rest of the prompt then goes in the same chunks as without the cache,
+    and the logits are the same numbers (a tail chunk of another length takes other kernel paths: a cached
+    "Say hello" answered otherwise than a cold one). 1: any prefix (the unified cache, which is not invariant).
+    """
     prompt = seq.prompt
     free = [s for s in slots if s.seq is None]
     assert free
@@ -91,9 +92,12 @@ def plan(slots: list[Slot], seq: Sequence, align: int = 1) -> Plan | None:
         return None
     if reuse >= len(prompt):  # all cached: evaluate the last token again for its logits
         reuse = len(prompt) - 1
-    reuse -= reuse % max(1, align)
     if seq.images is not None:  # a cached prefix ends before an image, never inside one
         reuse = seq.images.align(reuse)
+    spans = seq.images.spans if seq.images is not None else {}
+    if reuse not in spans:  # an image's start is a chunk's end in a cold evaluation too
+        segment = max((start + n for start, (_, n, _) in spans.items() if start + n <= reuse), default=0)
+        reuse -= (reuse - segment) % max(1, align)  # segment: where the text the prefix ends in began
     if source is not None and reuse < MIN_COPY:
         source = None
     return Plan(own, source, reuse)

@@ -115,6 +115,10 @@ class Worker:
             if self._dispatch():
                 break
             if self.batcher is not None and self.batcher.busy:
+                if self.steps == 0 and self.fault == "segv-on-first-decode" and self.extra_buffers:
+                    # the test-only fault switch (INFERNO_TEST_FAULT): where the AMX kernels crash, inside the
+                    # first llama_decode, before a token of it has been sent
+                    os.kill(os.getpid(), signal.SIGSEGV)
                 try:
                     self.batcher.step()
                 except Exception as e:  # a bug: fail what runs, keep serving
@@ -137,8 +141,6 @@ class Worker:
 
     def _stepped(self) -> None:
         self.steps += 1
-        if self.steps == 1 and self.fault == "segv-on-first-decode" and self.extra_buffers:
-            os.kill(os.getpid(), signal.SIGSEGV)  # the test-only fault switch (INFERNO_TEST_FAULT)
         if self.steps == PROVEN_AFTER:
             self.note("proven")
 
