@@ -89,10 +89,16 @@ def test_open_webui_tools_answer_on_a_fresh_server(fresh: Server) -> None:
         model="smollm2", messages=[{"role": "user", "content": "Hello! What can you do?"}], tools=TOOLS,
         options=GREEDY)
     assert r.done and r.prompt_eval_count is not None and r.prompt_eval_count > 4096
+    # The same tools as the ollama client sent them (its Tool model orders the keys and drops the ones it does not
+    # know), so the OpenAI dialect renders the same prompt and reuses the cached one: one 4,500-token evaluation
+    # in the test, not two.
+    sent = [ollama.Tool.model_validate(t).model_dump(exclude_none=True) for t in TOOLS]
     c = openai.OpenAI(base_url=fresh.url + "/v1", api_key="x", timeout=600).chat.completions.create(
         model="smollm2", messages=[{"role": "user", "content": "Hello! What can you do?"}], max_tokens=4,
-        temperature=0, tools=cast(Any, TOOLS))
+        temperature=0, tools=cast(Any, sent))
     assert c.choices and c.usage is not None and c.usage.prompt_tokens > 4096
+    details = c.usage.prompt_tokens_details
+    assert details is not None and (details.cached_tokens or 0) > 4096  # one dialect's prefix serves the other
     row = _ps(fresh)
     assert row["context_length"] == 8192 and row["context_reason"].startswith("the trained context")
     out = subprocess.run([sys.executable, "-m", "inferno", "ps"], capture_output=True, text=True, timeout=60,
