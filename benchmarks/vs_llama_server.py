@@ -2,10 +2,11 @@
 
 Both servers run side by side (one idle while the other is measured); rounds alternate sides. Each client
 streams one OpenAI chat completion of --tokens tokens (ignore_eos, greedy) with a prompt of its own. Prints
-aggregate tokens/s, median time to first token and resident memory for each side, and the ratios.
+aggregate tokens/s, median time to first token and resident memory for each side (Inferno's: the server and its
+runner processes), and the ratios.
 
     python benchmarks/vs_llama_server.py [MODEL_PATH] --llama-server PATH [--clients 1 4 16] [--rounds 3]
-        [--tokens 128] [--ctx 8192] [--parallel 4] [--threads 2] [--flash-attn off]
+        [--tokens 128] [--ctx 8192] [--parallel 4] [--threads 2] [--flash-attn off] [--kv-unified]
 
 llama-server: build it from the llama.cpp that llama-cpp-python vendors with ../shared/tools/build-llama-server.sh.
 """
@@ -44,6 +45,19 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def children(pid: int) -> list[int]:
+    """The process's direct children (Inferno's runners: one per loaded model)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def rss_with_children(pid: int) -> tuple[float, float]:
+    """(the process's own RSS, its children's together), MiB."""
+    return rss_mib(pid), sum(rss_mib(c) for c in children(pid))
 
 
 @dataclass
@@ -114,6 +128,8 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=4)
     ap.add_argument("--threads", type=int, default=default_threads())
     ap.add_argument("--flash-attn", choices=["on", "off", "auto"], default="off")
+    ap.add_argument("--kv-unified", action="store_true", help="both sides share one KV cache between slots "
+                    "(default: a stream per slot, the default of both)")
     args = ap.parse_args()
     model = Path(args.model or Path.home() / ".cache/inferno-tests/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 
@@ -123,12 +139,14 @@ def main() -> None:
     ip, lp = free_port(), free_port()
     inferno = subprocess.Popen(
         [sys.executable, "-m", "inferno", "serve", "bench", "--port", str(ip), "--n-ctx", str(args.ctx),
-         "--threads", str(args.threads), "--parallel", str(args.parallel), "--flash-attn", args.flash_attn],
+         "--threads", str(args.threads), "--parallel", str(args.parallel), "--flash-attn", args.flash_attn,
+         *(["--kv-unified"] if args.kv_unified else [])],
         env={**os.environ, "INFERNO_HOME": str(home), "INFERNO_MAX_QUEUE": "256"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peer = subprocess.Popen(
         [args.llama_server, "-m", str(model), "--port", str(lp), "-c", str(args.ctx), "-np", str(args.parallel),
-         "--kv-unified", "-t", str(args.threads), "-tb", str(args.threads), "-fa", args.flash_attn,
+         *(["--kv-unified"] if args.kv_unified else []), "-t", str(args.threads), "-tb", str(args.threads),
+         "-fa", args.flash_attn,
          "--no-webui", "-a", "bench"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sides = {"inferno": f"http://127.0.0.1:{ip}", "llama-server": f"http://127.0.0.1:{lp}"}
     pids = {"inferno": inferno.pid, "llama-server": peer.pid}
@@ -148,9 +166,12 @@ def main() -> None:
             row = {}
             for side, rs in runs.items():
                 row[side] = (statistics.median(x["tok_s"] for x in rs), statistics.median(x["ttft"] for x in rs),
-                             sum(len(x["failed"]) for x in rs), rss_mib(pids[side]))
+                             sum(len(x["failed"]) for x in rs), sum(rss_with_children(pids[side])))
+                own, runners = rss_with_children(pids[side])
+                split = f" (host {own:.0f} + runner {runners:.0f})" if side == "inferno" else ""
                 print(f"  {clients:3d} clients  {side:12s} {row[side][0]:7.1f} tok/s  ttft p50 "
-                      f"{row[side][1] * 1000:7.0f} ms  failed {row[side][2]}  RSS {row[side][3]:6.0f} MiB", flush=True)
+                      f"{row[side][1] * 1000:7.0f} ms  failed {row[side][2]}  RSS {row[side][3]:6.0f} MiB{split}",
+                      flush=True)
             a, b = row["inferno"], row["llama-server"]
             print(f"  {clients:3d} clients  ratio inferno/llama-server: throughput {a[0] / b[0]:.2f}x, "
                   f"ttft {a[1] / b[1]:.2f}x, RSS {a[3] / b[3]:.2f}x", flush=True)

@@ -23,7 +23,8 @@ from inferno.store import contained, safe_filename
 
 from .conftest import Server, start_server, stop_server
 
-ESCAPE = f"inferno-escape-{uuid.uuid4().hex[:8]}"  # a name nothing else uses, to look for afterwards
+# a name nothing else uses, to look for afterwards; one per run (pytest-xdist's workers must collect the same names)
+ESCAPE = f"inferno-escape-{os.environ.get('PYTEST_XDIST_TESTRUNUID', uuid.uuid4().hex)[:8]}"
 ABSOLUTE = f"/tmp/{ESCAPE}"
 
 
