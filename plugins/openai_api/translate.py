@@ -98,14 +98,25 @@ def _messages(body: ChatCompletionRequest, policy: ImagePolicy) -> list[Message]
     return out
 
 
+def _format(body: _Sampling) -> Any:
+    """The core's format from response_format (json_object, with llama-server's `schema` extension, or
+    json_schema) or llama-server's top-level json_schema; None: unconstrained."""
+    rf = body.response_format
+    if rf is None:
+        return body.json_schema
+    if rf.schema_ is not None and rf.type != "json_object":
+        raise BadRequestError(f"response_format of type {rf.type} takes no schema: a schema goes in "
+                              "json_schema.schema, or with type json_object", param="response_format")
+    if rf.type == "text":
+        return None
+    if rf.type == "json_object":
+        return rf.schema_ if rf.schema_ is not None else "json"
+    spec = rf.json_schema
+    return spec.schema_ if spec and spec.schema_ is not None else {}
+
+
 def chat_request(body: ChatCompletionRequest, policy: ImagePolicy | None = None) -> GenerateRequest:
-    fmt: Any = None
-    if body.response_format is not None and body.response_format.type != "text":
-        if body.response_format.type == "json_object":
-            fmt = "json"
-        else:
-            spec = body.response_format.json_schema
-            fmt = (spec.schema_ if spec and spec.schema_ is not None else {})
+    fmt = _format(body)
     tools = [Tool(name=t.function.name, description=t.function.description, parameters=t.function.parameters)
              for t in body.tools or []]
     choice = ToolChoice()
@@ -134,7 +145,7 @@ def _think(effort: str | None) -> Any:
 def completion_request(body: CompletionRequest, prompt: str) -> GenerateRequest:
     return GenerateRequest(
         model=body.model, prompt=prompt, suffix=body.suffix or None,
-        sampling=_sampling(body, body.max_tokens), logprobs=body.logprobs,
+        sampling=_sampling(body, body.max_tokens), logprobs=body.logprobs, format=_format(body),
         load=LoadOptions(**body.load_options()), keep_alive=keep_alive(body.keep_alive), grammar=body.grammar)
 
 
