@@ -77,3 +77,69 @@ def test_bad_schema_formats_are_openai_400s(server: Server, fmt: dict[str, Any])
         assert r.status_code == 400, r.text
         err = r.json()["error"]
         assert set(err) == {"message", "type", "param", "code"} and err["type"] == "invalid_request_error"
+
+
+# logit_bias ---------------------------------------------------------------------------------------------
+
+PROMPT = "The capital of France is"
+
+
+def token_ids(server: Server, text: str) -> list[int]:
+    r = httpx.post(f"{server.url}/inferno/tokenize", json={"model": "smollm2", "text": text}, timeout=60)
+    r.raise_for_status()
+    return r.json()["tokens"]
+
+
+def piece(server: Server, tok: int) -> str:
+    r = httpx.post(f"{server.url}/inferno/detokenize", json={"model": "smollm2", "tokens": [tok]}, timeout=60)
+    r.raise_for_status()
+    return r.json()["text"]
+
+
+def generated(client: OpenAI, **extra: Any) -> list[str]:
+    """The greedy completion's tokens, as the pieces logprobs names them."""
+    r = client.completions.create(model="smollm2", prompt=PROMPT, max_tokens=12, temperature=0, logprobs=0,
+                                  **extra)
+    lp = r.choices[0].logprobs
+    assert lp is not None and lp.tokens
+    return lp.tokens
+
+
+def test_logit_bias_bans_a_token(server: Server, client: OpenAI) -> None:
+    base = generated(client)
+    # the greedy answer's first token, by id: the tokenizer's ids of the prompt plus the answer, past the prompt's
+    prompt_ids = token_ids(server, PROMPT)
+    first = token_ids(server, PROMPT + base[0])[len(prompt_ids)]
+    assert piece(server, first) == base[0], (first, base)
+    banned = generated(client, logit_bias={str(first): -100})
+    assert base[0] not in banned and banned != base, banned
+    # chat too, where the same token would come first
+    r = client.chat.completions.create(model="smollm2", temperature=0, max_tokens=12, logprobs=True,
+                                       messages=[{"role": "user", "content": "Complete: " + PROMPT}],
+                                       logit_bias={str(first): -100})
+    assert r.choices[0].logprobs and r.choices[0].logprobs.content
+    assert base[0] not in [t.token for t in r.choices[0].logprobs.content]
+
+
+def test_logit_bias_forces_a_token(server: Server, client: OpenAI) -> None:
+    base = generated(client)
+    ids = token_ids(server, " banana")
+    forced = ids[-1]
+    word = piece(server, forced)
+    assert word not in base
+    out = generated(client, logit_bias={str(forced): 100})
+    assert word in out, out
+    r = client.chat.completions.create(model="smollm2", temperature=0, max_tokens=6,
+                                       messages=[{"role": "user", "content": "hi"}], logit_bias={str(forced): 100})
+    assert word.strip() in (r.choices[0].message.content or ""), r.choices[0].message.content
+
+
+@pytest.mark.parametrize("bias", [{"abc": 1}, {"-1": 1}, {"5": 101}, {"5": -100.5}, {"99999999": 5}, {"5": "x"}])
+def test_bad_logit_bias_is_an_openai_400(server: Server, bias: dict[str, Any]) -> None:
+    for path, extra in (("chat/completions", {"messages": ASK}), ("completions", {"prompt": "x"})):
+        r = httpx.post(f"{server.url}/v1/{path}", json={"model": "smollm2", "max_tokens": 2, "logit_bias": bias,
+                                                        **extra}, timeout=60)
+        assert r.status_code == 400, r.text
+        err = r.json()["error"]
+        assert set(err) == {"message", "type", "param", "code"} and err["type"] == "invalid_request_error"
+        assert err["param"].startswith("logit_bias"), err

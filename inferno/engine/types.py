@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -63,6 +63,16 @@ class SamplingOptions(BaseModel):
     stop: list[str] = Field(default_factory=list)
     max_tokens: int | None = Field(None, description="None or negative: until the context is full")
     ignore_eos: bool = False  # keep going past end-of-generation tokens (benchmarks, load tests)
+    # OpenAI's logit_bias: token id → added to its logit, -100 bans (see sampling.logit_bias_sampler)
+    logit_bias: dict[int, float] | None = Field(None, max_length=4096)
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias_range(cls, v: dict[int, float] | None) -> dict[int, float] | None:
+        for tok, bias in (v or {}).items():
+            if tok < 0 or not -100 <= bias <= 100:
+                raise ValueError(f"logit_bias: token ids are >= 0 and biases -100 to 100 (token {tok}: {bias})")
+        return v
 
 
 class LoadOptions(BaseModel):

@@ -99,6 +99,7 @@ class _Sampling(_Body):
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     user: str | None = None
+    logit_bias: dict[str, float] | None = None  # token id (as a string) → -100 (ban) to 100; checked in translate
     # extensions (extra_body): what Ollama users miss in its OpenAI dialect
     top_k: int | None = Field(None, ge=0)
     min_p: float | None = Field(None, ge=0, le=1)

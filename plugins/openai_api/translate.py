@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from typing import Any
@@ -32,6 +33,7 @@ from .schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, Imag
 FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "cancelled": "stop", "load": "stop",
           "unload": "stop"}
 FINGERPRINT = "fp_inferno"
+_TOKEN_ID = re.compile(r"[0-9]{1,10}")
 
 
 def error_body(error: InfernoError) -> dict[str, Any]:
@@ -47,7 +49,25 @@ def _sampling(body: _Sampling, max_tokens: int | None) -> SamplingOptions:
     return SamplingOptions(temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=stop,
                            presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
                            top_k=body.top_k, min_p=body.min_p, typical_p=body.typical_p,
-                           repeat_penalty=body.repeat_penalty, max_tokens=max_tokens, ignore_eos=body.ignore_eos)
+                           repeat_penalty=body.repeat_penalty, max_tokens=max_tokens, ignore_eos=body.ignore_eos,
+                           logit_bias=_logit_bias(body.logit_bias))
+
+
+def _logit_bias(bias: dict[str, float] | None) -> dict[int, float] | None:
+    """OpenAI's logit_bias, checked here so a bad entry is a 400 naming it: keys are token ids, values -100 to
+    100 (whether the model has the token is the engine's to say)."""
+    if not bias:
+        return None
+    if len(bias) > 4096:
+        raise BadRequestError("logit_bias takes at most 4096 tokens", param="logit_bias")
+    out: dict[int, float] = {}
+    for key, value in bias.items():
+        if not _TOKEN_ID.fullmatch(key):
+            raise BadRequestError(f"logit_bias keys are token ids; {key!r} is not one", param="logit_bias")
+        if not -100 <= value <= 100:
+            raise BadRequestError(f"logit_bias values are -100 to 100; token {key} has {value}", param="logit_bias")
+        out[int(key)] = value
+    return out
 
 
 def _content(m: ChatMessage, policy: ImagePolicy) -> tuple[str, list[str]]:
