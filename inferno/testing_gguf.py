@@ -14,12 +14,19 @@ TINY_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 
+# Qwen2.5-Coder's spelling of the fill-in-the-middle tokens (llama.cpp also finds them by this text)
+FIM_TOKENS = {"pre": "<|fim_prefix|>", "suf": "<|fim_suffix|>", "mid": "<|fim_middle|>", "pad": "<|fim_pad|>",
+              "rep": "<|repo_name|>", "sep": "<|file_sep|>"}
+
 
 def write_tiny_gguf(path: Path, *, seed: int = 0, n_embd: int = 64, n_layer: int = 2, n_ff: int = 128,
                     n_head: int = 4, context_length: int = 2048, file_type_f16: bool = False,
-                    chat_template: str = TINY_TEMPLATE, arch: str = "llama", pieces: list[str] | None = None) -> Path:
+                    chat_template: str = TINY_TEMPLATE, arch: str = "llama", pieces: list[str] | None = None,
+                    fim: tuple[str, ...] = ()) -> Path:
     """pieces: a SentencePiece vocabulary of these normal pieces and no byte fallback (as some converted
-    models have): text with a character none of them holds makes llama.cpp's tokenizer throw."""
+    models have): text with a character none of them holds makes llama.cpp's tokenizer throw.
+    fim: fill-in-the-middle tokens to add (names of FIM_TOKENS: "pre", "suf", "mid", "rep", "sep", "pad"),
+    control tokens at the end of the vocabulary in the order given, named in tokenizer.ggml.fim_*_token_id."""
     import numpy as np
     from gguf import GGUFWriter, LlamaFileType, TokenType
 
@@ -42,6 +49,10 @@ def write_tiny_gguf(path: Path, *, seed: int = 0, n_embd: int = 64, n_layer: int
     tokens = ["<unk>", "<s>", "</s>"] + (pieces or [f"<0x{i:02X}>" for i in range(256)])
     types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + (
         [TokenType.NORMAL] * len(pieces) if pieces else [TokenType.BYTE] * 256)
+    for name in fim:
+        w.add_uint32(f"tokenizer.ggml.fim_{name}_token_id", len(tokens))
+        tokens.append(FIM_TOKENS[name])
+        types.append(TokenType.CONTROL)
     w.add_tokenizer_model("llama")
     w.add_token_list(tokens)
     w.add_token_scores([0.0] * len(tokens))

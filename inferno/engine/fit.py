@@ -41,7 +41,9 @@ def fit(model: Model, req: GenerateRequest) -> Fitted:
         return Fitted(tokens, text, images, len(tokens))
     if req.truncate and req.messages is not None:
         return _drop_turns(model, req, req.messages, len(tokens))
-    if req.truncate and images is None:
+    from inferno.engine.infill import is_infill
+
+    if req.truncate and images is None and not is_infill(req):  # cutting a FIM layout would garble it
         keep = model.n_ctx // 2
         cut = tokens[:1] + tokens[-keep:] if model.add_bos else tokens[-keep:]
         return Fitted(cut, text, None, len(tokens), truncated=True)

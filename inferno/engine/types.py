@@ -108,6 +108,13 @@ class LoadOptions(BaseModel):
         return base.model_copy(update=self.model_dump(exclude_none=True))
 
 
+class InfillChunk(BaseModel):
+    """One piece of context for fill-in-the-middle (llama-server's input_extra): another file's text."""
+
+    text: str = ""
+    filename: str = "tmp"
+
+
 FormatSpec = Literal["json"] | dict[str, Any] | None
 
 
@@ -118,7 +125,10 @@ class GenerateRequest(BaseModel):
     messages: list[Message] | None = None  # rendered with the chat template
     prompt: str | None = None  # goes to the model verbatim (Ollama's raw mode and templates are the dialect's)
     images: list[str] | None = None  # a prompt's images (a chat's are on its messages); base64 or data: URLs
+    # fill-in-the-middle (engine/infill.py): prompt is the text before the cursor, suffix the text after it
     suffix: str | None = None
+    infill_prompt: str | None = None  # llama-server /infill's `prompt`: follows the prefix, before the cursor
+    infill_extra: list[InfillChunk] | None = Field(None, max_length=1024)  # /infill's input_extra: other files
     template: str | None = None  # a Jinja chat template overriding the model's own
     sampling: SamplingOptions = Field(default_factory=SamplingOptions)
     format: FormatSpec = None
