@@ -258,6 +258,9 @@ class Model:
     def prompt(self, req: GenerateRequest) -> tuple[list[int], str, PromptImages | None]:
         """The prompt's tokens, for a chat the rendered text ("" otherwise), and its images (None without)."""
         images = [i for m in req.messages or [] for i in m.images or []] + list(req.images or [])
+        if self.meta.pooling_type == "rank":  # its output is a classifier's scores: it cannot write text
+            raise BadRequestError(f"{self.name} is a reranker: it scores documents against a query (/v1/rerank) "
+                                  "and cannot chat or complete text", param="model")
         if images and self.projector is None:
             raise BadRequestError(f"{self.name} has no vision: it was pulled without a projector (mmproj) file, "
                                   "so it cannot take images", param="images")

@@ -165,6 +165,26 @@ class EmbedRequest(BaseModel):
     keep_alive: float | None = None
 
 
+class RerankRequest(BaseModel):
+    """Score documents against a query with a reranker (a model with rank pooling), as llama-server's /rerank."""
+
+    model: str
+    query: str
+    documents: list[str] = Field(min_length=1)
+    load: LoadOptions = Field(default_factory=LoadOptions)
+    keep_alive: float | None = None
+
+
+@dataclass(slots=True)
+class Ranked:
+    """A reranker's relevance score per document, in the documents' order (not sorted)."""
+
+    scores: list[float]
+    prompt_tokens: int
+    load_ns: int = 0
+    total_ns: int = 0
+
+
 @dataclass(slots=True)
 class TextDelta:
     text: str

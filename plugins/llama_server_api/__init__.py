@@ -1,5 +1,6 @@
 """llama-server's own endpoints, for the editors and tools written against it: POST /infill (fill-in-the-middle,
-as llama.vim / llama.vscode call it).
+as llama.vim / llama.vscode call it) and POST /v1/rerank (aliases /rerank, /v1/reranking, /reranking: Jina's and
+Cohere's shape, as RAG stacks call it).
 
 A plugin of its own rather than a part of the OpenAI one: these routes live outside /v1, take llama-server's
 field names (n_predict, input_prefix …) and answer in its shapes, which are not OpenAI's; it imports only
@@ -25,4 +26,5 @@ def register_routes(app: Quart, inferno: Inferno) -> None:
     from .routes import error_body, make_blueprint
 
     app.register_blueprint(make_blueprint(inferno))
-    register_error_shape(app, "/infill", error_body)
+    for prefix in ("/infill", "/rerank", "/reranking", "/v1/rerank", "/v1/reranking"):
+        register_error_shape(app, prefix, error_body)

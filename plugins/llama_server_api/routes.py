@@ -1,16 +1,21 @@
-"""POST /infill: llama-server's fill-in-the-middle, answered in its /completion shape (SSE when streamed)."""
+"""llama-server's routes: POST /infill (fill-in-the-middle, answered in its /completion shape, SSE when streamed)
+and POST /v1/rerank with its aliases (Jina's and Cohere's shape)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 from inferno.api import (
+    BadRequestError,
     Done,
     GenerateRequest,
     Inferno,
     InfernoError,
     InfillChunk,
+    Ranked,
+    RerankRequest,
     SamplingOptions,
     TextDelta,
     body,
@@ -23,7 +28,9 @@ from inferno.api import (
     submit_all,
 )
 
-from .schemas import InfillRequest
+from .schemas import InfillRequest, RerankBody
+
+RERANK_PATHS = ("/v1/rerank", "/rerank", "/v1/reranking", "/reranking")  # llama-server's four
 
 STOP_TYPE = {"stop": "eos", "length": "limit"}  # a stop string makes it "word"
 
@@ -75,6 +82,30 @@ def make_blueprint(inferno: Inferno) -> Any:
         r = await collect(handles[0])
         return final(req, r.text, r.done)
 
+    async def rerank() -> Any:
+        """Score documents against a query with a reranker; results sorted by relevance_score."""
+        req: RerankBody = await read_json(RerankBody)
+        info = inferno.lookup(req.model)  # 404 before anything loads
+        caps = inferno.capabilities(info, await asyncio.to_thread(inferno.metadata, info.name))
+        if "rerank" not in caps:
+            kind = "an embedding model" if "embedding" in caps else "a text-generation model"
+            raise BadRequestError(f"{req.model} is {kind}, not a reranker: reranking needs a model with rank "
+                                  "pooling (bge-reranker, jina-reranker, Qwen3-Reranker …)", param="model")
+        texts = [d if isinstance(d, str) else d.text for d in req.documents]
+        core = RerankRequest(model=req.model, query=req.query, documents=texts, keep_alive=keep_alive(req.keep_alive))
+        ranked: Ranked = (await inferno.engine.rerank(core).result())[-1]
+        order = sorted(range(len(texts)), key=lambda i: -ranked.scores[i])[: req.top_n or len(texts)]
+        results: list[dict[str, Any]] = []
+        for i in order:
+            item: dict[str, Any] = {"index": i, "relevance_score": ranked.scores[i]}
+            if req.return_documents:
+                item["document"] = {"text": texts[i]}
+            results.append(item)
+        return {"model": req.model, "object": "list", "results": results,
+                "usage": {"prompt_tokens": ranked.prompt_tokens, "total_tokens": ranked.prompt_tokens}}
+
+    for path in RERANK_PATHS:
+        bp.add_url_rule(path, f"rerank{path.replace('/', '_')}", body(RerankBody)(rerank), methods=["POST"])
     return bp
 
 

@@ -40,3 +40,18 @@ class InfillRequest(_Body):
     ignore_eos: bool = False
     grammar: str | None = Field(None, max_length=100_000)
     keep_alive: str | float | None = None  # Inferno's: how long the model stays loaded
+
+
+class RerankDocument(_Body):
+    text: str
+
+
+class RerankBody(_Body):
+    """Jina's and Cohere's rerank body, as llama-server takes it."""
+
+    model: str = Field(min_length=1)
+    query: str
+    documents: list[str | RerankDocument] = Field(min_length=1, max_length=4096)
+    top_n: int | None = Field(None, ge=1)  # the best n; all by default
+    return_documents: bool = False
+    keep_alive: str | float | None = None
