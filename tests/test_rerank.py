@@ -21,6 +21,7 @@ from inferno.testing_gguf import write_tiny_gguf
 from .conftest import Server, start_server, stop_server
 
 QUERY = "what do cats eat"
+TEMPLATE = "Judge.\nQuery: {query}\nDocument: {document}\nRelevant:"
 DOCS = ["Cats eat fish and meat.", "The stock market fell.", "Kittens drink milk.", "Paris is in France.",
         "Dogs bark at night."]
 
@@ -31,6 +32,9 @@ def rerank_server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> 
     home = d / "home"
     h = Inferno(load_settings({"INFERNO_HOME": str(home)}))
     h.import_file(write_tiny_gguf(d / "ranker.gguf", arch="qwen3", rerank=True), "ranker", source="test")
+    # the same weights with a rerank template, as Qwen3-Reranker's GGUFs carry one
+    h.import_file(write_tiny_gguf(d / "templated.gguf", arch="qwen3", rerank=True, rerank_template=TEMPLATE),
+                  "templated", source="test")
     h.import_file(tiny_gguf, "tiny", source="test")
     s = start_server(home)
     yield s
@@ -112,3 +116,42 @@ def test_bad_bodies_are_400s(rerank_server: Server, change: dict[str, Any]) -> N
 def test_unknown_model_is_404(rerank_server: Server) -> None:
     r = rerank(rerank_server, model="nope")
     assert r.status_code == 404 and r.json()["error"]["code"] == 404
+
+
+def tokens(server: Server, text: str) -> list[int]:
+    r = httpx.post(f"{server.url}/inferno/tokenize", json={"model": "ranker", "text": text}, timeout=60)
+    r.raise_for_status()
+    return r.json()["tokens"]
+
+
+def test_pair_layouts(rerank_server: Server) -> None:
+    """Without a template: [BOS] query document (this vocabulary adds neither EOS nor SEP); with one: the
+    template filled in. Counted in usage; the template changes the scores of the same weights."""
+    doc = DOCS[0]
+    plain = rerank(rerank_server, documents=[doc]).json()
+    assert plain["usage"]["prompt_tokens"] == 1 + len(tokens(rerank_server, QUERY)) + len(tokens(rerank_server, doc))
+    templated = rerank(rerank_server, model="templated", documents=[doc]).json()
+    filled = TEMPLATE.replace("{query}", QUERY).replace("{document}", doc)
+    assert templated["usage"]["prompt_tokens"] == len(tokens(rerank_server, filled))
+    assert templated["results"][0]["relevance_score"] != plain["results"][0]["relevance_score"]
+
+
+def test_native_client_rerank(rerank_server: Server) -> None:
+    import asyncio
+
+    from inferno.client import AsyncInfernoClient, BadRequestError, InfernoClient
+
+    expected = rerank(rerank_server, top_n=3).json()["results"]
+    with InfernoClient(rerank_server.url) as c:
+        r = c.rerank("ranker", QUERY, DOCS, top_n=3, return_documents=True)
+        assert [(x.index, x.relevance_score) for x in r.results] == [(x["index"], x["relevance_score"])
+                                                                     for x in expected]
+        assert r.results[0].document is not None and r.results[0].document.text == DOCS[r.results[0].index]
+        with pytest.raises(BadRequestError, match="not a reranker"):
+            c.rerank("tiny", QUERY, DOCS)
+
+    async def go() -> list[int]:
+        async with AsyncInfernoClient(rerank_server.url) as a:
+            return [x.index for x in (await a.rerank("ranker", QUERY, DOCS, top_n=3)).results]
+
+    assert asyncio.run(go()) == [x["index"] for x in expected]
