@@ -182,3 +182,24 @@ def test_unknown_model_is_404(fim_server: Server) -> None:
     r = httpx.post(f"{fim_server.url}/infill", json={"model": "nope", "input_prefix": "x"}, timeout=60)
     assert r.status_code == 404 and r.json()["error"]["code"] == 404
 
+
+
+def test_a_fim_prompt_too_long_is_cut_part_by_part(fim_server: Server) -> None:
+    """Past the context (2,048 here) a FIM prompt is cut as llama-server's format_infill cuts it: the prefix's
+    last 3/4 of a batch (384 of 512), the suffix's first quarter less two; the layout stays whole."""
+    prefix, suffix = "a" * 3000, "b" * 500
+    client = ollama.Client(host=fim_server.url)
+    r = client.generate(model="coder", prompt=prefix, suffix=suffix, options={"temperature": 0, "num_predict": 2})
+    p, s = server_tokens(fim_server, prefix), server_tokens(fim_server, suffix)
+    layout = [BOS, PRE, *p[-384:], SUF, *s[:126], MID]
+    assert r.context is not None and list(r.context[:len(layout)]) == layout
+    # /infill too, and it says so; where truncation is off (OpenAI, Ollama's truncate: false) it is a 400
+    out = httpx.post(f"{fim_server.url}/infill", json={"model": "coder", "input_prefix": prefix,
+                                                       "input_suffix": suffix, "n_predict": 2}, timeout=60).json()
+    assert out["tokens_evaluated"] == len(layout) and out["truncated"] is True
+    refused = httpx.post(f"{fim_server.url}/api/generate", json={  # the SDK has no truncate on generate
+        "model": "coder", "prompt": prefix, "suffix": suffix, "truncate": False, "stream": False}, timeout=60)
+    assert refused.status_code == 400 and "context window" in refused.json()["error"]
+    with pytest.raises(openai.BadRequestError):
+        OpenAI(base_url=f"{fim_server.url}/v1", api_key="unused", max_retries=0).completions.create(
+            model="coder", prompt=prefix, suffix=suffix, max_tokens=2)

@@ -8,7 +8,8 @@ chunk follows llama-server's "--- snippet ---" separator. The tokens come from l
 read from tokenizer.ggml.fim_*_token_id or found by their text); the user's text is tokenized without parsing
 special tokens, as llama-server does, so code that spells "<|fim_middle|>" cannot forge the layout.
 One difference: llama-server puts the extra chunks before BOS; here BOS opens the sequence, as it does
-everywhere else. The prompt is never truncated in the middle of this layout (see fit.py).
+everywhere else. llama-server always cuts the parts to a batch; here they are cut only when the whole does not
+fit the context and the request allows truncation (fit.py), so a prompt that fits is what was sent.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ def fim_tokens(model: Model) -> dict[str, int]:
     return {k: v for k, v in found.items() if v >= 0}
 
 
-def infill_tokens(model: Model, req: GenerateRequest) -> list[int]:
+def infill_tokens(model: Model, req: GenerateRequest, *, cut: bool = False) -> list[int]:
+    """The FIM prompt. cut: a prompt too long for the context is cut as llama-server's format_infill always cuts
+    it: the prefix's last 3/4 of a batch, the suffix's first 1/4 (less the prompt), the extra chunks' last tokens
+    in what the context has left after a batch and twice max_tokens."""
     fim = fim_tokens(model)
     missing = [k.upper() for k in ("pre", "suf", "mid") if k not in fim]
     if missing:
@@ -48,14 +52,20 @@ def infill_tokens(model: Model, req: GenerateRequest) -> list[int]:
     def text(s: str) -> list[int]:
         return model.tokenize(s, add_bos=False, special=False)
 
-    out: list[int] = [model.lib.llama_vocab_bos(model.vocab)] if model.add_bos else []
+    extra: list[int] = []
     if "rep" in fim:
-        out += [fim["rep"], *text("myproject\n")]
+        extra += [fim["rep"], *text("myproject\n")]
     for chunk in req.infill_extra or []:
-        out += [fim["sep"], *text(chunk.filename + "\n")] if "sep" in fim else text(SNIPPET)
-        out += text(chunk.text)
+        extra += [fim["sep"], *text(chunk.filename + "\n")] if "sep" in fim else text(SNIPPET)
+        extra += text(chunk.text)
     if "sep" in fim:
-        out += [fim["sep"], *text("filename\n")]
-    out += [fim["pre"], *text(req.prompt or ""), *text(req.infill_prompt or "")]
-    out += [fim["suf"], *text(req.suffix or ""), fim["mid"]]
-    return out
+        extra += [fim["sep"], *text("filename\n")]
+    prefix, typed, suffix = text(req.prompt or ""), text(req.infill_prompt or ""), text(req.suffix or "")
+    if cut:
+        quarter = model.n_batch // 4
+        prefix = prefix[len(prefix) - min(len(prefix), 3 * quarter):]
+        suffix = suffix[:max(0, quarter - (2 + len(typed)))]
+        predict = max(0, req.sampling.max_tokens or 0)
+        extra = extra[len(extra) - min(len(extra), max(0, model.n_ctx - model.n_batch - 2 * predict)):]
+    bos = [model.lib.llama_vocab_bos(model.vocab)] if model.add_bos else []
+    return [*bos, *extra, fim["pre"], *prefix, *typed, fim["suf"], *suffix, fim["mid"]]

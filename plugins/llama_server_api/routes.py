@@ -18,6 +18,7 @@ from inferno.api import (
     RerankRequest,
     SamplingOptions,
     TextDelta,
+    Truncated,
     body,
     collect,
     error_type,
@@ -49,15 +50,15 @@ def infill_request(req: InfillRequest) -> GenerateRequest:
     return GenerateRequest(model=req.model, prompt=req.input_prefix, suffix=req.input_suffix,
                            infill_prompt=req.prompt, sampling=sampling, grammar=req.grammar,
                            infill_extra=[InfillChunk(text=c.text, filename=c.filename) for c in req.input_extra],
-                           keep_alive=keep_alive(req.keep_alive))
+                           keep_alive=keep_alive(req.keep_alive), truncate=True)  # cut as llama-server cuts
 
 
-def final(req: InfillRequest, content: str, done: Done) -> dict[str, Any]:
+def final(req: InfillRequest, content: str, done: Done, truncated: bool) -> dict[str, Any]:
     """The last object: what llama-server's /completion reports at the end."""
     stop_type = "word" if done.stop_sequence else STOP_TYPE.get(done.reason, "eos")
     return {"index": 0, "content": content, "tokens": [], "id_slot": 0, "stop": True, "model": req.model,
             "tokens_predicted": done.completion_tokens, "tokens_evaluated": done.prompt_tokens,
-            "tokens_cached": done.cached_tokens, "truncated": False, "stop_type": stop_type,
+            "tokens_cached": done.cached_tokens, "truncated": truncated, "stop_type": stop_type,
             "stopped_eos": stop_type == "eos", "stopped_limit": stop_type == "limit",
             "stopped_word": stop_type == "word", "stopping_word": done.stop_sequence or "",
             "timings": {"prompt_n": done.prompt_tokens - done.cached_tokens,
@@ -80,7 +81,7 @@ def make_blueprint(inferno: Inferno) -> Any:
             events = await primed(handles)
             return stream(_chunks(req, events), kind="sse", error=error_body)
         r = await collect(handles[0])
-        return final(req, r.text, r.done)
+        return final(req, r.text, r.done, r.truncated is not None)
 
     async def rerank() -> Any:
         """Score documents against a query with a reranker; results sorted by relevance_score."""
@@ -110,8 +111,11 @@ def make_blueprint(inferno: Inferno) -> Any:
 
 
 async def _chunks(req: InfillRequest, events: AsyncIterator[Any]) -> AsyncIterator[dict[str, Any]]:
+    truncated = False
     async for event in events:
         if isinstance(event, TextDelta) and event.text:
             yield {"index": 0, "content": event.text, "tokens": [], "stop": False, "id_slot": 0}
+        elif isinstance(event, Truncated):
+            truncated = True
         elif isinstance(event, Done):
-            yield final(req, "", event)
+            yield final(req, "", event, truncated)
