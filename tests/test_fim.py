@@ -163,7 +163,8 @@ def test_llama_server_infill(fim_server: Server) -> None:
 
 @pytest.mark.parametrize("change", [
     {"model": "tiny"},  # no FIM tokens
-    {"input_extra": [{"text": "x", "bogus": 1}]},
+    {"input_extra": [{"filename": "a.py"}]},  # a chunk without its text
+    {"input_extra": [{"text": "x", "filename": 5}]},
     {"input_extra": "not a list"},
     {"input_prefix": 5},
     {"n_predict": -2},

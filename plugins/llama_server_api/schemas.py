@@ -12,9 +12,7 @@ class _Body(BaseModel):
 class ExtraChunk(_Body):
     """One piece of input_extra: another file's text, laid out before the prefix."""
 
-    model_config = ConfigDict(extra="forbid")  # llama-server refuses anything but these two
-
-    text: str = ""
+    text: str  # required, as llama-server requires it; filename is optional
     filename: str = Field("tmp", max_length=4096)
 
 
