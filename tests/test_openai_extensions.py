@@ -113,6 +113,13 @@ def test_logit_bias_bans_a_token(server: Server, client: OpenAI) -> None:
     assert piece(server, first) == base[0], (first, base)
     banned = generated(client, logit_bias={str(first): -100})
     assert base[0] not in banned and banned != base, banned
+    # per sequence: sent together (they may share a batch), the unbiased request still answers as alone
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        with_bias = pool.submit(generated, client, logit_bias={str(first): -100})
+        without = pool.submit(generated, client)
+        assert without.result() == base and with_bias.result() == banned
     # chat too, where the same token would come first
     r = client.chat.completions.create(model="smollm2", temperature=0, max_tokens=12, logprobs=True,
                                        messages=[{"role": "user", "content": "Complete: " + PROMPT}],
