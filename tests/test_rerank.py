@@ -113,6 +113,11 @@ def test_bad_bodies_are_400s(rerank_server: Server, change: dict[str, Any]) -> N
     assert r.json()["error"]["code"] == 400
 
 
+def test_a_pair_longer_than_a_batch_is_a_400_naming_the_document(rerank_server: Server) -> None:
+    r = rerank(rerank_server, documents=["short", "x" * 600])  # byte tokens: 600 of them, past the 512 batch
+    assert r.status_code == 400 and "documents[1]" in r.json()["error"]["message"], r.text
+
+
 def test_unknown_model_is_404(rerank_server: Server) -> None:
     r = rerank(rerank_server, model="nope")
     assert r.status_code == 404 and r.json()["error"]["code"] == 404

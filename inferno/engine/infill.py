@@ -42,6 +42,9 @@ def infill_tokens(model: Model, req: GenerateRequest, *, cut: bool = False) -> l
     """The FIM prompt. cut: a prompt too long for the context is cut as llama-server's format_infill always cuts
     it: the prefix's last 3/4 of a batch, the suffix's first 1/4 (less the prompt), the extra chunks' last tokens
     in what the context has left after a batch and twice max_tokens."""
+    if req.images:
+        raise BadRequestError("fill-in-the-middle takes text only: send the images without a suffix",
+                              param="images")
     fim = fim_tokens(model)
     missing = [k.upper() for k in ("pre", "suf", "mid") if k not in fim]
     if missing:
