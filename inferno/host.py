@@ -109,10 +109,12 @@ class Inferno:
                                         mode=mode)
 
     def capabilities(self, info: ModelInfo, meta: ModelMetadata) -> list[str]:
-        """What a model can do, in Ollama's words: completion, tools, insert, embedding, thinking."""
+        """What a model can do, in Ollama's words: completion, tools, insert, embedding, thinking; rerank."""
         from inferno.engine.chat import uses_tools
         from inferno.engine.thinking import supports_thinking
 
+        if meta.pooling_type == "rank":  # a reranker: a classifier head scores (query, document) pairs
+            return ["rerank"]
         caps = ["completion"]
         template = info.template or meta.chat_template or ""
         if uses_tools(template):

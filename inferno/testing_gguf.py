@@ -14,14 +14,24 @@ TINY_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 
+# Qwen2.5-Coder's spelling of the fill-in-the-middle tokens (llama.cpp also finds them by this text)
+FIM_TOKENS = {"pre": "<|fim_prefix|>", "suf": "<|fim_suffix|>", "mid": "<|fim_middle|>", "pad": "<|fim_pad|>",
+              "rep": "<|repo_name|>", "sep": "<|file_sep|>"}
+
 
 def write_tiny_gguf(path: Path, *, seed: int = 0, n_embd: int = 64, n_layer: int = 2, n_ff: int = 128,
                     n_head: int = 4, context_length: int = 2048, file_type_f16: bool = False,
-                    chat_template: str = TINY_TEMPLATE, arch: str = "llama", pieces: list[str] | None = None) -> Path:
+                    chat_template: str = TINY_TEMPLATE, arch: str = "llama", pieces: list[str] | None = None,
+                    fim: tuple[str, ...] = (), rerank: bool = False, rerank_template: str | None = None) -> Path:
     """pieces: a SentencePiece vocabulary of these normal pieces and no byte fallback (as some converted
-    models have): text with a character none of them holds makes llama.cpp's tokenizer throw."""
+    models have): text with a character none of them holds makes llama.cpp's tokenizer throw.
+    fim: fill-in-the-middle tokens to add (names of FIM_TOKENS: "pre", "suf", "mid", "rep", "sep", "pad"),
+    control tokens at the end of the vocabulary in the order given, named in tokenizer.ggml.fim_*_token_id.
+    rerank: a reranker as Qwen3-Reranker converts (use arch="qwen3"): rank pooling and a `cls.output` head of
+    two labels (yes, no) that llama.cpp softmaxes, the score being p(yes); rerank_template: its
+    tokenizer.chat_template.rerank ({query} and {document} are filled in)."""
     import numpy as np
-    from gguf import GGUFWriter, LlamaFileType, TokenType
+    from gguf import GGUFWriter, LlamaFileType, PoolingType, TokenType
 
     rng = np.random.default_rng(seed)
     dtype = np.float16 if file_type_f16 else np.float32
@@ -42,6 +52,10 @@ def write_tiny_gguf(path: Path, *, seed: int = 0, n_embd: int = 64, n_layer: int
     tokens = ["<unk>", "<s>", "</s>"] + (pieces or [f"<0x{i:02X}>" for i in range(256)])
     types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + (
         [TokenType.NORMAL] * len(pieces) if pieces else [TokenType.BYTE] * 256)
+    for name in fim:
+        w.add_uint32(f"tokenizer.ggml.fim_{name}_token_id", len(tokens))
+        tokens.append(FIM_TOKENS[name])
+        types.append(TokenType.CONTROL)
     w.add_tokenizer_model("llama")
     w.add_token_list(tokens)
     w.add_token_scores([0.0] * len(tokens))
@@ -51,6 +65,11 @@ def write_tiny_gguf(path: Path, *, seed: int = 0, n_embd: int = 64, n_layer: int
     w.add_unk_token_id(0)
     w.add_add_bos_token(True)
     w.add_chat_template(chat_template)
+    if rerank:
+        w.add_pooling_type(PoolingType.RANK)
+        w.add_array(f"{arch}.classifier.output_labels", ["yes", "no"])
+    if rerank_template is not None:
+        w.add_string("tokenizer.chat_template.rerank", rerank_template)
     n_vocab = len(tokens)
 
     def t(name: str, *shape: int, ones: bool = False) -> None:
@@ -60,6 +79,9 @@ def write_tiny_gguf(path: Path, *, seed: int = 0, n_embd: int = 64, n_layer: int
     t("token_embd.weight", n_vocab, n_embd)
     for i in range(n_layer):
         t(f"blk.{i}.attn_norm.weight", n_embd, ones=True)
+        if arch == "qwen3":  # per-head RMS norms of q and k
+            t(f"blk.{i}.attn_q_norm.weight", n_embd // n_head, ones=True)
+            t(f"blk.{i}.attn_k_norm.weight", n_embd // n_head, ones=True)
         for x in ("q", "k", "v", "output"):
             t(f"blk.{i}.attn_{x}.weight", n_embd, n_embd)
         t(f"blk.{i}.ffn_norm.weight", n_embd, ones=True)
@@ -68,6 +90,8 @@ def write_tiny_gguf(path: Path, *, seed: int = 0, n_embd: int = 64, n_layer: int
         t(f"blk.{i}.ffn_down.weight", n_embd, n_ff)
     t("output_norm.weight", n_embd, ones=True)
     t("output.weight", n_vocab, n_embd)
+    if rerank:
+        t("cls.output.weight", 2, n_embd)
     return _finish(w, path)
 
 

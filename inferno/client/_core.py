@@ -191,6 +191,13 @@ class Surface:
         """Remove a model."""
         return self._request("DELETE", "/api/delete", {"model": model}, None)
 
+    def rerank(self, model: str, query: str, documents: list[str], *, top_n: int | None = None,
+               return_documents: bool = False) -> Any:
+        """The documents scored against the query by a reranker, best first (POST /v1/rerank)."""
+        body = clean({"model": model, "query": query, "documents": documents, "top_n": top_n,
+                      "return_documents": return_documents})
+        return self._request("POST", "/v1/rerank", body, t.RerankResponse)
+
     def tokenize(self, model: str, text: str) -> Any:
         """The model's tokens for text."""
         return self._request("POST", "/inferno/tokenize", {"model": model, "text": text}, t.TokenizeResponse)

@@ -168,3 +168,20 @@ class TokenizeResponse(_Model):
 
 class DetokenizeResponse(_Model):
     text: str
+
+
+class RerankDocument(_Model):
+    text: str
+
+
+class RerankResult(_Model):
+    index: int  # the document's place in the request
+    relevance_score: float
+    document: RerankDocument | None = None  # with return_documents
+
+
+class RerankResponse(_Model):
+    model: str
+    results: list[RerankResult]  # best first
+    usage: Usage | None = None
+    object: str = "list"

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from inferno.engine.types import Embeddings, EmbedRequest
+from inferno.engine.types import Embeddings, EmbedRequest, RerankRequest
 from inferno.errors import BadRequestError, InfernoError
 
 if TYPE_CHECKING:
@@ -47,7 +47,12 @@ class Embedder:
         while (job := self.jobs.get()) is not None:
             req, load_ns, reply = job
             try:
-                reply(self._embed(req, load_ns))
+                if isinstance(req, RerankRequest):
+                    from inferno.engine.reranker import rerank
+
+                    reply(rerank(self, req, load_ns))
+                else:
+                    reply(self._embed(req, load_ns))
             except InfernoError as e:
                 reply(e)
             except Exception as e:  # a llama.cpp failure: this caller's error, not the server's end
@@ -67,9 +72,13 @@ class Embedder:
         return self.ctx
 
     def _embed(self, req: EmbedRequest, load_ns: int) -> Embeddings:
+        import numpy as np
 
         t0 = time.perf_counter_ns()
-        ctx, m = self._context(), self.model
+        m = self.model
+        if m.meta.pooling_type == "rank":  # its pooled output is a classifier's scores, not an embedding
+            raise BadRequestError(f"{m.name} is a reranker: it scores documents against a query (/v1/rerank) "
+                                  "and makes no embeddings", param="model")
         token_lists = []
         for text in req.inputs:
             toks = m.tokenize(text, special=False) or [m.lib.llama_vocab_bos(m.vocab)]
@@ -80,18 +89,32 @@ class Embedder:
                 toks = toks[: self.n_ctx]
             token_lists.append(toks)
         vectors: list[list[float]] = []
-        group: list[list[int]] = []
-        for toks in token_lists:  # as many inputs per decode as fit in one batch
-            if group and (len(group) == MAX_SEQS or sum(map(len, group)) + len(toks) > self.n_ctx):
-                vectors += self._decode(ctx, group, req)
-                group = []
-            group.append(toks)
-        if group:
-            vectors += self._decode(ctx, group, req)
+        for vec in self.pooled(token_lists):
+            if req.dimensions:
+                vec = vec[: req.dimensions]
+            if req.normalize:
+                norm = float(np.linalg.norm(vec))
+                vec = vec / norm if norm > 0 else vec
+            vectors.append(vec.tolist())
         return Embeddings(vectors=vectors, prompt_tokens=sum(map(len, token_lists)), load_ns=load_ns,
                           total_ns=time.perf_counter_ns() - t0 + load_ns)
 
-    def _decode(self, ctx: Any, group: list[list[int]], req: EmbedRequest) -> list[list[float]]:
+    def pooled(self, token_lists: list[list[int]]) -> list[Any]:
+        """Each token list's pooled output (a numpy vector: an embedding, or a reranker's scores), as many
+        lists per decode as fit in one batch, each its own sequence."""
+        ctx = self._context()
+        out: list[Any] = []
+        group: list[list[int]] = []
+        for toks in token_lists:
+            if group and (len(group) == MAX_SEQS or sum(map(len, group)) + len(toks) > self.n_ctx):
+                out += self._decode(ctx, group)
+                group = []
+            group.append(toks)
+        if group:
+            out += self._decode(ctx, group)
+        return out
+
+    def _decode(self, ctx: Any, group: list[list[int]]) -> list[Any]:
         import numpy as np
 
         lib, b = self.lib, self.batch
@@ -106,15 +129,11 @@ class Embedder:
         rc = lib.llama_decode(ctx, b)
         if rc != 0:
             raise InfernoError(f"llama_decode failed ({rc}) while embedding")
+        # a reranker's pooled output is its classifier's n_cls_out scores, an embedding model's n_embd floats
+        width = lib.llama_model_n_cls_out(self.model.model) if self.model.meta.pooling_type == "rank" else self.n_embd
         out = []
         for sid in range(len(group)):
             ptr = lib.llama_get_embeddings_seq(ctx, sid)
-            vec = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)),
-                                        shape=(self.n_embd,)).astype(np.float64)
-            if req.dimensions:
-                vec = vec[: req.dimensions]
-            if req.normalize:
-                norm = float(np.linalg.norm(vec))
-                vec = vec / norm if norm > 0 else vec
-            out.append(vec.tolist())
+            out.append(np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)),
+                                             shape=(width,)).astype(np.float64))
         return out

@@ -41,7 +41,13 @@ def fit(model: Model, req: GenerateRequest) -> Fitted:
         return Fitted(tokens, text, images, len(tokens))
     if req.truncate and req.messages is not None:
         return _drop_turns(model, req, req.messages, len(tokens))
-    if req.truncate and images is None:
+    from inferno.engine.infill import infill_tokens, is_infill
+
+    if req.truncate and is_infill(req):  # a FIM layout is cut part by part, as llama-server cuts it
+        cut = infill_tokens(model, req, cut=True)
+        if len(cut) < model.n_ctx:
+            return Fitted(cut, text, None, len(tokens), truncated=True)
+    elif req.truncate and images is None:
         keep = model.n_ctx // 2
         cut = tokens[:1] + tokens[-keep:] if model.add_bos else tokens[-keep:]
         return Fitted(cut, text, None, len(tokens), truncated=True)

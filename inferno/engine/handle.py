@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 
-from inferno.engine.types import Done, Embeddings, Scores, Tokens
+from inferno.engine.types import Done, Embeddings, Ranked, Scores, Tokens
 
 
 class Failure:
@@ -23,7 +23,7 @@ class Failure:
         self.error = error
 
 
-_FINAL = (Done, Embeddings, Tokens, Scores)  # the event that ends each kind of request
+_FINAL = (Done, Embeddings, Ranked, Tokens, Scores)  # the event that ends each kind of request
 
 
 class RequestHandle:

@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from inferno.engine import chat
+from inferno.engine.infill import infill_tokens, is_infill
 from inferno.engine.protocol import EngineSettings, ResolvedModel
 from inferno.engine.rpc import plain
 from inferno.engine.types import GenerateRequest, LoadOptions, Message
@@ -263,6 +264,9 @@ class Model:
     def prompt(self, req: GenerateRequest) -> tuple[list[int], str, PromptImages | None]:
         """The prompt's tokens, for a chat the rendered text ("" otherwise), and its images (None without)."""
         images = [i for m in req.messages or [] for i in m.images or []] + list(req.images or [])
+        if self.meta.pooling_type == "rank":  # its output is a classifier's scores: it cannot write text
+            raise BadRequestError(f"{self.name} is a reranker: it scores documents against a query (/v1/rerank) "
+                                  "and cannot chat or complete text", param="model")
         if images and self.projector is None:
             raise BadRequestError(f"{self.name} has no vision: it was pulled without a projector (mmproj) file, "
                                   "so it cannot take images", param="images")
@@ -287,8 +291,8 @@ class Model:
                 return list(req.context) + self.tokenize(text, add_bos=False), text, None
             return self.tokenize(text), text, None
         prompt = req.prompt or ""
-        if req.suffix:
-            return self._infill(prompt, req.suffix), "", None
+        if is_infill(req):
+            return infill_tokens(self, req), "", None
         if images:
             from inferno.engine.vision import MARKER
 
@@ -316,15 +320,6 @@ class Model:
             found.spans = {k + len(context): v for k, v in found.spans.items()}
             tokens = list(context) + tokens
         return tokens, found
-
-    def _infill(self, prompt: str, suffix: str) -> list[int]:
-        lib = self.lib
-        pre, suf, mid = (lib.llama_vocab_fim_pre(self.vocab), lib.llama_vocab_fim_suf(self.vocab),
-                         lib.llama_vocab_fim_mid(self.vocab))
-        if min(pre, suf, mid) < 0:
-            raise BadRequestError(f"{self.name} does not support insert (no fill-in-the-middle tokens)",
-                                  param="suffix")
-        return [pre, *self.tokenize(prompt, add_bos=False), suf, *self.tokenize(suffix, add_bos=False), mid]
 
 
 def with_markers(m: Message) -> Message:

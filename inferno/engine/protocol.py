@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         GenerateRequest,
         LoadedModelInfo,
         LoadOptions,
+        RerankRequest,
         ScoreRequest,
         TokenizeRequest,
     )
@@ -137,6 +138,10 @@ class Engine(Protocol):
 
     def embed(self, request: EmbedRequest) -> RequestHandle:
         """One Embeddings event."""
+        ...
+
+    def rerank(self, request: RerankRequest) -> RequestHandle:
+        """One Ranked event."""
         ...
 
     def tokenize(self, request: TokenizeRequest) -> RequestHandle:

@@ -18,7 +18,7 @@ DEFAULT_SAMPLING: dict[str, Any] = {
 
 
 class Sampler:
-    """A llama.cpp sampler chain: penalties, grammar, then greedy or top-k/typical/top-p/min-p/temp/dist —
+    """A llama.cpp sampler chain: penalties, logit bias, grammar, then greedy or top-k/typical/top-p/min-p/temp/dist —
     the order llama-cpp-python's own generate() uses, so a single stream samples as it did before."""
 
     def __init__(self, llama_cpp: Any, vocab: Any, n_vocab: int, n_ctx: int, s: dict[str, Any],
@@ -35,6 +35,9 @@ class Sampler:
         add(self.chain, llama_cpp.llama_sampler_init_penalties(
             n_vocab, self.last_n, float(s["repeat_penalty"]), float(s["frequency_penalty"]),
             float(s["presence_penalty"])))
+        bias = s.get("logit_bias")
+        if bias:
+            add(self.chain, logit_bias_sampler(llama_cpp, n_vocab, bias))
         if grammar is not None:
             g = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
             if not g:
@@ -76,6 +79,21 @@ class Sampler:
 
     def __del__(self) -> None:
         self.close()
+
+
+def logit_bias_sampler(llama_cpp: Any, n_vocab: int, bias: dict[Any, float]) -> Any:
+    """llama.cpp's logit-bias sampler for OpenAI's logit_bias (token id → bias added to its logit). -100 is a ban,
+    as OpenAI documents it: llama.cpp adds the bias as it is, and a logit past +100 would survive -100, so -100
+    becomes -inf. Token ids the vocabulary lacks are a 400 (the dialect has checked the rest)."""
+    entries = []
+    for key, value in bias.items():
+        tok = int(key)
+        if not 0 <= tok < n_vocab:
+            raise BadRequestError(f"logit_bias names token {tok}; this model's token ids are 0 to {n_vocab - 1}",
+                                  param="logit_bias")
+        entries.append((tok, -math.inf if value <= -100 else float(value)))
+    arr = (llama_cpp.llama_logit_bias * len(entries))(*entries)
+    return llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(entries), arr)  # it copies the array
 
 
 def logprobs_entry(llama_cpp: Any, ctx: Any, index: int, n_vocab: int, token: int, top: int | None,

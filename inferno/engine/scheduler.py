@@ -24,6 +24,7 @@ from inferno.engine.types import (
     GenerateRequest,
     LoadedModelInfo,
     LoadOptions,
+    RerankRequest,
     ScoreRequest,
     TokenizeRequest,
 )
@@ -56,6 +57,10 @@ class Scheduler:
 
     def embed(self, request: EmbedRequest) -> RequestHandle:
         """Queue an embedding; the handle yields one Embeddings event."""
+        return self._enqueue("embed", request.model, request, request.load, request.keep_alive)
+
+    def rerank(self, request: RerankRequest) -> RequestHandle:
+        """Queue a reranking; the handle yields one Ranked event. It runs on the embedding thread, as embeddings."""
         return self._enqueue("embed", request.model, request, request.load, request.keep_alive)
 
     def tokenize(self, request: TokenizeRequest) -> RequestHandle:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -63,6 +63,16 @@ class SamplingOptions(BaseModel):
     stop: list[str] = Field(default_factory=list)
     max_tokens: int | None = Field(None, description="None or negative: until the context is full")
     ignore_eos: bool = False  # keep going past end-of-generation tokens (benchmarks, load tests)
+    # OpenAI's logit_bias: token id → added to its logit, -100 bans (see sampling.logit_bias_sampler)
+    logit_bias: dict[int, float] | None = Field(None, max_length=4096)
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias_range(cls, v: dict[int, float] | None) -> dict[int, float] | None:
+        for tok, bias in (v or {}).items():
+            if tok < 0 or not -100 <= bias <= 100:
+                raise ValueError(f"logit_bias: token ids are >= 0 and biases -100 to 100 (token {tok}: {bias})")
+        return v
 
 
 class LoadOptions(BaseModel):
@@ -98,6 +108,13 @@ class LoadOptions(BaseModel):
         return base.model_copy(update=self.model_dump(exclude_none=True))
 
 
+class InfillChunk(BaseModel):
+    """One piece of context for fill-in-the-middle (llama-server's input_extra): another file's text."""
+
+    text: str = ""
+    filename: str = "tmp"
+
+
 FormatSpec = Literal["json"] | dict[str, Any] | None
 
 
@@ -108,7 +125,10 @@ class GenerateRequest(BaseModel):
     messages: list[Message] | None = None  # rendered with the chat template
     prompt: str | None = None  # goes to the model verbatim (Ollama's raw mode and templates are the dialect's)
     images: list[str] | None = None  # a prompt's images (a chat's are on its messages); base64 or data: URLs
+    # fill-in-the-middle (engine/infill.py): prompt is the text before the cursor, suffix the text after it
     suffix: str | None = None
+    infill_prompt: str | None = None  # llama-server /infill's `prompt`: follows the prefix, before the cursor
+    infill_extra: list[InfillChunk] | None = Field(None, max_length=1024)  # /infill's input_extra: other files
     template: str | None = None  # a Jinja chat template overriding the model's own
     sampling: SamplingOptions = Field(default_factory=SamplingOptions)
     format: FormatSpec = None
@@ -143,6 +163,26 @@ class EmbedRequest(BaseModel):
     normalize: bool = True
     load: LoadOptions = Field(default_factory=LoadOptions)
     keep_alive: float | None = None
+
+
+class RerankRequest(BaseModel):
+    """Score documents against a query with a reranker (a model with rank pooling), as llama-server's /rerank."""
+
+    model: str
+    query: str
+    documents: list[str] = Field(min_length=1)
+    load: LoadOptions = Field(default_factory=LoadOptions)
+    keep_alive: float | None = None
+
+
+@dataclass(slots=True)
+class Ranked:
+    """A reranker's relevance score per document, in the documents' order (not sorted)."""
+
+    scores: list[float]
+    prompt_tokens: int
+    load_ns: int = 0
+    total_ns: int = 0
 
 
 @dataclass(slots=True)

@@ -100,7 +100,7 @@ def make_blueprint(inferno: Inferno) -> Any:
         filled = await asyncio.to_thread(t.go_template, req.template, req.system, req.prompt,
                                          inferno.settings.max_template_bytes) if req.template else None
         if req.raw or req.suffix or filled is not None:
-            core.update(prompt=filled if filled is not None else req.prompt, suffix=req.suffix,
+            core.update(prompt=filled if filled is not None else req.prompt, suffix=req.suffix or None,
                         images=req.images or None)
         else:
             messages = ([Message(role="system", content=req.system)] if req.system else []) + \

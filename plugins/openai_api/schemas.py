@@ -77,6 +77,8 @@ class JsonSchemaSpec(_Body):
 class ResponseFormat(_Body):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaSpec | None = None
+    # llama-server's extension (llama-cpp-python's server too): json_object with a schema constrains by it
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
 
 
 class StreamOptions(_Body):
@@ -97,6 +99,7 @@ class _Sampling(_Body):
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     user: str | None = None
+    logit_bias: dict[str, float] | None = None  # token id (as a string) → -100 (ban) to 100; checked in translate
     # extensions (extra_body): what Ollama users miss in its OpenAI dialect
     top_k: int | None = Field(None, ge=0)
     min_p: float | None = Field(None, ge=0, le=1)
@@ -106,6 +109,8 @@ class _Sampling(_Body):
     ignore_eos: bool = False
     keep_alive: str | float | None = None
     grammar: str | None = Field(None, max_length=100_000)  # raw GBNF, as llama-server takes it
+    response_format: ResponseFormat | None = None  # on completions too, as llama-server takes it
+    json_schema: dict[str, Any] | None = None  # llama-server's top-level schema (response_format wins)
     # load options, in Ollama's spelling (num_*) or llama.cpp's (n_*): a change reloads the model
     n_ctx: int | None = Field(None, ge=16, le=1 << 22)
     num_batch: int | None = Field(None, ge=1, le=1 << 16)
@@ -135,7 +140,6 @@ class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    response_format: ResponseFormat | None = None
     tools: list[ToolDef] | None = None
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
     logprobs: bool = False

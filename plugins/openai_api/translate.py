@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from typing import Any
@@ -32,6 +33,7 @@ from .schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, Imag
 FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "cancelled": "stop", "load": "stop",
           "unload": "stop"}
 FINGERPRINT = "fp_inferno"
+_TOKEN_ID = re.compile(r"[0-9]{1,10}")
 
 
 def error_body(error: InfernoError) -> dict[str, Any]:
@@ -47,7 +49,25 @@ def _sampling(body: _Sampling, max_tokens: int | None) -> SamplingOptions:
     return SamplingOptions(temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=stop,
                            presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
                            top_k=body.top_k, min_p=body.min_p, typical_p=body.typical_p,
-                           repeat_penalty=body.repeat_penalty, max_tokens=max_tokens, ignore_eos=body.ignore_eos)
+                           repeat_penalty=body.repeat_penalty, max_tokens=max_tokens, ignore_eos=body.ignore_eos,
+                           logit_bias=_logit_bias(body.logit_bias))
+
+
+def _logit_bias(bias: dict[str, float] | None) -> dict[int, float] | None:
+    """OpenAI's logit_bias, checked here so a bad entry is a 400 naming it: keys are token ids, values -100 to
+    100 (whether the model has the token is the engine's to say)."""
+    if not bias:
+        return None
+    if len(bias) > 4096:
+        raise BadRequestError("logit_bias takes at most 4096 tokens", param="logit_bias")
+    out: dict[int, float] = {}
+    for key, value in bias.items():
+        if not _TOKEN_ID.fullmatch(key):
+            raise BadRequestError(f"logit_bias keys are token ids; {key!r} is not one", param="logit_bias")
+        if not -100 <= value <= 100:
+            raise BadRequestError(f"logit_bias values are -100 to 100; token {key} has {value}", param="logit_bias")
+        out[int(key)] = value
+    return out
 
 
 def _content(m: ChatMessage, policy: ImagePolicy) -> tuple[str, list[str]]:
@@ -98,14 +118,25 @@ def _messages(body: ChatCompletionRequest, policy: ImagePolicy) -> list[Message]
     return out
 
 
+def _format(body: _Sampling) -> Any:
+    """The core's format from response_format (json_object, with llama-server's `schema` extension, or
+    json_schema) or llama-server's top-level json_schema; None: unconstrained."""
+    rf = body.response_format
+    if rf is None:
+        return body.json_schema
+    if rf.schema_ is not None and rf.type != "json_object":
+        raise BadRequestError(f"response_format of type {rf.type} takes no schema: a schema goes in "
+                              "json_schema.schema, or with type json_object", param="response_format")
+    if rf.type == "text":
+        return None
+    if rf.type == "json_object":
+        return rf.schema_ if rf.schema_ is not None else "json"
+    spec = rf.json_schema
+    return spec.schema_ if spec and spec.schema_ is not None else {}
+
+
 def chat_request(body: ChatCompletionRequest, policy: ImagePolicy | None = None) -> GenerateRequest:
-    fmt: Any = None
-    if body.response_format is not None and body.response_format.type != "text":
-        if body.response_format.type == "json_object":
-            fmt = "json"
-        else:
-            spec = body.response_format.json_schema
-            fmt = (spec.schema_ if spec and spec.schema_ is not None else {})
+    fmt = _format(body)
     tools = [Tool(name=t.function.name, description=t.function.description, parameters=t.function.parameters)
              for t in body.tools or []]
     choice = ToolChoice()
@@ -134,7 +165,7 @@ def _think(effort: str | None) -> Any:
 def completion_request(body: CompletionRequest, prompt: str) -> GenerateRequest:
     return GenerateRequest(
         model=body.model, prompt=prompt, suffix=body.suffix or None,
-        sampling=_sampling(body, body.max_tokens), logprobs=body.logprobs,
+        sampling=_sampling(body, body.max_tokens), logprobs=body.logprobs, format=_format(body),
         load=LoadOptions(**body.load_options()), keep_alive=keep_alive(body.keep_alive), grammar=body.grammar)
 
 

@@ -135,6 +135,8 @@ class TextFormat(_Body):
 
 class JsonObjectFormat(_Body):
     type: Literal["json_object"]
+    # llama-server's extension, as in chat completions: json_object with a schema constrains by it
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
 
 
 class JsonSchemaFormat(_Body):

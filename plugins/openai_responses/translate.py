@@ -186,7 +186,7 @@ def _tool_choice(body: PromptBody, tools: list[Tool]) -> ToolChoice:
 def _format(body: PromptBody) -> Any:
     fmt = body.text.format if body.text else None
     if isinstance(fmt, JsonObjectFormat):
-        return "json"
+        return fmt.schema_ if fmt.schema_ is not None else "json"
     if isinstance(fmt, JsonSchemaFormat):
         return fmt.schema_
     return None

@@ -1,0 +1,55 @@
+"""Request bodies in llama-server's spelling. Unknown fields (cache_prompt, samplers, id_slot …) are ignored."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ExtraChunk(_Body):
+    """One piece of input_extra: another file's text, laid out before the prefix."""
+
+    text: str  # required, as llama-server requires it; filename is optional
+    filename: str = Field("tmp", max_length=4096)
+
+
+class InfillRequest(_Body):
+    model: str = Field(min_length=1)  # llama-server serves one model; Inferno names it
+    input_prefix: str = ""
+    input_suffix: str = ""
+    input_extra: list[ExtraChunk] = Field(default_factory=list, max_length=1024)
+    prompt: str = ""  # follows the prefix: the part of the cursor's line typed so far
+    stream: bool = False
+    n_predict: int = Field(-1, ge=-1)  # -1: until end of text (or the context is full)
+    temperature: float | None = Field(None, ge=0, le=100)
+    top_k: int | None = Field(None, ge=0)
+    top_p: float | None = Field(None, ge=0, le=1)
+    min_p: float | None = Field(None, ge=0, le=1)
+    typical_p: float | None = Field(None, ge=0, le=1)
+    repeat_penalty: float | None = Field(None, ge=0, le=100)
+    repeat_last_n: int | None = Field(None, ge=-1)
+    presence_penalty: float | None = Field(None, ge=-100, le=100)
+    frequency_penalty: float | None = Field(None, ge=-100, le=100)
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list, max_length=16)
+    ignore_eos: bool = False
+    grammar: str | None = Field(None, max_length=100_000)
+    keep_alive: str | float | None = None  # Inferno's: how long the model stays loaded
+
+
+class RerankDocument(_Body):
+    text: str
+
+
+class RerankBody(_Body):
+    """Jina's and Cohere's rerank body, as llama-server takes it."""
+
+    model: str = Field(min_length=1)
+    query: str
+    documents: list[str | RerankDocument] = Field(min_length=1, max_length=4096)
+    top_n: int | None = Field(None, ge=1)  # the best n; all by default
+    return_documents: bool = False
+    keep_alive: str | float | None = None
