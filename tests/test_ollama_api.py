@@ -84,7 +84,7 @@ def test_generate_with_context_system_and_raw(client: ollama.Client) -> None:
     # the model saw the first exchange before the new prompt (its cells reused: prompt_eval_count counts only the
     # tokens evaluated, as Ollama's does)
     assert second.context and second.context[:len(first.context)] == first.context
-    assert second.prompt_eval_count and len(second.context) > len(first.context) + second.eval_count
+    assert second.prompt_eval_count and len(second.context) > len(first.context) + (second.eval_count or 0)
     raw = client.generate(model="tiny", prompt="<|user|>hi", raw=True, options={"num_predict": 2, "ignore_eos": True})
     assert raw.eval_count == 2
 
