@@ -62,6 +62,8 @@ class Settings(BaseModel):
     # one KV cache shared by every slot (llama-server --kv-unified): a sequence may use all of it, but greedy
     # output then depends on what else runs; False (default): one stream of the full context per slot
     kv_unified: bool = False
+    # MiB of KV cells kept in RAM per loaded model when a slot is taken by another prompt (llama-server --cache-ram)
+    cache_ram: int = Field(1024, ge=0)
     origins: list[str] = Field(default_factory=list)  # browser origins beside the server's own ("*": any)
     allowed_hosts: list[str] = Field(default_factory=list)  # Host names beside IP literals and localhost ("*": any)
     api_key: str | None = None
@@ -161,6 +163,7 @@ KEYS = {
     "kv_cache_type": "kv_cache_type",
     "flash_attn": "flash_attn",
     "kv_unified": "kv_unified",  # 1 / true: one KV cache shared by the slots (not batch-invariant)
+    "cache_ram": "cache_ram",  # MiB; 0: no prompt cache in RAM
     "api_key": "api_key",
     "context_length": "default_context",
     "max_body_bytes": "max_body_bytes",

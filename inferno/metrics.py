@@ -84,6 +84,12 @@ class _SlotsCollector:
             "tokens_per_second": GaugeMetricFamily("inferno_tokens_per_second",
                                                    "Tokens generated per second, all slots, last seconds",
                                                    labels=["model"]),
+            "prompt_cache_bytes": GaugeMetricFamily("inferno_prompt_cache_ram_bytes",
+                                                    "KV cells kept in RAM for prompts that continue them",
+                                                    labels=["model"]),
+            "prompt_cache_hits": GaugeMetricFamily("inferno_prompt_cache_ram_hits",
+                                                   "Prompts restored from the RAM prompt cache since the model loaded",
+                                                   labels=["model"]),
         }
         for m in self.engine.loaded():
             for key, family in families.items():

@@ -208,7 +208,9 @@ def _ps_row(m: Any) -> dict[str, Any]:
             "load_options": m.load_options, "slots": m.slots,
             "slots_in_use": m.slots_in_use, "queued": m.queued, "tokens_per_second": m.tokens_per_second,
             "devices": m.devices, "state": m.state, "error": m.error, "repack": m.repack,
-            "extra_buffers": m.extra_buffers, "pid": m.pid, "kv_cache": m.kv_cache, "kv_unified": m.kv_unified}
+            "extra_buffers": m.extra_buffers, "pid": m.pid, "kv_cache": m.kv_cache, "kv_unified": m.kv_unified,
+            "prompt_cache": {"bytes": m.prompt_cache_bytes, "entries": m.prompt_cache_entries,
+                             "hits": m.prompt_cache_hits}}
 
 
 def openapi_document(app: Quart) -> dict[str, Any]:

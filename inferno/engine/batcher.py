@@ -21,8 +21,10 @@ else it ends with reason "length". The same holds for a full stream of its own.
 A finished slot keeps its tokens as a prefix cache. A new prompt whose prefix is in any slot (inferno.engine.slots)
 gets those cells copied into its slot with llama_memory_seq_cp (a buffer copy between streams, shared cells in
 the unified cache) and evaluates only the rest; one that shares a prefix with a prompt being evaluated waits for
-that evaluation and copies it. With a stream per slot the reused prefix ends where a cold evaluation's chunk
-ends, so the rest goes in the same chunks as without the cache and the answer is the same as cold.
+that evaluation and copies it. Cells a new prompt takes a slot from are kept in RAM first
+(inferno.engine.promptcache) and copied back for a prompt that continues them. With a stream per slot the reused
+prefix ends where a cold evaluation's chunk ends, so the rest goes in the same chunks as without the cache and
+the answer is the same as cold.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from inferno.engine.promptcache import MIN_KEEP, PromptCache
 from inferno.engine.sequence import Sequence
 from inferno.engine.slots import Slot, plan
 from inferno.engine.types import FinishReason
@@ -59,6 +62,8 @@ class Batcher:
         self.can_shift = bool(self.lib.llama_memory_can_shift(self.mem))
         self.batch = self.lib.llama_batch_init(self.n_batch, 0, 1)
         self.slots = [Slot(i) for i in range(n_parallel)]
+        # cells of slots that other prompts take, kept in RAM
+        self.ram = PromptCache(self.lib, self.ctx, model.settings.cache_ram, exact=not self.unified)
         self.waiting: collections.deque[tuple[Sequence, Callable[[], None]]] = collections.deque()
         self.rate: collections.deque[tuple[float, int]] = collections.deque()  # (time, tokens) of recent steps
         self._added: list[tuple[Slot, list[int], bool]] = []  # this step's additions, undone if decode fails
@@ -120,6 +125,7 @@ class Batcher:
         for s in idle:
             if self._reserved() + need <= self.n_ctx:
                 break
+            self.ram.keep(s)
             self._forget(s, 0)
         return self._reserved() + need <= self.n_ctx
 
@@ -129,6 +135,7 @@ class Batcher:
             self.lib.llama_memory_seq_rm(self.mem, slot.id, slot.pos(keep), -1)
             del slot.cache[keep:]
             slot.images = [x for x in slot.images if x[0] + x[1] <= keep]
+        slot.exact = min(slot.exact, keep)
 
     def _copy(self, source: Slot, slot: Slot, n: int) -> None:
         """Make the slot hold the source's first n tokens. Between streams llama.cpp copies the whole stream's
@@ -139,7 +146,7 @@ class Batcher:
         else:
             self.lib.llama_memory_seq_cp(self.mem, source.id, slot.id, -1, -1)
             self.lib.llama_memory_seq_rm(self.mem, slot.id, source.pos(n), -1)
-        slot.cache = source.cache[:n]
+        slot.cache, slot.exact = source.cache[:n], min(source.exact, n)
         slot.images = [x for x in source.images if x[0] + x[1] <= n]
 
     # admission ------------------------------------------------------------------------------------
@@ -153,12 +160,16 @@ class Batcher:
                 on_admit()
                 seq.finish("cancelled")
                 continue
-            p = plan(self.slots, seq, 1 if self.unified else self.chunk)
+            p = plan(self.slots, seq, 1 if self.unified else self.chunk, self.ram)
             if p is None:  # its prefix is being evaluated by a running prompt: later ones may go first
                 i += 1
                 continue
             slot, reuse = p.slot, p.reuse
-            if p.source is not None:
+            if len(slot.cache) - reuse >= MIN_KEEP or p.restore is not None or p.source is not None:
+                self.ram.keep(slot)  # before its cells go
+            if p.restore is not None and not self.ram.restore(p.restore, slot):
+                reuse = 0
+            elif p.source is not None:
                 self._copy(p.source, slot, reuse)
             self._forget(slot, reuse)
             if not self._room(slot, len(seq.prompt) - reuse + 1):
@@ -258,7 +269,10 @@ class Batcher:
             return True
         chunk, last = slot.pending[:upto], len(slot.pending) <= upto
         slot.pending = slot.pending[len(chunk):]
+        start = len(slot.cache)
         row = self._add(slot, chunk, last, prompt=True)
+        if slot.exact == start and (len(chunk) == self.chunk or (slot.pending and slot.pending[0] < 0)):
+            slot.exact += len(chunk)  # a whole chunk, or the text up to an image: as a cold evaluation cuts it
         if last:
             outputs.append((slot, row))
         return True
@@ -283,6 +297,7 @@ class Batcher:
         (or, with none, the largest prompt) with "length", refill; False when nothing is left to try."""
         for slot, tokens, prompt in reversed(self._added):
             del slot.cache[len(slot.cache) - len(tokens):]
+            slot.exact = min(slot.exact, len(slot.cache))
             if prompt:
                 slot.pending = tokens + slot.pending
             else:
@@ -315,6 +330,7 @@ class Batcher:
             self.lib.llama_memory_seq_rm(self.mem, slot.id, keep, keep + discard)
             self.lib.llama_memory_seq_add(self.mem, slot.id, keep + discard, len(slot.cache), -discard)
             del slot.cache[keep:keep + discard]
+            slot.exact = min(slot.exact, keep)
             seq.shifted += discard
         return True
 
@@ -325,6 +341,8 @@ class Batcher:
         chunk, n, n_pos = seq.images.spans[len(slot.cache)]
         if self.model.projector.eval(self.ctx, chunk, slot.pos(len(slot.cache)), slot.id, self.n_batch):
             slot.images.append((len(slot.cache), n, n_pos))
+            if slot.exact == len(slot.cache):
+                slot.exact += n
             slot.cache.extend(slot.pending[:n])
             slot.pending = slot.pending[n:]
             slot.last_used = time.monotonic()
@@ -364,7 +382,7 @@ class Batcher:
 
         for slot in self.slots:
             seq, slot.seq = slot.seq, None
-            slot.pending, slot.next_token, slot.cache, slot.images = [], None, [], []
+            slot.pending, slot.next_token, slot.cache, slot.images, slot.exact = [], None, [], [], 0
             if seq is not None and not seq.done:
                 seq.done = True
                 seq.sampler.close()

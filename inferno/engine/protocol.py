@@ -92,6 +92,7 @@ class EngineSettings:
     kv_cache_type: KVCacheType = "f16"
     flash_attn: FlashAttn = "auto"
     kv_unified: bool = False  # one KV cache shared by the slots (llama-server --kv-unified); else a stream per slot
+    cache_ram: int = 1024 << 20  # bytes of the prompt cache in RAM per loaded model (inferno.engine.promptcache)
     rpc_servers: tuple[str, ...] = ()  # llama.cpp RPC workers (host:port) that hold the layers with the GPUs
     tensor_split: tuple[float, ...] = ()  # proportions per device: the RPC workers' in order, then local GPUs
     # bounds on what one request may make the engine do (inferno.config.Settings names each; docs/security.md)
@@ -118,7 +119,8 @@ class EngineSettings:
                    max_image_bytes=s.max_image_bytes,
                    keep_alive=s.keep_alive_seconds, max_loaded_models=s.max_loaded_models,
                    max_queue=s.max_queue, num_parallel=s.num_parallel, kv_cache_type=s.kv_cache_type,
-                   flash_attn=s.flash_attn, kv_unified=s.kv_unified, rpc_servers=tuple(s.rpc_servers),
+                   flash_attn=s.flash_attn, kv_unified=s.kv_unified, cache_ram=s.cache_ram << 20,
+                   rpc_servers=tuple(s.rpc_servers),
                    tensor_split=tuple(s.tensor_split),
                    max_grammar_bytes=s.max_grammar_bytes, max_grammar_depth=s.max_grammar_depth,
                    max_schema_repeat=s.max_schema_repeat, max_template_bytes=s.max_template_bytes,

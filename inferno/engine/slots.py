@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from inferno.engine.promptcache import Entry, PromptCache
     from inferno.engine.sequence import Sequence
 
 SIMILARITY = 0.1  # llama-server's --slot-prompt-similarity default
@@ -23,11 +24,15 @@ MIN_WAIT = 64  # wait for a running prompt's evaluation when it will give this m
 
 
 class Slot:
-    __slots__ = ("admitted", "cache", "id", "images", "last_used", "next_token", "pending", "seq")
+    __slots__ = ("admitted", "cache", "exact", "id", "images", "last_used", "next_token", "pending", "seq")
 
     def __init__(self, sid: int) -> None:
         self.id = sid
         self.cache: list[int] = []  # tokens whose KV cells hold positions 0..len-1 of this sequence id
+        # the first `exact` of them were evaluated as a cold evaluation of a prompt starting with them would: in
+        # whole prompt chunks (or up to an image). Only those are reused with a stream per slot; the cells of a
+        # prompt's last, shorter chunk and of generated tokens (one at a time) hold other roundings.
+        self.exact = 0
         self.seq: Sequence | None = None
         self.pending: list[int] = []  # prompt tokens still to evaluate
         self.next_token: int | None = None  # sampled, to be decoded in the next step
@@ -61,15 +66,17 @@ class Plan:
     slot: Slot  # the free slot the prompt takes
     source: Slot | None  # the slot whose first `reuse` tokens are copied into it (None: its own cells)
     reuse: int  # prompt tokens already in the KV cache
+    restore: Entry | None = None  # the prompt cache's entry copied into the slot first (then source is None)
 
 
-def plan(slots: list[Slot], seq: Sequence, align: int = 1) -> Plan | None:
+def plan(slots: list[Slot], seq: Sequence, align: int = 1, cache: PromptCache | None = None) -> Plan | None:
     """Where a waiting prompt goes; None while a running prompt evaluates a longer shared prefix (wait for it).
 
     `align`: the prompt chunk size when the reused prefix must end where a cold evaluation's chunk ends (chunks
     start at 0 and after each image): the rest of the prompt then goes in the same chunks as without the cache,
     and the logits are the same numbers (a tail chunk of another length takes other kernel paths: a cached
     "Say hello" answered otherwise than a cold one). 1: any prefix (the unified cache, which is not invariant).
+    `cache`: the prompt cache in RAM, used when one of its entries holds more of the prompt than any slot.
     """
     prompt = seq.prompt
     free = [s for s in slots if s.seq is None]
@@ -77,10 +84,11 @@ def plan(slots: list[Slot], seq: Sequence, align: int = 1) -> Plan | None:
     # llama-server's slot similarity: the slot holding a conversation this prompt continues (its whole cache is
     # a prefix of the prompt, or at least a tenth of the prompt matches it); else the least recently used one,
     # so a short common start (a chat template's first tokens) never overwrites another conversation's cache.
-    matches = {s.id: common_prefix(s.cache, prompt) for s in slots}
-    own = max(free, key=lambda s: matches[s.id])
-    if not (matches[own.id] == len(own.cache) > 0 or matches[own.id] >= SIMILARITY * len(prompt)):
+    similar = {s.id: common_prefix(s.cache, prompt) for s in slots}
+    own = max(free, key=lambda s: similar[s.id])
+    if not (similar[own.id] == len(own.cache) > 0 or similar[own.id] >= SIMILARITY * len(prompt)):
         own = min(free, key=lambda s: s.last_used)
+    matches = {s.id: min(similar[s.id], s.exact) if align > 1 else similar[s.id] for s in slots}
     best = max(slots, key=lambda s: matches[s.id])
     reuse, source = matches[own.id], None
     if matches[best.id] >= reuse + MIN_COPY:
@@ -90,14 +98,23 @@ def plan(slots: list[Slot], seq: Sequence, align: int = 1) -> Plan | None:
                 default=0)
     if ahead >= reuse + MIN_WAIT:
         return None
-    if reuse >= len(prompt):  # all cached: evaluate the last token again for its logits
-        reuse = len(prompt) - 1
+    reuse = cut(seq, reuse, align)
+    if source is not None and reuse < MIN_COPY:
+        source = None
+    found = cache.find(prompt) if cache is not None and seq.images is None else None
+    if found is not None and (n := cut(seq, found[1], align)) >= reuse + MIN_COPY:
+        return Plan(own, None, n, found[0])
+    return Plan(own, source, reuse)
+
+
+def cut(seq: Sequence, reuse: int, align: int) -> int:
+    """A cached prefix of `reuse` tokens cut to where the prompt's evaluation may start (see plan)."""
+    if reuse >= len(seq.prompt):  # all cached: evaluate the last token again for its logits
+        reuse = len(seq.prompt) - 1
     if seq.images is not None:  # a cached prefix ends before an image, never inside one
         reuse = seq.images.align(reuse)
     spans = seq.images.spans if seq.images is not None else {}
     if reuse not in spans:  # an image's start is a chunk's end in a cold evaluation too
         segment = max((start + n for start, (_, n, _) in spans.items() if start + n <= reuse), default=0)
         reuse -= (reuse - segment) % max(1, align)  # segment: where the text the prefix ends in began
-    if source is not None and reuse < MIN_COPY:
-        source = None
-    return Plan(own, source, reuse)
+    return reuse

@@ -303,3 +303,6 @@ class LoadedModelInfo:
     kv_cache: int = 0  # bytes of its generation context's KV cache (context x slots cells, or shared: kv_unified)
     kv_unified: bool = False  # one KV cache shared by the slots (--kv-unified) instead of a stream per slot
     context_reason: str = ""  # why the context has its size (asked for, the trained length, lowered to fit memory)
+    prompt_cache_bytes: int = 0  # KV cells kept in RAM for prompts that continue them (inferno.engine.promptcache)
+    prompt_cache_entries: int = 0
+    prompt_cache_hits: int = 0  # prompts served from it since the model loaded

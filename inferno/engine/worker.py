@@ -348,7 +348,7 @@ class Worker:
         if m is None or b is None:
             return None
         now = time.monotonic()
-        key = (id(m), b.in_use, len(b.slots), bool(self.scores))
+        key = (id(m), b.in_use, len(b.slots), bool(self.scores), b.ram.bytes, b.ram.hits)
         if key == (self._snap or ())[:-1] and now - self._snap_at < SNAPSHOT_EVERY:
             return None
         tps = round(b.tokens_per_second(), 1)
@@ -359,7 +359,9 @@ class Worker:
                                slots_in_use=b.in_use, tokens_per_second=tps,
                                repack=not self.settings.no_repack, extra_buffers=self.extra_buffers,
                                pid=os.getpid(), kv_cache=sum(d.get("kv_cache", 0) for d in m.devices()),
-                               kv_unified=b.unified, context_reason=m.context_reason)
+                               kv_unified=b.unified, context_reason=m.context_reason,
+                               prompt_cache_bytes=b.ram.bytes, prompt_cache_entries=len(b.ram.entries),
+                               prompt_cache_hits=b.ram.hits)
 
 
 def _is_sequence(result: Any) -> bool:

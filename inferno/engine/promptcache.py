@@ -1,0 +1,94 @@
+"""The prompt cache in host RAM (llama-server's --cache-ram): the KV cells of a slot that is about to lose them.
+
+A slot's cells are its prefix cache (inferno.engine.slots) until a new prompt takes the slot. When that prompt
+shares little with them, they would be gone; here they are first copied out with llama.cpp's own
+llama_state_seq_get_data and kept, least recently used first out, within a byte bound. A later prompt that
+continues one of them better than any slot does gets it copied back into its slot (llama_state_seq_set_data)
+and evaluates only the rest: more conversations than slots keep their cache.
+
+Entries hold text-only sequences (a slot with images is not kept: their cells are placed by mtmd); an entry that
+is a prefix of a newer one is dropped for it. Only the model's decode thread calls this.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from inferno.engine.slots import Slot, common_prefix
+
+log = logging.getLogger("inferno.engine")
+
+MIN_KEEP = 64  # fewer cells than this are cheaper to evaluate again than to copy out and back
+
+
+@dataclass(eq=False)
+class Entry:
+    tokens: list[int]
+    exact: int  # the slot's exact prefix (inferno.engine.slots.Slot.exact): what may be reused of it
+    data: Any  # a ctypes byte array: the sequence's state as llama.cpp wrote it
+
+
+class PromptCache:
+    def __init__(self, lib: Any, ctx: Any, limit: int, *, exact: bool) -> None:
+        self.lib, self.ctx, self.limit = lib, ctx, limit
+        self.exact = exact  # reuse only a slot's exact prefix (a stream per slot: answers as cold)
+        self.entries: collections.OrderedDict[int, Entry] = collections.OrderedDict()  # oldest first
+        self.bytes = 0
+        self.hits = 0
+
+    def keep(self, slot: Slot) -> None:
+        """Copy the slot's cells out before they are dropped (its whole cache, text only)."""
+        tokens = slot.cache
+        usable = slot.exact if self.exact else len(tokens)
+        if self.limit <= 0 or usable < MIN_KEEP or slot.images:
+            return
+        for key, e in list(self.entries.items()):
+            if common_prefix(e.tokens, tokens) == len(tokens):  # already kept, as this or as a longer one
+                self.entries.move_to_end(key)
+                return
+        size = self.lib.llama_state_seq_get_size(self.ctx, slot.id)
+        if size <= 0 or size > self.limit:
+            return
+        data = (ctypes.c_uint8 * size)()
+        if self.lib.llama_state_seq_get_data(self.ctx, data, size, slot.id) != size:
+            return
+        for key, e in list(self.entries.items()):
+            if common_prefix(e.tokens, tokens) == len(e.tokens):  # the new one holds it and more
+                self._drop(key)
+        entry = Entry(list(tokens), usable, data)
+        self.entries[id(entry)] = entry
+        self.bytes += size
+        while self.bytes > self.limit:
+            self._drop(next(iter(self.entries)))
+
+    def find(self, prompt: list[int]) -> tuple[Entry, int] | None:
+        """The entry sharing the longest prefix with the prompt, and that length."""
+        best: tuple[Entry, int] | None = None
+        for e in self.entries.values():
+            n = min(common_prefix(e.tokens, prompt), e.exact)
+            if n and (best is None or n > best[1]):
+                best = (e, n)
+        return best
+
+    def restore(self, entry: Entry, slot: Slot) -> bool:
+        """Make the slot hold the entry's cells (all of them: the caller drops what the prompt does not share)."""
+        mem = self.lib.llama_get_memory(self.ctx)
+        self.lib.llama_memory_seq_rm(mem, slot.id, -1, -1)
+        slot.cache, slot.images, slot.exact = [], [], 0
+        size = len(entry.data)
+        if self.lib.llama_state_seq_set_data(self.ctx, entry.data, size, slot.id) != size:
+            log.warning("the prompt cache could not restore %d tokens into slot %d", len(entry.tokens), slot.id)
+            self.lib.llama_memory_seq_rm(mem, slot.id, -1, -1)
+            return False
+        slot.cache, slot.exact = list(entry.tokens), entry.exact
+        if id(entry) in self.entries:  # (keeping the slot's own cells first may have pushed it out)
+            self.entries.move_to_end(id(entry))
+        self.hits += 1
+        return True
+
+    def _drop(self, key: int) -> None:
+        self.bytes -= len(self.entries.pop(key).data)
