@@ -62,11 +62,14 @@ def fuzz_schema(fuzz_server: Server) -> Any:
     return schemathesis.openapi.from_url(f"{fuzz_server.url}/openapi.json")
 
 
+LLAMA_SERVER_PATHS = {"/infill", "/rerank", "/reranking"}  # the llama_server_api plugin's routes outside /v1
+
+
 def _check_shape(path: str, status: int, text: str) -> None:
     assert status < 500, f"{status} on {path}: {text[:500]}"
     if status >= 400 and path != "/":
         body = json.loads(text)
-        if path.startswith("/v1"):
+        if path.startswith("/v1") or path in LLAMA_SERVER_PATHS:  # OpenAI's, or llama-server's (code, message, type)
             assert set(body["error"]) >= {"message", "type"}, body
         elif path.startswith("/api"):  # Ollama's
             assert isinstance(body["error"], str), body
