@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("inferno.engine")
 TAIL_LINES = 40  # the runner's last stderr lines kept for the log when it dies
+# what /api/ps shows for a model whose first request has not ended yet (each ending sets the request's own
+# keep_alive); the reaper never stops a proxy with requests waiting, so this is a display value: Ollama's default
+FIRST_EXPIRY_S = 300.0
 # a native backtrace (ggml prints one through gdb when INFERNO_DEBUG asks for it) says nothing to an operator
 _BACKTRACE = re.compile(r"^(#\d+\s|\d+\s|\[Inferior |\[New LWP|\[Thread debugging|Using host libthread_db|"
                         r"0x[0-9a-f]+ in )")
@@ -94,7 +97,7 @@ class RunnerProxy:
         self.waiting = 0  # accepted, not admitted (counted in the scheduler's queue bound)
         self.running = 0  # admitted, not ended
         self.stopping = False
-        self.expires_at: float | None = time.time() + 300
+        self.expires_at: float | None = time.time() + FIRST_EXPIRY_S
         self.last_used = time.monotonic()
         self.runner: _Runner | None = None
         self.snapshot: LoadedModelInfo | None = None
