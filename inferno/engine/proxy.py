@@ -40,9 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("inferno.engine")
 TAIL_LINES = 40  # the runner's last stderr lines kept for the log when it dies
-# what /api/ps shows for a model whose first request has not ended yet (each ending sets the request's own
-# keep_alive); the reaper never stops a proxy with requests waiting, so this is a display value: Ollama's default
-FIRST_EXPIRY_S = 300.0
+FIRST_EXPIRY_S = 300.0  # shown until the first request ends and sets its keep_alive (the reaper spares the waiting)
 # a native backtrace (ggml prints one through gdb when INFERNO_DEBUG asks for it) says nothing to an operator
 _BACKTRACE = re.compile(r"^(#\d+\s|\d+\s|\[Inferior |\[New LWP|\[Thread debugging|Using host libthread_db|"
                         r"0x[0-9a-f]+ in )")
