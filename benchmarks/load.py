@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from inferno.testing_server import free_port, wait_healthy
+from inferno.testing_server import start_inferno, stop
 
 
 def one_request(client: httpx.Client, url: str, dialect: str, i: str, tokens: int) -> tuple[str, float, int]:
@@ -112,17 +112,12 @@ def main() -> None:
     ap.add_argument("--max-queue", type=int, default=16)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as home:
-        port = free_port()
-        env = {**os.environ, "INFERNO_HOME": home, "INFERNO_HOST": f"127.0.0.1:{port}",
-               "INFERNO_MAX_QUEUE": str(args.max_queue)}
         subprocess.run([sys.executable, "-m", "inferno", "pull", args.model, "--name", "bench", "--link", "-q"],
-                       env=env, check=True)
-        server = subprocess.Popen([sys.executable, "-m", "inferno", "serve", "bench", "--n-ctx", "1024",
-                                   "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
+                       env={**os.environ, "INFERNO_HOME": home}, check=True)
+        server = start_inferno(Path(home), args=["bench", "--n-ctx", "1024", "--log-level", "warning"],
+                               env={"INFERNO_MAX_QUEUE": str(args.max_queue)}, timeout=600, keep_inferno_env=True)
+        url = server.url
         try:
-            wait_healthy(url, server)
             print(f"model {Path(args.model).name}, {args.tokens} tokens per request, {args.requests} requests per "
                   f"client, INFERNO_MAX_QUEUE={args.max_queue}, both dialects alternating")
             print(f"{'clients':>7} {'requests':>8} {'ok':>5} {'503':>5} {'failed':>6} {'tok/s':>8} "
@@ -136,8 +131,7 @@ def main() -> None:
             alive = httpx.get(url + "/health", timeout=5).status_code == 200
             print(f"server alive afterwards: {alive}; failures: {failures[:5] or 'none'}")
         finally:
-            server.terminate()
-            server.wait(timeout=60)
+            stop(server.process, timeout=60)
 
 
 if __name__ == "__main__":

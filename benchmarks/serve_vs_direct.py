@@ -27,7 +27,7 @@ from inferno.engine.chat import render_chat
 from inferno.engine.model import default_threads
 from inferno.engine.types import Message
 from inferno.metadata import read_metadata
-from inferno.testing_server import free_port, wait_healthy
+from inferno.testing_server import start_inferno, stop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.vs_llama_server import rss_mib, rss_with_children
@@ -115,20 +115,17 @@ def main() -> None:
     d: dict[str, list[float]] = {"ttft": [], "rate": []}
     s: dict[str, list[float]] = {"ttft": [], "rate": []}
     with tempfile.TemporaryDirectory() as home:
-        port = free_port()
-        env = {**os.environ, "INFERNO_HOME": home, "INFERNO_HOST": f"127.0.0.1:{port}"}
         subprocess.run([sys.executable, "-m", "inferno", "pull", str(path), "--name", "bench", "--link", "-q"],
-                       env=env, check=True)
-        url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([sys.executable, "-m", "inferno", "serve", "--threads", str(args.threads),
-                                   "--n-ctx", "2048", "--log-level", "warning"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       env={**os.environ, "INFERNO_HOME": home}, check=True)
+        # no model named: it loads on the timed load request below, as for a client
+        server = start_inferno(Path(home), args=["--threads", str(args.threads), "--n-ctx", "2048",
+                                                 "--log-level", "warning"], timeout=600, keep_inferno_env=True)
+        url = server.url
         worker = subprocess.Popen([sys.executable, __file__, str(path), "--direct-worker", "--threads",
                                    str(args.threads), "--tokens", str(args.tokens)], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True)
         assert worker.stdin is not None and worker.stdout is not None
         try:
-            wait_healthy(url, server)
             # Ollama's load request, timed by the client: the runner's start and the model's load
             t = time.perf_counter()
             httpx.post(f"{url}/api/generate", json={"model": "bench"}, timeout=300).raise_for_status()
@@ -150,14 +147,13 @@ def main() -> None:
                 s["ttft"].append(ttft)
                 s["rate"].append(rate)
                 time.sleep(0.2)
-            host_rss, runner_rss = rss_with_children(server.pid)
+            host_rss, runner_rss = rss_with_children(server.process.pid)
             direct_rss = part["rss"]
             worker.stdin.close()
             worker.wait(timeout=60)
             concurrent = run_concurrent(url, args.clients, args.tokens)
         finally:
-            server.terminate()
-            server.wait(timeout=60)
+            stop(server.process, timeout=60)
             if worker.poll() is None:
                 worker.kill()
     med = statistics.median

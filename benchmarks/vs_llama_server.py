@@ -30,7 +30,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from inferno.engine.model import default_threads
-from inferno.testing_server import free_port, wait_healthy
+from inferno.testing_server import free_port, start_inferno, stop, wait_healthy
 
 __all__ = ["free_port", "wait_ready"]  # the other benchmarks start their sides with these
 
@@ -136,22 +136,19 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="inferno-bench-"))
     subprocess.run([sys.executable, "-m", "inferno", "pull", str(model), "--name", "bench", "--link"], check=True,
                    env={**os.environ, "INFERNO_HOME": str(home)}, capture_output=True)
-    ip, lp = free_port(), free_port()
-    inferno = subprocess.Popen(
-        [sys.executable, "-m", "inferno", "serve", "bench", "--port", str(ip), "--n-ctx", str(args.ctx),
-         "--threads", str(args.threads), "--parallel", str(args.parallel), "--flash-attn", args.flash_attn,
-         *(["--kv-unified"] if args.kv_unified else [])],
-        env={**os.environ, "INFERNO_HOME": str(home), "INFERNO_MAX_QUEUE": "256"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lp = free_port()
+    inferno = start_inferno(home, args=["bench", "--n-ctx", str(args.ctx), "--threads", str(args.threads),
+                                        "--parallel", str(args.parallel), "--flash-attn", args.flash_attn,
+                                        *(["--kv-unified"] if args.kv_unified else [])],
+                            env={"INFERNO_MAX_QUEUE": "256"}, timeout=600, keep_inferno_env=True)
     peer = subprocess.Popen(
         [args.llama_server, "-m", str(model), "--port", str(lp), "-c", str(args.ctx), "-np", str(args.parallel),
          *(["--kv-unified"] if args.kv_unified else []), "-t", str(args.threads), "-tb", str(args.threads),
          "-fa", args.flash_attn,
          "--no-webui", "-a", "bench"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sides = {"inferno": f"http://127.0.0.1:{ip}", "llama-server": f"http://127.0.0.1:{lp}"}
-    pids = {"inferno": inferno.pid, "llama-server": peer.pid}
+    sides = {"inferno": inferno.url, "llama-server": f"http://127.0.0.1:{lp}"}
+    pids = {"inferno": inferno.process.pid, "llama-server": peer.pid}
     try:
-        wait_ready(sides["inferno"], inferno)
         wait_ready(sides["llama-server"], peer)
         for url in sides.values():  # warm both: first decode allocates buffers
             measure(url, "bench", 1, 8, "warm")
@@ -176,9 +173,8 @@ def main() -> None:
             print(f"  {clients:3d} clients  ratio inferno/llama-server: throughput {a[0] / b[0]:.2f}x, "
                   f"ttft {a[1] / b[1]:.2f}x, RSS {a[3] / b[3]:.2f}x", flush=True)
     finally:
-        for p in (inferno, peer):
-            p.terminate()
-            p.wait(30)
+        for p in (inferno.process, peer):
+            stop(p, timeout=30)
 
 
 if __name__ == "__main__":

@@ -241,6 +241,9 @@ def stop_list(value: str | list[str] | None) -> list[str]:
 # images ---------------------------------------------------------------------------------------------
 
 
+IMAGE_FETCH_TIMEOUT_S = 30  # an image URL (allowed by INFERNO_ALLOW_IMAGE_URLS) that stalls longer is a 400
+
+
 @dataclass(frozen=True)
 class ImagePolicy:
     """What an image a dialect is handed may be: http(s) URLs are fetched only when the server allows it
@@ -267,7 +270,7 @@ def image_source(url: str, policy: ImagePolicy, param: str = "messages") -> str:
     import httpx
 
     try:
-        with httpx.stream("GET", url, timeout=30, follow_redirects=True) as r:
+        with httpx.stream("GET", url, timeout=IMAGE_FETCH_TIMEOUT_S, follow_redirects=True) as r:
             r.raise_for_status()
             data = bytearray()
             for chunk in r.iter_bytes():

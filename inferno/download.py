@@ -23,6 +23,8 @@ from inferno.errors import SourceError
 from inferno.store import Progress, sha256_file
 
 VERIFYING = "verifying sha256 digest"  # Ollama's status line for the check after a download
+# connecting may take this long; a stream then silent for READ_TIMEOUT_S is cut and resumed by the next pull
+CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 30.0, 120.0
 
 
 def download(url: str, part: Path, *, size: int | None, sha256: str | None, status: str, what: str,
@@ -88,7 +90,7 @@ def _download(url: str, part: Path, *, size: int | None, sha256: str | None, sta
         try:
             # redirects followed: registries send blobs to a CDN (the public Ollama registry answers 307)
             with httpx.stream("GET", url, headers=request_headers, follow_redirects=True,
-                              timeout=httpx.Timeout(30.0, read=120.0)) as r:
+                              timeout=httpx.Timeout(CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S)) as r:
                 if r.status_code == 200:
                     have = 0  # the server ignored the range: start over
                 elif r.status_code == 416 and size is None:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 _JSON_TYPES = ("application/json",)
 _CURL_TYPES = ("application/x-www-form-urlencoded",)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+PREFLIGHT_MAX_AGE_S = 600  # a browser asks again for the same route after this long (CORS preflight cache)
 
 
 class UnsupportedMediaError(InfernoError):
@@ -128,4 +129,4 @@ def cors_headers(request_headers: Any) -> dict[str, str]:
             "Access-Control-Allow-Headers": request_headers.get(
                 "Access-Control-Request-Headers",
                 "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, x-stainless-*")[:2000],
-            "Access-Control-Max-Age": "600"}
+            "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_S)}

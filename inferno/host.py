@@ -16,8 +16,7 @@ from inferno.sources import Chooser, Fetched, resolve, suggestion
 from inferno.store import ModelInfo, Progress, Store, _no_progress, normalize_name
 
 if TYPE_CHECKING:
-    from inferno.engine.protocol import ResolvedModel
-    from inferno.engine.scheduler import Scheduler
+    from inferno.engine.protocol import Engine, ResolvedModel
     from inferno.engine.types import Done
     from inferno.metrics import Metrics
 
@@ -28,7 +27,7 @@ class Inferno:
         self.store = Store(self.settings.models_dir)
 
     @cached_property
-    def engine(self) -> Scheduler:
+    def engine(self) -> Engine:
         """The engine, given only what it needs: a resolver, its settings, an observer (it is a leaf)."""
         from inferno.engine.protocol import EngineSettings
         from inferno.engine.scheduler import Scheduler

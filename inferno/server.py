@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from inferno.host import Inferno
 
 log = logging.getLogger("inferno.access")
+# a request body (an image, a model blob pushed to /api/blobs) may trickle in this long before a 408; what it
+# may weigh is INFERNO_MAX_BODY_BYTES
+BODY_TIMEOUT_S = 600
 
 
 class TokenizeBody(BaseModel):
@@ -54,7 +57,7 @@ def create_app(inferno: Inferno) -> Quart:
     settings = inferno.settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["RESPONSE_TIMEOUT"] = None  # generations stream for as long as they take
-    app.config["BODY_TIMEOUT"] = 600
+    app.config["BODY_TIMEOUT"] = BODY_TIMEOUT_S
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     app.extensions["inferno"] = inferno
     app.extensions["inferno_ready"] = True

@@ -4,6 +4,8 @@ and a real `inferno serve` on a free loopback port."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +44,23 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.05)
+
+
+HEAVY = ("llama_cpp", "quart", "hypercorn", "huggingface_hub", "numpy", "httpx")  # each costs start-up time
+
+
+def heavy_imports(code: str, modules: tuple[str, ...] = HEAVY) -> tuple[str, list[str]]:
+    """Run code in a fresh interpreter: (its output, which of modules it left imported)."""
+    probe = f"{code}\nimport sys\nprint('HEAVY=' + ','.join(m for m in {modules!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout, [m for m in out.stdout.strip().splitlines()[-1].removeprefix("HEAVY=").split(",") if m]
+
+
+def hide_llama_cpp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget llama_cpp for the test: the next import finds it afresh (or fails, where the test arranges that)."""
+    for name in [n for n in sys.modules if n == "llama_cpp" or n.startswith("llama_cpp.")]:
+        monkeypatch.delitem(sys.modules, name)
 
 
 @pytest.fixture(scope="session")

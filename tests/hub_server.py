@@ -9,8 +9,9 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+
+from tests.local_http import LocalServer, QuietHandler
 
 
 @dataclass
@@ -30,27 +31,18 @@ class HubServer:
         self.gate: threading.Event | None = None  # when set here, file bodies wait until the test sets it
         hub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 hub._handle(self, "GET")
 
             def do_HEAD(self) -> None:
                 hub._handle(self, "HEAD")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = LocalServer(Handler)
+        self.url = self.server.url
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.close()
 
     def _authorised(self, h: BaseHTTPRequestHandler, repo: Repo) -> bool:
         return not repo.gated or h.headers.get("Authorization") == f"Bearer {self.token}"

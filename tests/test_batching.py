@@ -17,6 +17,7 @@ from inferno.config import load_settings
 from inferno.engine.batcher import Batcher
 from inferno.engine.model import Model
 from inferno.engine.protocol import EngineSettings
+from inferno.engine.scheduler import Scheduler
 from inferno.engine.sequence import Sequence
 from inferno.engine.types import (
     Done,
@@ -100,6 +101,7 @@ def test_cancelling_one_stream_leaves_the_others_and_frees_its_slot(par: Inferno
 
 
 def test_a_long_prompt_delays_running_streams_by_one_chunk_at_a_time(host: Inferno) -> None:
+    assert isinstance(host.engine, Scheduler)  # the engine's internals: its batcher on the model it resolves
     resolved = host.engine.resolver.resolve("tiny")
     model = Model(resolved, LoadOptions(n_ctx=2048, n_batch=64), EngineSettings(num_parallel=2))
     batcher = Batcher(model, 2)

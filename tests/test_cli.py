@@ -9,6 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from inferno.cli import build_cli
+from tests.conftest import heavy_imports
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
@@ -82,13 +83,9 @@ def test_version_and_module_entry(home: Path) -> None:
 
 
 def test_help_imports_no_heavy_module() -> None:
-    code = ("import sys\nfrom inferno.cli import build_cli\n"
-            "try:\n    build_cli()(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('llama_cpp', 'quart', 'hypercorn', 'huggingface_hub', 'numpy', 'httpx')"
-            " if m in sys.modules]\nprint('HEAVY=' + ','.join(heavy))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "HEAVY="
+    _, heavy = heavy_imports("from inferno.cli import build_cli\n"
+                             "try:\n    build_cli()(['--help'])\nexcept SystemExit:\n    pass")
+    assert heavy == []
 
 
 def test_help_lists_the_commands() -> None:

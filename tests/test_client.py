@@ -8,12 +8,9 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,6 +27,7 @@ from inferno.client import (
 )
 
 from .conftest import Server
+from .local_http import LocalServer, QuietHandler
 
 MSG = [{"role": "user", "content": "Name three primary colours"}]
 
@@ -154,13 +152,10 @@ def test_timeout() -> None:
         listener.close()
 
 
-class _Flaky(BaseHTTPRequestHandler):
+class _Flaky(QuietHandler):
     calls: list[str] = []
     failures = 2
     status = 503
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         type(self).calls.append(self.path)
@@ -168,20 +163,15 @@ class _Flaky(BaseHTTPRequestHandler):
             body, code = json.dumps({"error": "server busy, please try again"}).encode(), type(self).status
         else:
             body, code = json.dumps({"object": "list", "data": [{"id": "m", "object": "model"}]}).encode(), 200
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_bytes(code, body)
 
 
 @pytest.fixture
 def flaky() -> Iterator[tuple[str, type[_Flaky]]]:
     handler = type("Flaky", (_Flaky,), {"calls": []})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", handler
-    httpd.shutdown()
+    server = LocalServer(handler)
+    yield server.url, handler
+    server.close()
 
 
 def test_retries_on_503_then_succeeds(flaky: tuple[str, type[_Flaky]]) -> None:

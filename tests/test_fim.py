@@ -168,6 +168,8 @@ def test_llama_server_infill(fim_server: Server) -> None:
     {"input_extra": "not a list"},
     {"input_prefix": 5},
     {"n_predict": -2},
+    {"top_p": 1.5},  # the core's sampler ranges, in the body's flat fields
+    {"repeat_last_n": -2},
 ])
 def test_infill_400s_in_llama_servers_shape(fim_server: Server, change: dict[str, Any]) -> None:
     body = {"model": "coder", "input_prefix": PREFIX, "input_suffix": SUFFIX, "n_predict": 2, **change}

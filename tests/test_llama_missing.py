@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from inferno.engine.types import GenerateRequest, SamplingOptions
 from inferno.errors import InfernoError, UnavailableError
 from inferno.host import Inferno
+from tests.conftest import hide_llama_cpp
 
 
 class _BrokenLibrary(importlib.abc.MetaPathFinder):
@@ -48,8 +49,7 @@ def no_llama(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tm
     (fake / "__init__.py").write_text(_CHILD_IMPORT[request.param])
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(fake.parent),
                                                                    os.environ.get("PYTHONPATH")])))
-    for name in [n for n in sys.modules if n == "llama_cpp" or n.startswith("llama_cpp.")]:
-        monkeypatch.delitem(sys.modules, name)
+    hide_llama_cpp(monkeypatch)
     if request.param == "not installed":
         monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp → ImportError
     else:

@@ -164,8 +164,9 @@ def test_version_reports_the_build(home: Path) -> None:
 def test_version_when_llama_cpp_does_not_load(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    for name in [n for n in sys.modules if n == "llama_cpp" or n.startswith("llama_cpp.")]:
-        monkeypatch.delitem(sys.modules, name)
+    from tests.conftest import hide_llama_cpp
+
+    hide_llama_cpp(monkeypatch)
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp → ImportError
     code, out, _ = invoke("version")
     assert code == 0 and "llama.cpp    does not load: ModuleNotFoundError" in out and "backends" not in out

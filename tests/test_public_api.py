@@ -47,13 +47,10 @@ def test_the_public_api_resolves_and_is_declared() -> None:
 
 
 def test_the_public_api_imports_nothing_heavy() -> None:
-    import subprocess
-    import sys
+    from tests.conftest import heavy_imports
 
-    code = ("import sys, inferno.api; heavy = [m for m in ('quart', 'hypercorn', 'llama_cpp', 'huggingface_hub', "
-            "'numpy') if m in sys.modules]; print(heavy)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    _, heavy = heavy_imports("import inferno.api", ("quart", "hypercorn", "llama_cpp", "huggingface_hub", "numpy"))
+    assert heavy == []
 
 
 def test_openapi_keeps_same_named_body_models_of_two_dialects_apart(tmp_path: Path) -> None:

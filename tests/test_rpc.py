@@ -20,7 +20,7 @@ from inferno.engine.types import Done, GenerateRequest, Message, SamplingOptions
 from inferno.errors import BadRequestError, ModelLoadError, UnavailableError
 from inferno.host import Inferno
 
-from .conftest import free_port, wait_for
+from .conftest import free_port, heavy_imports, wait_for
 from .rpc_workers import RpcWorker, start_worker
 
 
@@ -189,10 +189,7 @@ def test_without_rpc_one_line_says_how_to_rebuild(tmp_path: Path, tiny_gguf: Pat
 
 
 def test_rpc_worker_help_imports_no_heavy_module() -> None:
-    code = ("import sys\nfrom inferno.cli import build_cli\n"
-            "try:\n    build_cli()(['rpc-worker', '--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('llama_cpp', 'quart', 'hypercorn', 'numpy', 'httpx') if m in sys.modules]\n"
-            "print('HEAVY=' + ','.join(heavy))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert "no authentication" in out.stdout and out.stdout.strip().splitlines()[-1] == "HEAVY="
+    out, heavy = heavy_imports("from inferno.cli import build_cli\n"
+                               "try:\n    build_cli()(['rpc-worker', '--help'])\nexcept SystemExit:\n    pass",
+                               ("llama_cpp", "quart", "hypercorn", "numpy", "httpx"))
+    assert "no authentication" in out and heavy == []

@@ -217,7 +217,7 @@ class Batcher:
             if rc == 0:
                 break
             if rc != 1 or not self._shed(outputs, fill):  # 1: no KV slot found; anything else is fatal
-                self._fail_all(InfernoError(f"llama_decode failed ({rc}) for {self.model.name}"))
+                self.fail_all(InfernoError(f"llama_decode failed ({rc}) for {self.model.name}"))
                 return 0
         self._added.clear()
         for slot, index in outputs:
@@ -370,7 +370,7 @@ class Batcher:
                 self._forget(slot, min(seq.n_keep, len(slot.cache)))
             seq.finish(reason)
 
-    def _fail_all(self, error: InfernoError) -> None:
+    def fail_all(self, error: InfernoError) -> None:
         """A fatal decode error (a llama.cpp failure, an RPC worker gone): every running and waiting sequence
         fails with it, and the context is marked broken so the model reloads for the next request."""
         from inferno.engine.handle import Failure

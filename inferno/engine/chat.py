@@ -48,7 +48,7 @@ def _compile(source: str) -> Any:
     # Sandboxed: a template comes from a downloaded file or a request and must not reach Python internals, nor
     # loop or allocate without bound (sandbox.py: every render has a step, time and size budget).
     env = sandbox.make_environment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
-    env.filters["tojson"] = sandbox._bounded_filter(lambda v, indent=None, ensure_ascii=False: json.dumps(
+    env.filters["tojson"] = sandbox.bounded_filter(lambda v, indent=None, ensure_ascii=False: json.dumps(
         v, indent=indent, ensure_ascii=ensure_ascii))
     env_globals: dict[str, Any] = env.globals
     env_globals["raise_exception"] = _raise

@@ -34,6 +34,7 @@ _REPEAT_KEYS = ("minItems", "maxItems", "minLength", "maxLength", "minProperties
                 "minContains", "maxContains")
 _PATTERN_REPEAT = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
 _CACHEABLE = 16 * 1024  # grammars made from schemas are cached only up to this size
+_CACHED = 64  # schemas whose grammars are kept (a client sends a few over and over); the oldest goes first
 _cache: dict[str, str] = {}
 
 
@@ -108,7 +109,7 @@ def _schema_grammar(schema_json: str, limits: EngineSettings) -> str:
         raise BadRequestError(f"cannot turn the JSON schema into a grammar: {e}", param="format") from e
     check_grammar(gbnf, limits, "format")
     if len(gbnf) <= _CACHEABLE:  # only small grammars are kept: a cache of big ones is memory anyone can fill
-        if len(_cache) >= 64:
+        if len(_cache) >= _CACHED:
             _cache.pop(next(iter(_cache)))
         _cache[schema_json] = gbnf
     return gbnf

@@ -23,7 +23,7 @@ class Failure:
         self.error = error
 
 
-_FINAL = (Done, Embeddings, Ranked, Tokens, Scores)  # the event that ends each kind of request
+FINAL = (Done, Embeddings, Ranked, Tokens, Scores)  # the event that ends each kind of request
 
 
 class RequestHandle:
@@ -43,13 +43,14 @@ class RequestHandle:
         self.finished = False
         self.on_cancel: Callable[[], None] | None = None  # tells the engine (a message to the model's runner)
 
-    def _put(self, item: Any) -> None:
+    def put(self, item: Any) -> None:
+        """The engine's side (any thread): an event for the request; a Failure or a final event ends it."""
         if self._sq is not None:
             self._sq.put(item)
             return
         self._pending.append(item)
         now = time.monotonic()
-        final = isinstance(item, (Failure, *_FINAL))
+        final = isinstance(item, (Failure, *FINAL))
         if final or now - self._last_wake >= self.WAKE_INTERVAL:
             self._last_wake = now
             assert self.loop is not None and self._ready is not None
@@ -77,7 +78,7 @@ class RequestHandle:
         if isinstance(item, Failure):
             self.finished = True
             raise item.error
-        if isinstance(item, _FINAL):
+        if isinstance(item, FINAL):
             self.finished = True
         return item
 

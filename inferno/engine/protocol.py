@@ -137,6 +137,8 @@ class Engine(Protocol):
     """The engine surface every dialect and command uses. Requests return a RequestHandle at once
     (unknown model → ModelNotFoundError, full queue → BusyError); its events arrive as they are made."""
 
+    settings: EngineSettings  # what it runs under; the server narrows request_load_options before serving
+
     def submit(self, request: GenerateRequest) -> RequestHandle:
         """A generation: TextDelta / ToolCalls events, then one Done."""
         ...

@@ -30,7 +30,7 @@ import warnings
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from inferno.engine.handle import _FINAL, Failure, RequestHandle
+from inferno.engine.handle import FINAL, Failure, RequestHandle
 from inferno.engine.supervisor import cause
 from inferno.engine.types import Done, LoadedModelInfo, LoadOptions
 from inferno.errors import EngineStoppedError, InfernoError
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("inferno.engine")
 TAIL_LINES = 40  # the runner's last stderr lines kept for the log when it dies
+FIRST_EXPIRY_S = 300.0  # shown until the first request ends and sets its keep_alive (the reaper spares the waiting)
 # a native backtrace (ggml prints one through gdb when INFERNO_DEBUG asks for it) says nothing to an operator
 _BACKTRACE = re.compile(r"^(#\d+\s|\d+\s|\[Inferior |\[New LWP|\[Thread debugging|Using host libthread_db|"
                         r"0x[0-9a-f]+ in )")
@@ -94,7 +95,7 @@ class RunnerProxy:
         self.waiting = 0  # accepted, not admitted (counted in the scheduler's queue bound)
         self.running = 0  # admitted, not ended
         self.stopping = False
-        self.expires_at: float | None = time.time() + 300
+        self.expires_at: float | None = time.time() + FIRST_EXPIRY_S
         self.last_used = time.monotonic()
         self.runner: _Runner | None = None
         self.snapshot: LoadedModelInfo | None = None
@@ -225,7 +226,7 @@ class RunnerProxy:
             for job in jobs:
                 self._ended_locked(job)
         for job in jobs:
-            job.handle._put(Failure(error))
+            job.handle.put(Failure(error))
 
     def _cancel(self, job: Job) -> None:
         with self.cv:
@@ -239,7 +240,7 @@ class RunnerProxy:
                     self.cancels.append(job.id)
                     self.cv.notify_all()
         if answer:
-            job.handle._put(Done(reason="cancelled"))
+            job.handle.put(Done(reason="cancelled"))
 
     # the reader thread: events up, and the runner's end -----------------------------------------------
 
@@ -308,20 +309,20 @@ class RunnerProxy:
                 if not job.admitted:
                     job.admitted = True
                     self.waiting -= 1
-                    self.scheduler._queued -= 1
+                    self.scheduler.dequeued_locked()
                     self.running += 1
             return
-        if isinstance(item, (Failure, *_FINAL)):
+        if isinstance(item, (Failure, *FINAL)):
             if isinstance(item, Done):
                 self._observe(job, item)
             with self.cv:
                 del self.sent[jid]
                 self._ended_locked(job)
-                self.scheduler._finished_locked(self, job)
+                self.scheduler.finished_locked(self, job)
                 self.cv.notify_all()
         else:
             job.emitted = True
-        job.handle._put(item)
+        job.handle.put(item)
 
     def _ended_locked(self, job: Job) -> None:
         if job.admitted:
@@ -329,7 +330,7 @@ class RunnerProxy:
         else:
             job.admitted = True
             self.waiting -= 1
-            self.scheduler._queued -= 1
+            self.scheduler.dequeued_locked()
         self.last_used = time.monotonic()
 
     def _observe(self, job: Job, done: Done) -> None:
@@ -382,14 +383,14 @@ class RunnerProxy:
                         job.admitted = False
                         self.running -= 1
                         self.waiting += 1
-                        sched._queued += 1
+                        sched.requeued_locked()
                     job.taken = False
                     retry.append(job)
             self.sent.clear()
             self.pending.extendleft(reversed(retry))
             self.cv.notify_all()
         for job in failed_jobs:
-            job.handle._put(Failure(error))
+            job.handle.put(Failure(error))
 
     def kill(self, error: InfernoError | None = None) -> None:
         """End the runner now; error: what its requests are told (else the death's own cause)."""

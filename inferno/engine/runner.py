@@ -25,7 +25,7 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
-from inferno.engine.handle import _FINAL, Failure
+from inferno.engine.handle import FINAL, Failure
 from inferno.engine.types import LoadedModelInfo
 from inferno.errors import InfernoError
 
@@ -76,8 +76,8 @@ class RemoteReply:
         self.jid, self.outbox, self.replies = jid, outbox, replies
         self.cancelled = threading.Event()
 
-    def _put(self, item: Any) -> None:
-        if isinstance(item, (Failure, *_FINAL)):
+    def put(self, item: Any) -> None:
+        if isinstance(item, (Failure, *FINAL)):
             self.replies.pop(self.jid, None)
         self.outbox.put(self.jid, item)
 

@@ -99,7 +99,7 @@ def render(template: Any, variables: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def _bounded_filter(f: Any) -> Any:
+def bounded_filter(f: Any) -> Any:
     @functools.wraps(f)  # keeps jinja_pass_arg (pass_context / pass_environment)
     def bounded(*args: Any, **kwargs: Any) -> Any:
         _tick()
@@ -192,5 +192,5 @@ def make_environment(**options: Any) -> Any:
     env = BoundedEnvironment(**options)
     filters: dict[str, Any] = env.filters
     for name in list(filters):
-        filters[name] = _bounded_filter(filters[name])
+        filters[name] = bounded_filter(filters[name])
     return env

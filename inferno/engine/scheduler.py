@@ -166,6 +166,29 @@ class Scheduler:
         for w in workers:
             w.kill()  # past the timeout: runners still decoding end now
 
+    # called by the proxies, under the lock ---------------------------------------------------------
+
+    def dequeued_locked(self) -> None:
+        """A request left the bounded queue: its runner admitted it, or it ended before that."""
+        self._queued -= 1
+
+    def requeued_locked(self) -> None:
+        """An admitted request is queued again: its runner died before it began, a fresh one serves it."""
+        self._queued += 1
+
+    def finished_locked(self, worker: RunnerProxy, job: Job) -> None:
+        """A job ended: its keep_alive starts now (0: the model unloads once nothing else runs on it)."""
+        keep = job.keep_alive if job.keep_alive is not None else self.settings.keep_alive
+        if keep is None or keep < 0:
+            keep = None
+        worker.last_used = time.monotonic()
+        worker.expires_at = None if keep is None else time.time() + keep
+        if (keep == 0 and not worker.busy and worker.waiting == 0
+                and self.workers.get(worker.name) is worker):
+            # keep_alive 0: unload as soon as this request ends (Open WebUI unloads this way)
+            del self.workers[worker.name]
+            worker.stop()
+
     # internals --------------------------------------------------------------------------------------
 
     def _enqueue(self, kind: str, model: str, request: object, load: LoadOptions,
@@ -196,18 +219,6 @@ class Scheduler:
             worker.put(Job(kind, request, options, keep_alive, handle))
             self._evict_locked(keep=worker)
         return handle
-
-    def _finished_locked(self, worker: RunnerProxy, job: Job) -> None:
-        keep = job.keep_alive if job.keep_alive is not None else self.settings.keep_alive
-        if keep is None or keep < 0:
-            keep = None
-        worker.last_used = time.monotonic()
-        worker.expires_at = None if keep is None else time.time() + keep
-        if (keep == 0 and not worker.busy and worker.waiting == 0
-                and self.workers.get(worker.name) is worker):
-            # keep_alive 0: unload as soon as this request ends (Open WebUI unloads this way)
-            del self.workers[worker.name]
-            worker.stop()
 
     def _evict_locked(self, keep: RunnerProxy | None = None) -> None:
         """Past the maximum, stop the least recently used idle workers (never a busy one, never keep: the one

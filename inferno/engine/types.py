@@ -47,8 +47,9 @@ class ToolChoice(BaseModel):
         return self
 
 
-class SamplingOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Samplers(BaseModel):
+    """llama.cpp's sampler settings with the ranges the engine takes: SamplingOptions' own, and a body's that
+    spells them as llama.cpp does (llama-server's /infill takes them flat, with these names)."""
 
     temperature: float | None = Field(None, ge=0, le=100)
     top_k: int | None = Field(None, ge=0)
@@ -60,6 +61,11 @@ class SamplingOptions(BaseModel):
     presence_penalty: float | None = Field(None, ge=-100, le=100)
     frequency_penalty: float | None = Field(None, ge=-100, le=100)
     seed: int | None = None
+
+
+class SamplingOptions(Samplers):
+    model_config = ConfigDict(extra="forbid")
+
     stop: list[str] = Field(default_factory=list)
     max_tokens: int | None = Field(None, description="None or negative: until the context is full")
     ignore_eos: bool = False  # keep going past end-of-generation tokens (benchmarks, load tests)

@@ -42,7 +42,8 @@ class Reply(Protocol):
 
     cancelled: threading.Event
 
-    def _put(self, item: Any) -> None: ...
+    def put(self, item: Any) -> None:
+        """An event for the job (its last one ends it)."""
 
     def taken(self) -> None:
         """The runner began this request (past loading): a crash from here on is this request's."""
@@ -123,7 +124,7 @@ class Worker:
                     self.batcher.step()
                 except Exception as e:  # a bug: fail what runs, keep serving
                     log.exception("decode step failed for %s", self.name)
-                    self.batcher._fail_all(InfernoError(f"generation failed: {type(e).__name__}: {e}"))
+                    self.batcher.fail_all(InfernoError(f"generation failed: {type(e).__name__}: {e}"))
                 self._stepped()
                 if self.batcher.broken and not self.doomed:
                     log.error("%s: the decode failed; the model reloads for the next request", self.name)
@@ -267,7 +268,7 @@ class Worker:
             elif isinstance(event, Done):
                 self._end(job, event)
             else:
-                job.handle._put(event)
+                job.handle.put(event)
 
         return emit
 
@@ -284,7 +285,7 @@ class Worker:
             with self.lock:
                 self.running -= 1
         job.ended = True
-        job.handle._put(Failure(result) if isinstance(result, BaseException) else result)
+        job.handle.put(Failure(result) if isinstance(result, BaseException) else result)
 
     # loading --------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from inferno.api import (
     InfillChunk,
     Ranked,
     RerankRequest,
+    Samplers,
     SamplingOptions,
     TextDelta,
     Truncated,
@@ -42,11 +43,8 @@ def error_body(error: InfernoError) -> dict[str, Any]:
 
 
 def infill_request(req: InfillRequest) -> GenerateRequest:
-    sampling = SamplingOptions(
-        temperature=req.temperature, top_k=req.top_k, top_p=req.top_p, min_p=req.min_p, typical_p=req.typical_p,
-        repeat_penalty=req.repeat_penalty, repeat_last_n=req.repeat_last_n, presence_penalty=req.presence_penalty,
-        frequency_penalty=req.frequency_penalty, seed=req.seed, stop=[s for s in req.stop if s],
-        max_tokens=req.n_predict, ignore_eos=req.ignore_eos)
+    sampling = SamplingOptions(**req.model_dump(include=set(Samplers.model_fields)),
+                               stop=[s for s in req.stop if s], max_tokens=req.n_predict, ignore_eos=req.ignore_eos)
     return GenerateRequest(model=req.model, prompt=req.input_prefix, suffix=req.input_suffix,
                            infill_prompt=req.prompt, sampling=sampling, grammar=req.grammar,
                            infill_extra=[InfillChunk(text=c.text, filename=c.filename) for c in req.input_extra],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from inferno.api import Samplers
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -16,7 +18,7 @@ class ExtraChunk(_Body):
     filename: str = Field("tmp", max_length=4096)
 
 
-class InfillRequest(_Body):
+class InfillRequest(_Body, Samplers):  # the sampler fields (temperature, top_k, …, seed) as the core takes them
     model: str = Field(min_length=1)  # llama-server serves one model; Inferno names it
     input_prefix: str = ""
     input_suffix: str = ""
@@ -24,16 +26,6 @@ class InfillRequest(_Body):
     prompt: str = ""  # follows the prefix: the part of the cursor's line typed so far
     stream: bool = False
     n_predict: int = Field(-1, ge=-1)  # -1: until end of text (or the context is full)
-    temperature: float | None = Field(None, ge=0, le=100)
-    top_k: int | None = Field(None, ge=0)
-    top_p: float | None = Field(None, ge=0, le=1)
-    min_p: float | None = Field(None, ge=0, le=1)
-    typical_p: float | None = Field(None, ge=0, le=1)
-    repeat_penalty: float | None = Field(None, ge=0, le=100)
-    repeat_last_n: int | None = Field(None, ge=-1)
-    presence_penalty: float | None = Field(None, ge=-100, le=100)
-    frequency_penalty: float | None = Field(None, ge=-100, le=100)
-    seed: int | None = None
     stop: list[str] = Field(default_factory=list, max_length=16)
     ignore_eos: bool = False
     grammar: str | None = Field(None, max_length=100_000)
