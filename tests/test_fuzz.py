@@ -53,7 +53,8 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> It
     assert sorted(p.name for p in root.iterdir()) == ["home", "outside.txt"]
     assert (root / "outside.txt").read_text() == "untouched"
     written = sorted(p.name for p in (root / "home").iterdir() if not p.name.startswith("server-"))
-    assert written in (["models"], ["models", "responses"])  # stored responses (/v1/responses) live there
+    # stored responses (/v1/responses) and the prompt cache live there too
+    assert set(written) <= {"models", "responses", "prompt-cache"} and "models" in written
     assert not list(Path("/tmp").glob("inferno-fuzz-escape*"))
 
 

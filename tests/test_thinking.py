@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import ollama
@@ -223,8 +223,12 @@ def test_harmony_channels_through_both_dialects(server: Server) -> None:
     assert "".join(p.message.thinking or "" for p in parts) == (msg.model_extra or {})["reasoning_content"]
     assert "".join(p.message.content or "" for p in parts) == msg.content
 
-    def count(think: Any) -> int:
-        return client.chat(model="oss", messages=MSG, options={"num_predict": 1}, think=think).prompt_eval_count or 0
+    def count(effort: str | None) -> int:  # the whole prompt's length (prompt_eval_count leaves out cached cells)
+        r = OpenAI(base_url=server.url + "/v1", api_key="x").chat.completions.create(
+            model="oss", messages=cast(Any, MSG), max_tokens=1,
+            extra_body={"reasoning_effort": effort} if effort else None)
+        assert r.usage is not None
+        return r.usage.prompt_tokens
 
     assert count("low") == count("high") - 1 == count(None) - 3  # "low", "high", the default "medium"
 
