@@ -62,6 +62,9 @@ class Settings(BaseModel):
     # one KV cache shared by every slot (llama-server --kv-unified): a sequence may use all of it, but greedy
     # output then depends on what else runs; False (default): one stream of the full context per slot
     kv_unified: bool = False
+    # speculative decoding (inferno.engine.speculate): auto and ngram draft from the context (the same tokens,
+    # faster where the answer repeats its input); off: never
+    speculative: Literal["auto", "ngram", "off"] = "auto"
     origins: list[str] = Field(default_factory=list)  # browser origins beside the server's own ("*": any)
     allowed_hosts: list[str] = Field(default_factory=list)  # Host names beside IP literals and localhost ("*": any)
     api_key: str | None = None
@@ -161,6 +164,7 @@ KEYS = {
     "kv_cache_type": "kv_cache_type",
     "flash_attn": "flash_attn",
     "kv_unified": "kv_unified",  # 1 / true: one KV cache shared by the slots (not batch-invariant)
+    "speculative": "speculative",  # auto / ngram / off: n-gram drafts verified in the decode
     "api_key": "api_key",
     "context_length": "default_context",
     "max_body_bytes": "max_body_bytes",

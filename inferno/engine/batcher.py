@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from inferno.engine.sequence import Sequence
 from inferno.engine.slots import Slot, plan
+from inferno.engine.speculate import draft_for, verify
 from inferno.engine.types import FinishReason
 from inferno.errors import InfernoError
 
@@ -202,16 +203,11 @@ class Batcher:
                 self._fail_all(InfernoError(f"llama_decode failed ({rc}) for {self.model.name}"))
                 return 0
         self._added.clear()
-        for slot, index in outputs:
-            seq = slot.seq
-            assert seq is not None
-            tok, lp = seq.sample(self.ctx, index)
-            reason = seq.accept(tok, lp)
-            if reason is not None:
-                self._release(slot, reason)
-            else:
-                slot.next_token = tok
-        return len(outputs)
+        n = 0
+        for slot, index in outputs:  # a slot's rows: its next token's, then its draft's (inferno.engine.speculate)
+            draft, slot.draft = slot.draft, []
+            n += verify(self, slot, index - len(draft), draft)
+        return n
 
     def _fill_tokens(self) -> list[tuple[Slot, int]]:
         """One token of every generating sequence (in slot order: llama.cpp splits a batch over streams by
@@ -220,13 +216,15 @@ class Batcher:
         self.batch.n_tokens = 0
         self._added.clear()
         outputs: list[tuple[Slot, int]] = []
-        for slot in self.slots:  # generating sequences never wait on prompts
-            if slot.seq is None or slot.next_token is None:
-                continue
+        generating = [s for s in self.slots if s.seq is not None and s.next_token is not None]
+        for i, slot in enumerate(generating):  # generating sequences never wait on prompts
             if not self._room(slot, 1) and not self._shift(slot):  # its stream (or the unified cache) is full
                 self._release(slot, "length")
                 continue
-            outputs.append((slot, self._add(slot, [slot.next_token], True, prompt=False)))
+            tok, draft = slot.next_token, draft_for(self, slot, len(generating) - i - 1)
+            assert tok is not None
+            outputs.append((slot, self._add(slot, [tok, *draft], True, prompt=False, every=bool(draft))))
+            slot.draft = draft
         if self.unified:
             for slot in sorted((s for s in self.slots if s.seq is not None and s.pending), key=lambda s: s.last_used):
                 if not self._chunk(slot, self.n_batch - self.batch.n_tokens, outputs):
@@ -259,17 +257,18 @@ class Batcher:
             outputs.append((slot, row))
         return True
 
-    def _add(self, slot: Slot, tokens: list[int], logits_last: bool, *, prompt: bool) -> int:
-        """Append tokens of one slot to the batch at its next positions; the row of the last one."""
+    def _add(self, slot: Slot, tokens: list[int], logits_last: bool, *, prompt: bool, every: bool = False) -> int:
+        """Append tokens of one slot to the batch at its next positions (logits for the last one, or for every one);
+        the row of the last one."""
         b, start, pos = self.batch, self.batch.n_tokens, slot.pos(len(slot.cache))
         for i, tok in enumerate(tokens):
             j = start + i
-            b.token[j], b.pos[j], b.n_seq_id[j], b.logits[j] = tok, pos + i, 1, 0
+            b.token[j], b.pos[j], b.n_seq_id[j], b.logits[j] = tok, pos + i, 1, int(every)
             b.seq_id[j][0] = slot.id
         b.logits[start + len(tokens) - 1] = 1 if logits_last else 0
         b.n_tokens = start + len(tokens)
         slot.cache.extend(tokens)  # provisional until the decode succeeds (see _shed)
-        slot.next_token = None
+        slot.next_token, slot.draft = None, []
         slot.last_used = time.monotonic()
         self._added.append((slot, tokens, prompt))
         return b.n_tokens - 1
@@ -338,7 +337,8 @@ class Batcher:
     def _release(self, slot: Slot, reason: FinishReason) -> None:
         """End the slot's sequence; its cached cells stay as a prefix cache until someone needs the room."""
         seq, slot.seq = slot.seq, None
-        slot.pending, slot.next_token = [], None  # an unfinished prompt's evaluated part is still a valid prefix
+        # an unfinished prompt's evaluated part is still a valid prefix
+        slot.pending, slot.next_token, slot.draft = [], None, []
         slot.last_used = time.monotonic()
         if seq is not None:
             if seq.shifted:  # cells past the kept start were computed beside discarded ones: no prefix cache

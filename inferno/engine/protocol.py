@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 KVCacheType = Literal["f16", "q8_0", "q4_0"]
 FlashAttn = Literal["auto", "on", "off"]
+SpeculativeMode = Literal["auto", "ngram", "off"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class EngineSettings:
     kv_cache_type: KVCacheType = "f16"
     flash_attn: FlashAttn = "auto"
     kv_unified: bool = False  # one KV cache shared by the slots (llama-server --kv-unified); else a stream per slot
+    speculative: SpeculativeMode = "auto"  # n-gram drafts (inferno.engine.speculate); "off": none
     rpc_servers: tuple[str, ...] = ()  # llama.cpp RPC workers (host:port) that hold the layers with the GPUs
     tensor_split: tuple[float, ...] = ()  # proportions per device: the RPC workers' in order, then local GPUs
     # bounds on what one request may make the engine do (inferno.config.Settings names each; docs/security.md)
@@ -117,8 +119,8 @@ class EngineSettings:
                    max_image_bytes=s.max_image_bytes,
                    keep_alive=s.keep_alive_seconds, max_loaded_models=s.max_loaded_models,
                    max_queue=s.max_queue, num_parallel=s.num_parallel, kv_cache_type=s.kv_cache_type,
-                   flash_attn=s.flash_attn, kv_unified=s.kv_unified, rpc_servers=tuple(s.rpc_servers),
-                   tensor_split=tuple(s.tensor_split),
+                   flash_attn=s.flash_attn, kv_unified=s.kv_unified, speculative=s.speculative,
+                   rpc_servers=tuple(s.rpc_servers), tensor_split=tuple(s.tensor_split),
                    max_grammar_bytes=s.max_grammar_bytes, max_grammar_depth=s.max_grammar_depth,
                    max_schema_repeat=s.max_schema_repeat, max_template_bytes=s.max_template_bytes,
                    template_max_steps=s.template_max_steps, template_timeout=s.template_timeout,
