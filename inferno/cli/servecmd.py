@@ -77,6 +77,10 @@ def server_ps() -> list[dict[str, Any]]:
 @click.option("--kv-unified", is_flag=True,
               help="One KV cache shared by all slots (llama-server's --kv-unified): a single sequence may use all of "
                    "parallel x context, but greedy output then depends on the other requests (INFERNO_KV_UNIFIED=1).")
+@click.option("--speculative", type=click.Choice(["auto", "ngram", "off"]),
+              help="Speculative decoding (default auto: n-gram drafts from the context, verified in the decode, where "
+                   "flash attention keeps greedy answers token for token; ngram: also without it, where rounding may "
+                   "change them; off: never. INFERNO_SPECULATIVE).")
 @click.option("--rpc", help="llama.cpp RPC workers (`inferno rpc-worker`) to split models across: "
                             "HOST:PORT[,HOST:PORT…] (INFERNO_RPC_SERVERS).")
 @click.option("--tensor-split", help="Proportions of the layers per device, the RPC workers' first, then local GPUs: "
@@ -86,7 +90,7 @@ def server_ps() -> list[dict[str, Any]]:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 def serve(model: str | None, host: str | None, port: int | None, load: dict[str, Any], keep_alive: str | None,
           parallel: int | None, kv_type: str | None, flash_attn: str | None, kv_unified: bool,
-          rpc: str | None, tensor_split: str | None, no_repack: bool, log_level: str) -> None:
+          speculative: str | None, rpc: str | None, tensor_split: str | None, no_repack: bool, log_level: str) -> None:
     """Serve every local model over the Ollama (/api) and OpenAI (/v1) APIs.
 
     With MODEL, that model is pulled if needed and loaded before requests come. On an empty store the
@@ -105,7 +109,7 @@ def serve(model: str | None, host: str | None, port: int | None, load: dict[str,
     updates: dict[str, Any] = {k: v for k, v in {
         "host": host, "port": port, "keep_alive": keep_alive, "num_parallel": parallel, "kv_cache_type": kv_type,
         "flash_attn": flash_attn, "repack": False if no_repack else None,
-        "kv_unified": True if kv_unified else None}.items() if v is not None}
+        "kv_unified": True if kv_unified else None, "speculative": speculative}.items() if v is not None}
     settings = with_rpc(settings.model_validate(settings.model_dump() | updates), rpc, tensor_split)
     logging.basicConfig(level=getattr(logging, log_level.upper()), format="%(message)s")
     inferno = Inferno(settings)
