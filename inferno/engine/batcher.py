@@ -8,6 +8,9 @@ same tokens alone or beside any others. Each step decodes one token of every gen
 row per sequence: the same numbers as alone), then one prompt chunk of the earliest admitted sequence still
 evaluating (at most n_batch tokens, so a long prompt delays the others by one chunk, not by the whole prompt),
 and samples every sequence from its own logits row with its own sampler. Requests join and leave between steps.
+A generating sequence may add a draft after its token (inferno.engine.speculate: n-gram drafts from its own
+context), verified from the rows of the same decode; `auto` drafts only with flash attention, whose rows give the
+numbers of one token at a time, so the promise above holds with drafts too.
 
 With --kv-unified the cache is one pool of n_ctx cells shared by every slot (llama-server's --kv-unified): one
 sequence may use all of it while there is room, and prompt chunks ride in the same batch as the generating
@@ -26,7 +29,6 @@ that evaluation and copies it.
 from __future__ import annotations
 
 import collections
-import ctypes
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -369,40 +371,8 @@ class Batcher:
     # scoring --------------------------------------------------------------------------------------
 
     def score(self, tokens: list[int]) -> list[float] | None:
-        """Each token's log-probability given those before it, in windows of at most n_batch tokens each
-        starting afresh (as llama.cpp's perplexity tool does). None while no slot or room is free."""
-        import numpy as np
+        """Each token's log-probability given those before it (inferno.engine.scoring); None while no slot or
+        room is free."""
+        from inferno.engine.scoring import score
 
-        free = [s for s in self.slots if s.seq is None]
-        window = min(self.n_ctx, self.n_batch)
-        if not free:
-            return None
-        slot = min(free, key=lambda s: s.last_used)
-        self._forget(slot, 0)
-        if not self._room(slot, window):
-            return None
-        out: list[float] = []
-        n_vocab = self.model.n_vocab
-        for start in range(0, len(tokens), window):
-            chunk = tokens[start:start + window]
-            if len(chunk) < 2:
-                continue
-            b = self.batch
-            b.n_tokens = 0
-            self._add(slot, chunk, True, prompt=True)
-            for i in range(len(chunk)):
-                b.logits[i] = 1
-            rc = self.lib.llama_decode(self.ctx, b)
-            self._added.clear()
-            if rc != 0:
-                self._forget(slot, 0)
-                raise InfernoError(f"llama_decode failed ({rc}) while scoring")
-            ptr = self.lib.llama_get_logits(self.ctx)
-            logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)),
-                                           shape=(len(chunk), n_vocab)).astype(np.float64)
-            self._forget(slot, 0)
-            m = logits.max(axis=1, keepdims=True)
-            logz = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))[:, 0]
-            picked = logits[np.arange(len(chunk) - 1), chunk[1:]] - logz[:-1]
-            out += [float(x) for x in picked]
-        return out
+        return score(self, tokens)
