@@ -130,6 +130,17 @@ def test_max_tokens_inside_a_draft(spec_host: Inferno, limit: int) -> None:
     assert on[1].reason == "length" and on[1].completion_tokens == limit
 
 
+def test_logprobs_from_the_draft_rows(spec_host: Inferno) -> None:
+    """Each token's log-probabilities are read from the row it was sampled from: the same as without drafts."""
+    def entries(spec: bool) -> list[Any]:
+        events = list(spec_host.engine.submit(request(EDIT + PASSAGES[0], spec=spec, max_tokens=48, logprobs=2)))
+        assert not spec or events[-1].draft_n_accepted > 0
+        return [x for e in events if isinstance(e, TextDelta) and e.logprobs for x in e.logprobs]
+
+    on, off = entries(True), entries(False)
+    assert len(on) > 30 and on == off
+
+
 def test_seeded_sampling_reproducible(spec_host: Inferno) -> None:
     """A sampled token is drawn from the model's own distribution, one draw per token as without drafts: the
     same seed gives the same text."""
