@@ -73,13 +73,14 @@ def both(host: Inferno, text: str, **kw: Any) -> tuple[tuple[str, Done], tuple[s
                                                                                                    **kw)))
 
 
-def same(on: tuple[str, Done], off: tuple[str, Done]) -> None:
+def same(on: tuple[str, Done], off: tuple[str, Done], *, agreed: bool = True) -> None:
     (text_on, done_on), (text_off, done_off) = on, off
     assert done_on.context == done_off.context  # token for token
     assert text_on == text_off and done_on.reason == done_off.reason
     assert done_on.completion_tokens == done_off.completion_tokens  # eval_count: generated tokens, not drafts
     assert done_off.draft_n == 0
-    assert 0 < done_on.draft_n_accepted <= done_on.draft_n  # drafts were verified, and some agreed
+    assert 0 < done_on.draft_n and done_on.draft_n_accepted <= done_on.draft_n  # drafts were verified
+    assert done_on.draft_n_accepted > 0 or not agreed  # and some agreed
 
 
 def test_greedy_same_tokens_with_drafts(spec_host: Inferno) -> None:
@@ -102,7 +103,8 @@ def test_four_concurrent_same_as_alone(spec_host: Inferno) -> None:
     for t in threads:
         t.join()
     for together, single in zip(out, alone, strict=True):
-        same(together, single)
+        same(together, single, agreed=False)
+    assert sum(done.draft_n_accepted for _, done in out) > 0
 
 
 def test_json_schema_grammar(spec_host: Inferno) -> None:
@@ -150,32 +152,41 @@ def test_seeded_sampling_reproducible(spec_host: Inferno) -> None:
 
 
 def test_non_repetitive_prompt_stops_drafting(spec_host: Inferno) -> None:
-    """An answer that does not repeat its input wastes few drafts: a failed draft shortens the next one, failures
-    in a row pause the drafting (on this answer: 9 draft tokens in 160, none accepted; 4 per match without)."""
+    """An answer that does not repeat its input wastes few drafts: a failed draft shortens the next one, and
+    drafts that do not pay pause the drafting (6 draft tokens on this answer, none accepted; 16 wasted with a
+    fixed draft length of 2 and no pauses, 34 with 4)."""
     on, off = both(spec_host, "What are the benefits of regular exercise?", max_tokens=160)
     assert on[0] == off[0]
     wasted = on[1].draft_n - on[1].draft_n_accepted
-    assert wasted <= on[1].completion_tokens // 10, (on[1].draft_n, on[1].draft_n_accepted)
+    assert wasted <= on[1].completion_tokens // 16, (on[1].draft_n, on[1].draft_n_accepted)
 
 
 def test_drafter_adapts() -> None:
-    """Unit: whole drafts accepted double the length (to n_max); a failure falls back to what was accepted;
-    FAILS failures in a row pause drafting for PAUSE steps, then it tries again."""
+    """Unit: accepted drafts make the next ones longer (up to n_max), a rejected one shorter; drafts that do not
+    pay pause the drafting for PAUSE steps, then it tries again with a short draft."""
     d = speculate.Drafter(n_max=8)
     history = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 1, 2, 3]
-    assert d.propose(history, 100) == [4, 5, 6, 7][:speculate.START]
-    d.update(4, 4)
-    assert d.k == 8
-    d.update(8, 8)
-    assert d.k == 8  # n_max
-    d.update(8, 2)
-    assert d.k == 3
-    for _ in range(speculate.FAILS):
-        d.update(3, 0)
+    first = d.propose(history, 100)
+    assert first == [4, 5, 6, 7, 8, 9, 10, 11][:d.k] and 0 < len(first) < 8
+    lengths = []
+    for _ in range(4):
+        d.update(d.k, d.k)
+        lengths.append(d.k)
+    assert lengths == sorted(lengths) and lengths[-1] == 8 > len(first)  # up to n_max
+    partial = 0
+    while d.k == 8:  # drafts of 8 with 1 accepted: a few bring the length down
+        d.update(8, 1)
+        partial += 1
+    assert partial <= 3
+    fails = 0
+    while d.pause == 0:
+        d.update(max(d.k, 1), 0)
+        fails += 1
+    assert fails <= 8 and d.pause == speculate.PAUSE
     for _ in range(speculate.PAUSE):
         assert d.propose(history, 100) == []
-    assert d.propose(history, 100) == [4]
-    assert (d.drafted, d.accepted) == (4 + 8 + 8 + 3 * speculate.FAILS, 4 + 8 + 2)
+    assert 0 < len(d.propose(history, 100)) < 8  # afresh
+    assert d.propose(history, 2) == [4, 5][:d.k]  # the limit (room, max_tokens) bounds it
     assert speculate.Drafter(n_max=8, n_min=5).propose([1, 2, 3, 9, 1, 2, 3], 100) == []  # shorter than n_min
 
 
