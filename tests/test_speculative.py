@@ -79,7 +79,7 @@ def same(on: tuple[str, Done], off: tuple[str, Done], *, agreed: bool = True) ->
     assert text_on == text_off and done_on.reason == done_off.reason
     assert done_on.completion_tokens == done_off.completion_tokens  # eval_count: generated tokens, not drafts
     assert done_off.draft_n == 0
-    assert 0 < done_on.draft_n and done_on.draft_n_accepted <= done_on.draft_n  # drafts were verified
+    assert done_on.draft_n > 0 and done_on.draft_n_accepted <= done_on.draft_n  # drafts were verified
     assert done_on.draft_n_accepted > 0 or not agreed  # and some agreed
 
 
