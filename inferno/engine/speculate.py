@@ -51,9 +51,10 @@ def drafter_for(model: Model, req: GenerateRequest) -> Drafter | None:
 
     Why flash attention: its CPU kernel computes each query row on its own, so a row of a draft gives the same
     numbers as that token decoded alone and greedy answers keep every token. Without it, the attention products
-    of two or more tokens of one sequence go through llamafile's sgemm instead of ggml's row dot products and
-    round differently: on SmolLM2 Q4_1 the log-probabilities moved by up to 0.07 within 40 tokens and the greedy
-    text changed a few sentences in. `ngram` drafts there too, for speed at that price (as --kv-unified does)."""
+    of two or more tokens of one sequence take other kernels than one token's (most likely llamafile's sgemm,
+    which ggml uses only for two or more columns, instead of its row dot products) and round differently: on
+    SmolLM2 Q4_1 the log-probabilities moved by up to 0.07 within 40 tokens and the greedy text changed a few
+    sentences in. `ngram` drafts there too, for speed at that price (as --kv-unified does)."""
     spec, mode = req.speculative, model.settings.speculative
     if mode == "off" or spec.enabled is False or spec.n_max == 0 or (mode == "auto" and model.flash() != "on"):
         return None
