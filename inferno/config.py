@@ -67,6 +67,9 @@ class Settings(BaseModel):
     # the prompt cache on disk, across restarts: a folder, "off", or None (INFERNO_HOME/prompt-cache); MiB bound
     prompt_cache: str | None = None
     prompt_cache_size: int = Field(4096, ge=0)
+    # speculative decoding (inferno.engine.speculate): auto and ngram draft from the context (the same tokens,
+    # faster where the answer repeats its input); off: never
+    speculative: Literal["auto", "ngram", "off"] = "auto"
     origins: list[str] = Field(default_factory=list)  # browser origins beside the server's own ("*": any)
     allowed_hosts: list[str] = Field(default_factory=list)  # Host names beside IP literals and localhost ("*": any)
     api_key: str | None = None
@@ -169,6 +172,7 @@ KEYS = {
     "cache_ram": "cache_ram",  # MiB; 0: no prompt cache in RAM
     "prompt_cache": "prompt_cache",  # a folder or "off"
     "prompt_cache_size": "prompt_cache_size",  # MiB
+    "speculative": "speculative",  # auto / ngram / off: n-gram drafts verified in the decode
     "api_key": "api_key",
     "context_length": "default_context",
     "max_body_bytes": "max_body_bytes",

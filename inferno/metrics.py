@@ -29,6 +29,10 @@ class Metrics:
         self.prompt_cache_hits = Counter("inferno_prompt_cache_hits", "Generations that reused a cached prefix",
                                          ["model"], registry=r)
         self.completion_tokens = Counter("inferno_completion_tokens", "Tokens generated", ["model"], registry=r)
+        self.draft_tokens = Counter("inferno_draft_tokens", "Speculative draft tokens verified", ["model"], registry=r)
+        self.draft_accepted = Counter("inferno_draft_tokens_accepted",
+                                      "Speculative draft tokens the model agreed with (each one a generated token)",
+                                      ["model"], registry=r)
         self.generations = Counter("inferno_generations", "Finished generations by reason", ["model", "reason"],
                                    registry=r)
         self.ttft = Histogram("inferno_time_to_first_token_seconds", "Prompt evaluation until the first token",
@@ -52,6 +56,9 @@ class Metrics:
             self.prompt_cache_hits.labels(model).inc()
         self.completion_tokens.labels(model).inc(done.completion_tokens)
         self.generations.labels(model, done.reason).inc()
+        if done.draft_n:
+            self.draft_tokens.labels(model).inc(done.draft_n)
+            self.draft_accepted.labels(model).inc(done.draft_n_accepted)
         if done.completion_tokens:
             self.ttft.labels(model).observe(done.prompt_eval_ns / 1e9)
             self.token_latency.labels(model).observe(done.eval_ns / 1e9 / done.completion_tokens)

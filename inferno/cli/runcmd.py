@@ -114,8 +114,9 @@ class Session:
         self.history.append(Message(role="assistant", content=answer, thinking="".join(thought) or None))
         if self.verbose and done is not None:
             rate = done.completion_tokens / (done.eval_ns / 1e9) if done.eval_ns else 0.0
+            drafts = (f", draft tokens accepted: {done.draft_n_accepted} of {done.draft_n}" if done.draft_n else "")
             click.echo(f"prompt tokens: {done.prompt_tokens}, answer tokens: {done.completion_tokens}, "
-                       f"{rate:.1f} tokens/s", err=True)
+                       f"{rate:.1f} tokens/s{drafts}", err=True)
         return answer
 
     def command(self, line: str) -> bool:

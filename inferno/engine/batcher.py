@@ -9,6 +9,9 @@ row per sequence: the same numbers as alone), then one prompt chunk of the earli
 evaluating (a chunk of the model's prompt_chunk tokens, so a long prompt delays the others by one chunk, not by
 the whole prompt),
 and samples every sequence from its own logits row with its own sampler. Requests join and leave between steps.
+A generating sequence may add a draft after its token (inferno.engine.speculate: n-gram drafts from its own
+context), verified from the rows of the same decode; `auto` drafts only with flash attention, whose rows give the
+numbers of one token at a time, so the promise above holds with drafts too.
 
 With --kv-unified the cache is one pool of n_ctx cells shared by every slot (llama-server's --kv-unified): one
 sequence may use all of it while there is room, and prompt chunks ride in the same batch as the generating
@@ -30,7 +33,6 @@ the answer is the same as cold.
 from __future__ import annotations
 
 import collections
-import ctypes
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -39,6 +41,7 @@ from inferno.engine.diskcache import disk_cache
 from inferno.engine.promptcache import MIN_KEEP, PromptCache
 from inferno.engine.sequence import Sequence
 from inferno.engine.slots import Slot, plan
+from inferno.engine.speculate import draft_for, verify
 from inferno.engine.types import FinishReason
 from inferno.errors import InfernoError
 
@@ -220,16 +223,11 @@ class Batcher:
                 self.fail_all(InfernoError(f"llama_decode failed ({rc}) for {self.model.name}"))
                 return 0
         self._added.clear()
-        for slot, index in outputs:
-            seq = slot.seq
-            assert seq is not None
-            tok, lp = seq.sample(self.ctx, index)
-            reason = seq.accept(tok, lp)
-            if reason is not None:
-                self._release(slot, reason)
-            else:
-                slot.next_token = tok
-        return len(outputs)
+        n = 0
+        for slot, index in outputs:  # a slot's rows: its next token's, then its draft's (inferno.engine.speculate)
+            draft, slot.draft = slot.draft, []
+            n += verify(self, slot, index - len(draft), draft)
+        return n
 
     def _fill_tokens(self) -> list[tuple[Slot, int]]:
         """One token of every generating sequence (in slot order: llama.cpp splits a batch over streams by
@@ -238,13 +236,15 @@ class Batcher:
         self.batch.n_tokens = 0
         self._added.clear()
         outputs: list[tuple[Slot, int]] = []
-        for slot in self.slots:  # generating sequences never wait on prompts
-            if slot.seq is None or slot.next_token is None:
-                continue
+        generating = [s for s in self.slots if s.seq is not None and s.next_token is not None]
+        for i, slot in enumerate(generating):  # generating sequences never wait on prompts
             if not self._room(slot, 1) and not self._shift(slot):  # its stream (or the unified cache) is full
                 self._release(slot, "length")
                 continue
-            outputs.append((slot, self._add(slot, [slot.next_token], True, prompt=False)))
+            tok, draft = slot.next_token, draft_for(self, slot, len(generating) - i - 1)
+            assert tok is not None
+            outputs.append((slot, self._add(slot, [tok, *draft], True, prompt=False, every=bool(draft))))
+            slot.draft = draft
         if self.unified:
             for slot in sorted((s for s in self.slots if s.seq is not None and s.pending), key=lambda s: s.last_used):
                 if not self._chunk(slot, self.n_batch - self.batch.n_tokens, outputs):
@@ -280,17 +280,18 @@ class Batcher:
             outputs.append((slot, row))
         return True
 
-    def _add(self, slot: Slot, tokens: list[int], logits_last: bool, *, prompt: bool) -> int:
-        """Append tokens of one slot to the batch at its next positions; the row of the last one."""
+    def _add(self, slot: Slot, tokens: list[int], logits_last: bool, *, prompt: bool, every: bool = False) -> int:
+        """Append tokens of one slot to the batch at its next positions (logits for the last one, or for every one);
+        the row of the last one."""
         b, start, pos = self.batch, self.batch.n_tokens, slot.pos(len(slot.cache))
         for i, tok in enumerate(tokens):
             j = start + i
-            b.token[j], b.pos[j], b.n_seq_id[j], b.logits[j] = tok, pos + i, 1, 0
+            b.token[j], b.pos[j], b.n_seq_id[j], b.logits[j] = tok, pos + i, 1, int(every)
             b.seq_id[j][0] = slot.id
         b.logits[start + len(tokens) - 1] = 1 if logits_last else 0
         b.n_tokens = start + len(tokens)
         slot.cache.extend(tokens)  # provisional until the decode succeeds (see _shed)
-        slot.next_token = None
+        slot.next_token, slot.draft = None, []
         slot.last_used = time.monotonic()
         self._added.append((slot, tokens, prompt))
         return b.n_tokens - 1
@@ -363,7 +364,8 @@ class Batcher:
     def _release(self, slot: Slot, reason: FinishReason) -> None:
         """End the slot's sequence; its cached cells stay as a prefix cache until someone needs the room."""
         seq, slot.seq = slot.seq, None
-        slot.pending, slot.next_token = [], None  # an unfinished prompt's evaluated part is still a valid prefix
+        # an unfinished prompt's evaluated part is still a valid prefix
+        slot.pending, slot.next_token, slot.draft = [], None, []
         slot.last_used = time.monotonic()
         if seq is not None:
             if seq.shifted:  # cells past the kept start were computed beside discarded ones: no prefix cache
@@ -394,40 +396,8 @@ class Batcher:
     # scoring --------------------------------------------------------------------------------------
 
     def score(self, tokens: list[int]) -> list[float] | None:
-        """Each token's log-probability given those before it, in windows of at most n_batch tokens each
-        starting afresh (as llama.cpp's perplexity tool does). None while no slot or room is free."""
-        import numpy as np
+        """Each token's log-probability given those before it (inferno.engine.scoring); None while no slot or
+        room is free."""
+        from inferno.engine.scoring import score
 
-        free = [s for s in self.slots if s.seq is None]
-        window = min(self.n_ctx, self.n_batch)
-        if not free:
-            return None
-        slot = min(free, key=lambda s: s.last_used)
-        self._forget(slot, 0)
-        if not self._room(slot, window):
-            return None
-        out: list[float] = []
-        n_vocab = self.model.n_vocab
-        for start in range(0, len(tokens), window):
-            chunk = tokens[start:start + window]
-            if len(chunk) < 2:
-                continue
-            b = self.batch
-            b.n_tokens = 0
-            self._add(slot, chunk, True, prompt=True)
-            for i in range(len(chunk)):
-                b.logits[i] = 1
-            rc = self.lib.llama_decode(self.ctx, b)
-            self._added.clear()
-            if rc != 0:
-                self._forget(slot, 0)
-                raise InfernoError(f"llama_decode failed ({rc}) while scoring")
-            ptr = self.lib.llama_get_logits(self.ctx)
-            logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)),
-                                           shape=(len(chunk), n_vocab)).astype(np.float64)
-            self._forget(slot, 0)
-            m = logits.max(axis=1, keepdims=True)
-            logz = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))[:, 0]
-            picked = logits[np.arange(len(chunk) - 1), chunk[1:]] - logz[:-1]
-            out += [float(x) for x in picked]
-        return out
+        return score(self, tokens)

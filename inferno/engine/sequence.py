@@ -17,6 +17,7 @@ from inferno.engine.fit import fit, keep_count
 from inferno.engine.grammar import check_grammar, grammar_for
 from inferno.engine.output import StreamedText
 from inferno.engine.sampling import DEFAULT_SAMPLING, Sampler, logprobs_entry
+from inferno.engine.speculate import drafter_for
 from inferno.engine.thinking import HarmonySplitter, ThinkSplitter, is_harmony, opens_inside, supports_thinking
 from inferno.engine.types import Done, FinishReason, GenerateRequest, ThinkingDelta, ToolCalls, Truncated
 
@@ -68,6 +69,7 @@ class Sequence:
             self.think = ThinkSplitter(inside=opens_inside(text))
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.generated: list[int] = []
+        self.drafter = drafter_for(model, req)  # n-gram drafts to verify (inferno.engine.speculate)
         self.cached = 0  # prompt tokens found in the slot's cache
         self.t_first = 0
         self.done = False
@@ -139,7 +141,9 @@ class Sequence:
                        total_ns=t_end - self.t0 + self.load_ns,
                        context=self.context() if self.req.return_context else None,
                        cached_tokens=self.cached, stop_sequence=self.out.stopped_by if reason == "stop" else None,
-                       truncated=self.truncated, shifted=self.shifted))
+                       truncated=self.truncated, shifted=self.shifted,
+                       draft_n=self.drafter.drafted if self.drafter else 0,
+                       draft_n_accepted=self.drafter.accepted if self.drafter else 0))
 
     def context(self) -> list[int]:
         """Ollama's generate context: the exchange's tokens (an image's placeholders are not tokens)."""

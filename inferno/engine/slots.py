@@ -24,7 +24,8 @@ MIN_WAIT = 64  # wait for a running prompt's evaluation when it will give this m
 
 
 class Slot:
-    __slots__ = ("admitted", "cache", "exact", "id", "images", "last_used", "next_token", "pending", "seq")
+    __slots__ = ("admitted", "cache", "draft", "exact", "id", "images", "last_used", "next_token", "pending",
+                 "seq")
 
     def __init__(self, sid: int) -> None:
         self.id = sid
@@ -36,6 +37,7 @@ class Slot:
         self.seq: Sequence | None = None
         self.pending: list[int] = []  # prompt tokens still to evaluate
         self.next_token: int | None = None  # sampled, to be decoded in the next step
+        self.draft: list[int] = []  # guessed tokens after next_token, decoded with it to be verified
         self.last_used = 0.0
         self.admitted = 0  # admission order: prompts are evaluated first come, first served
         # images in the cache as (start index, tokens, positions): with M-RoPE an image takes fewer positions

@@ -121,6 +121,16 @@ class InfillChunk(BaseModel):
     filename: str = "tmp"
 
 
+class SpeculativeOptions(BaseModel):
+    """Speculative decoding for one request (inferno.engine.speculate); None: the server's choice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = None  # False: no drafts for this request (True cannot turn on what the server has off)
+    n_max: int | None = Field(None, ge=0, le=64)  # llama-server's speculative.n_max: the longest draft
+    n_min: int | None = Field(None, ge=0, le=64)  # speculative.n_min: a shorter draft is not verified
+
+
 FormatSpec = Literal["json"] | dict[str, Any] | None
 
 
@@ -153,6 +163,7 @@ class GenerateRequest(BaseModel):
     # effort = on (the effort reaches templates that read `reasoning_effort`).
     think: bool | Literal["low", "medium", "high"] | None = None
     grammar: str | None = Field(None, max_length=1 << 24)  # raw GBNF, as llama-server's `grammar` (wins over format)
+    speculative: SpeculativeOptions = Field(default_factory=SpeculativeOptions)
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerateRequest:
@@ -236,6 +247,8 @@ class Done:
     stop_sequence: str | None = None  # the stop string that ended the generation, when one did
     truncated: int = 0  # messages dropped from the prompt to fit the context
     shifted: int = 0  # tokens discarded by context shifts during the generation
+    draft_n: int = 0  # draft tokens verified (speculative decoding; llama-server's timings.draft_n)
+    draft_n_accepted: int = 0  # of them, the tokens the model agreed with (each is one of completion_tokens)
 
 
 @dataclass(slots=True)

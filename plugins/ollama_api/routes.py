@@ -95,6 +95,7 @@ def make_blueprint(inferno: Inferno) -> Any:
         core: dict[str, Any] = {"model": req.model, "sampling": sampling, "load": load, "keep_alive": keep,
                                 "format": t.fmt(req.format), "context": req.context, "return_context": True,
                                 "think": think, "grammar": t.grammar(req.options),
+                                "speculative": t.speculative(req.options),
                                 "truncate": req.truncate is not False, "shift": req.shift is not False}
         # a template's translation runs off the event loop (a big one must not stall every other request)
         filled = await asyncio.to_thread(t.go_template, req.template, req.system, req.prompt,
@@ -140,6 +141,7 @@ def make_blueprint(inferno: Inferno) -> Any:
         handle = engine.submit(GenerateRequest(model=req.model, messages=messages, sampling=sampling, load=load,
                                                keep_alive=keep, format=t.fmt(req.format), tools=tools or None,
                                                think=think, grammar=t.grammar(req.options),
+                                               speculative=t.speculative(req.options),
                                                truncate=req.truncate is not False, shift=req.shift is not False))
         if req.stream:
             events, headers = await _primed(handle)

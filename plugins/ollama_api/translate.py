@@ -7,7 +7,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from inferno.api import BadRequestError, Done, InfernoError, LoadOptions, SamplingOptions
+from inferno.api import BadRequestError, Done, InfernoError, LoadOptions, SamplingOptions, SpeculativeOptions
 
 log = logging.getLogger("inferno.ollama")
 
@@ -21,6 +21,8 @@ _LOAD = {"num_ctx": ("n_ctx", int), "num_batch": ("n_batch", int), "num_gpu": ("
 _IGNORED = {"num_keep", "tfs_z", "mirostat", "mirostat_tau", "mirostat_eta", "penalize_newline", "numa",
             "num_gqa", "low_vram", "f16_kv", "vocab_only", "main_gpu", "logits_all", "embedding_only",
             "grammar"}
+_SPECULATIVE = {"speculative": ("enabled", bool), "speculative.n_max": ("n_max", int),
+                "speculative.n_min": ("n_min", int), "speculative.p_min": ("p_min", float)}
 
 
 def now() -> str:
@@ -68,7 +70,7 @@ def options(opts: dict[str, Any] | None) -> tuple[SamplingOptions, LoadOptions]:
         elif key in _LOAD:
             field, kind = _LOAD[key]
             load[field] = _typed(key, value, kind)
-        elif key not in _IGNORED:
+        elif key not in _IGNORED and key not in _SPECULATIVE:
             log.info("ignoring unknown option %r", key)
     if load.get("n_gpu_layers") is not None and load["n_gpu_layers"] < -1:
         load["n_gpu_layers"] = -1
@@ -77,6 +79,24 @@ def options(opts: dict[str, Any] | None) -> tuple[SamplingOptions, LoadOptions]:
     except ValueError as e:
         err = e.errors()[0]  # type: ignore
         raise BadRequestError(f"option {err['loc'][0]!r}: {err['msg']}", param="options") from None
+
+
+def speculative(opts: dict[str, Any] | None) -> SpeculativeOptions:
+    """An extension: options.speculative (false: no drafts for this request) and llama-server's
+    speculative.n_max / n_min (draft lengths; p_min is accepted and checked, n-gram drafts have no probabilities)."""
+    found: dict[str, Any] = {}
+    for key, (name, kind) in _SPECULATIVE.items():
+        value = (opts or {}).get(key)
+        if value is not None:
+            found[name] = _typed(key, value, kind)
+    p_min = found.pop("p_min", None)
+    if p_min is not None and not 0 <= p_min <= 1:
+        raise BadRequestError("option 'speculative.p_min' must be between 0 and 1", param="options")
+    try:
+        return SpeculativeOptions(**found)
+    except ValueError as e:
+        err = e.errors()[0]  # type: ignore
+        raise BadRequestError(f"option 'speculative.{err['loc'][0]}': {err['msg']}", param="options") from None
 
 
 def grammar(opts: dict[str, Any] | None) -> str | None:

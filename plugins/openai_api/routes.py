@@ -85,7 +85,8 @@ def make_blueprint(inferno: Inferno) -> Any:
                             "logprobs": t.chat_logprobs(r.logprobs) if cores[0].logprobs is not None else None,
                             "finish_reason": t.FINISH[r.done.reason]})
             dones.append(r.done)
-        return t.envelope("chat.completion", rid, req.model, choices, usage=_sum_usage(dones))
+        return t.envelope("chat.completion", rid, req.model, choices, usage=_sum_usage(dones),
+                          timings=t.timings(dones))
 
     @bp.post("/completions")
     @body(CompletionRequest)
@@ -110,7 +111,7 @@ def make_blueprint(inferno: Inferno) -> Any:
             dones.append(r.done)
         return {"id": rid, "object": "text_completion", "created": int(time.time()),
                 "model": req.model, "system_fingerprint": t.FINGERPRINT, "choices": choices,
-                "usage": _sum_usage(dones)}
+                "usage": _sum_usage(dones), "timings": t.timings(dones)}
 
     @bp.post("/embeddings")
     @body(EmbeddingRequest)
@@ -206,7 +207,8 @@ async def _chat_chunks(handles: list[Any], first: AsyncIterator[Any], req: ChatC
                 dones.append(event)
                 yield chunk({}, t.FINISH[event.reason])
     if include_usage:
-        yield t.envelope("chat.completion.chunk", rid, req.model, [], usage=_sum_usage(dones))
+        yield t.envelope("chat.completion.chunk", rid, req.model, [], usage=_sum_usage(dones),
+                         timings=t.timings(dones))
 
 
 async def _completion_chunks(handles: list[Any], cores: list[GenerateRequest], first: AsyncIterator[Any],
@@ -230,4 +232,4 @@ async def _completion_chunks(handles: list[Any], cores: list[GenerateRequest], f
                 yield chunk("", t.FINISH[event.reason])
     if include_usage:
         yield {"id": rid, "object": "text_completion", "created": int(time.time()), "model": req.model, "choices": [],
-               "usage": _sum_usage(dones)}
+               "usage": _sum_usage(dones), "timings": t.timings(dones)}

@@ -111,6 +111,12 @@ class _Sampling(_Body):
     grammar: str | None = Field(None, max_length=100_000)  # raw GBNF, as llama-server takes it
     response_format: ResponseFormat | None = None  # on completions too, as llama-server takes it
     json_schema: dict[str, Any] | None = None  # llama-server's top-level schema (response_format wins)
+    # speculative decoding: false turns drafts off for this request; llama-server's draft lengths (p_min is
+    # checked and has no effect: n-gram drafts have no probabilities)
+    speculative: bool | None = None
+    speculative_n_max: int | None = Field(None, alias="speculative.n_max", ge=0, le=64)
+    speculative_n_min: int | None = Field(None, alias="speculative.n_min", ge=0, le=64)
+    speculative_p_min: float | None = Field(None, alias="speculative.p_min", ge=0, le=1)
     # load options, in Ollama's spelling (num_*) or llama.cpp's (n_*): a change reloads the model
     n_ctx: int | None = Field(None, ge=16, le=1 << 22)
     num_batch: int | None = Field(None, ge=1, le=1 << 16)

@@ -18,6 +18,7 @@ from inferno.api import (
     LoadOptions,
     Message,
     SamplingOptions,
+    SpeculativeOptions,
     Tool,
     ToolCall,
     ToolChoice,
@@ -68,6 +69,10 @@ def _logit_bias(bias: dict[str, float] | None) -> dict[int, float] | None:
             raise BadRequestError(f"logit_bias values are -100 to 100; token {key} has {value}", param="logit_bias")
         out[int(key)] = value
     return out
+
+
+def _speculative(body: _Sampling) -> SpeculativeOptions:
+    return SpeculativeOptions(enabled=body.speculative, n_max=body.speculative_n_max, n_min=body.speculative_n_min)
 
 
 def _content(m: ChatMessage, policy: ImagePolicy) -> tuple[str, list[str]]:
@@ -152,7 +157,7 @@ def chat_request(body: ChatCompletionRequest, policy: ImagePolicy | None = None)
         format=fmt, tools=tools or None, tool_choice=choice,
         logprobs=(body.top_logprobs or 0) if body.logprobs else None,
         load=LoadOptions(**body.load_options()), keep_alive=keep_alive(body.keep_alive),
-        think=_think(body.reasoning_effort), grammar=body.grammar)
+        think=_think(body.reasoning_effort), grammar=body.grammar, speculative=_speculative(body))
 
 
 def _think(effort: str | None) -> Any:
@@ -166,7 +171,8 @@ def completion_request(body: CompletionRequest, prompt: str) -> GenerateRequest:
     return GenerateRequest(
         model=body.model, prompt=prompt, suffix=body.suffix or None,
         sampling=_sampling(body, body.max_tokens), logprobs=body.logprobs, format=_format(body),
-        load=LoadOptions(**body.load_options()), keep_alive=keep_alive(body.keep_alive), grammar=body.grammar)
+        load=LoadOptions(**body.load_options()), keep_alive=keep_alive(body.keep_alive), grammar=body.grammar,
+        speculative=_speculative(body))
 
 
 def new_id(prefix: str) -> str:
@@ -177,6 +183,20 @@ def usage(done: Done | None) -> dict[str, Any]:
     p, c = (done.prompt_tokens, done.completion_tokens) if done else (0, 0)
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
             "prompt_tokens_details": {"cached_tokens": done.cached_tokens if done else 0}}
+
+
+def timings(dones: list[Done]) -> dict[str, Any]:
+    """llama-server's `timings` of an answer (its choices together): prompt and generation counts and times, and
+    the speculative drafts' counts (draft_n verified, draft_n_accepted agreed with)."""
+    prompt_n = dones[0].prompt_tokens - dones[0].cached_tokens if dones else 0
+    prompt_ms = max((d.prompt_eval_ns for d in dones), default=0) / 1e6
+    predicted_n = sum(d.completion_tokens for d in dones)
+    predicted_ms = max((d.eval_ns for d in dones), default=0) / 1e6
+    return {"cache_n": dones[0].cached_tokens if dones else 0, "prompt_n": prompt_n, "prompt_ms": prompt_ms,
+            "prompt_per_second": prompt_n / prompt_ms * 1e3 if prompt_ms else 0.0,
+            "predicted_n": predicted_n, "predicted_ms": predicted_ms,
+            "predicted_per_second": predicted_n / predicted_ms * 1e3 if predicted_ms else 0.0,
+            "draft_n": sum(d.draft_n for d in dones), "draft_n_accepted": sum(d.draft_n_accepted for d in dones)}
 
 
 def tool_calls_out(calls: list[ToolCall], stream: bool = False) -> list[dict[str, Any]]:
