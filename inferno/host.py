@@ -18,7 +18,7 @@ from inferno.store import ModelInfo, Progress, Store, _no_progress, normalize_na
 if TYPE_CHECKING:
     from inferno.engine.protocol import ResolvedModel
     from inferno.engine.scheduler import Scheduler
-    from inferno.engine.types import Done
+    from inferno.engine.types import Done, LoraAdapter
     from inferno.metrics import Metrics
 
 
@@ -257,6 +257,17 @@ class _StoreResolver:
 
     def canonical(self, name: str) -> str:
         return self.host.lookup(name, complete=False).name
+
+    def lora(self, name: str) -> tuple[str, list[LoraAdapter]]:
+        """The runner's model for a canonical name and the LoRA adapters it adds: an adapter model's base and its
+        adapters, else the model itself and none."""
+        from inferno.engine.types import LoraAdapter
+
+        info = self.host.store.get(name, complete=False)
+        if not info.base:
+            return info.name, []
+        files = self.host.store.adapter_files(info)
+        return self.canonical(info.base), [LoraAdapter(path=str(p), scale=s) for p, s in files]
 
     def resolve(self, name: str) -> ResolvedModel:
         from inferno.engine.protocol import ModelDefaults, ResolvedModel

@@ -39,6 +39,7 @@ from inferno.engine.types import FinishReason
 from inferno.errors import InfernoError
 
 if TYPE_CHECKING:
+    from inferno.engine.lora import LoraKey
     from inferno.engine.model import Model
 
 
@@ -75,6 +76,7 @@ class Batcher:
         self.waiting.clear()
         if self.ctx is not None:
             self.lib.llama_batch_free(self.batch)
+            self.model.adapters.forget(self.ctx)
             self.lib.llama_free(self.ctx)
             self.ctx = None
 
@@ -171,7 +173,7 @@ class Batcher:
             seq.cached = reuse
             self._admissions += 1
             slot.seq, slot.pending, slot.next_token = seq, seq.prompt[reuse:], None
-            slot.admitted = self._admissions
+            slot.admitted, slot.lora = self._admissions, seq.lora
 
     # one step -------------------------------------------------------------------------------------
 
@@ -184,7 +186,14 @@ class Batcher:
         for slot in self.slots:  # images first, each decoded for its own sequence by mtmd
             if slot.seq is not None and slot.pending and slot.pending[0] < 0:
                 self._image(slot)
-        n = self._run(self._fill_tokens)
+        n = 0
+        # one decode per LoRA adapter set among the running sequences (llama.cpp applies adapters per context):
+        # every set every step, so each sequence gets a token per step whichever set it runs with
+        for key in dict.fromkeys(s.lora for s in self.slots if s.seq is not None):
+            if self.broken:
+                break
+            self.model.adapters.use(self.ctx, key)
+            n += self._run(lambda key=key: self._fill_tokens(key))
         if not self.unified and not self.broken:
             n += self._run(self._fill_prompt)
         if n:
@@ -217,22 +226,23 @@ class Batcher:
                 slot.next_token = tok
         return len(outputs)
 
-    def _fill_tokens(self) -> list[tuple[Slot, int]]:
-        """One token of every generating sequence (in slot order: llama.cpp splits a batch over streams by
+    def _fill_tokens(self, key: LoraKey = ()) -> list[tuple[Slot, int]]:
+        """One token of every generating sequence with this adapter set (in slot order: llama.cpp splits a batch over streams by
         consecutive sequence ids), and with the unified cache prompt chunks after them up to n_batch; the
         (slot, batch row) pairs that output logits."""
         self.batch.n_tokens = 0
         self._added.clear()
         outputs: list[tuple[Slot, int]] = []
         for slot in self.slots:  # generating sequences never wait on prompts
-            if slot.seq is None or slot.next_token is None:
+            if slot.seq is None or slot.next_token is None or slot.lora != key:
                 continue
             if not self._room(slot, 1) and not self._shift(slot):  # its stream (or the unified cache) is full
                 self._release(slot, "length")
                 continue
             outputs.append((slot, self._add(slot, [slot.next_token], True, prompt=False)))
         if self.unified:
-            for slot in sorted((s for s in self.slots if s.seq is not None and s.pending), key=lambda s: s.last_used):
+            for slot in sorted((s for s in self.slots if s.seq is not None and s.pending and s.lora == key),
+                               key=lambda s: s.last_used):
                 if not self._chunk(slot, self.n_batch - self.batch.n_tokens, outputs):
                     break
         return outputs
@@ -245,7 +255,9 @@ class Batcher:
         outputs: list[tuple[Slot, int]] = []
         prompts = [s for s in self.slots if s.seq is not None and s.pending and s.pending[0] >= 0]
         if prompts:
-            self._chunk(min(prompts, key=lambda s: s.admitted), self.chunk, outputs)
+            slot = min(prompts, key=lambda s: s.admitted)
+            self.model.adapters.use(self.ctx, slot.lora)
+            self._chunk(slot, self.chunk, outputs)
         return outputs
 
     def _chunk(self, slot: Slot, room: int, outputs: list[tuple[Slot, int]]) -> bool:
@@ -323,6 +335,7 @@ class Batcher:
         seq = slot.seq
         assert seq is not None and seq.images is not None and self.model.projector is not None
         chunk, n, n_pos = seq.images.spans[len(slot.cache)]
+        self.model.adapters.use(self.ctx, slot.lora)
         if self.model.projector.eval(self.ctx, chunk, slot.pos(len(slot.cache)), slot.id, self.n_batch):
             slot.images.append((len(slot.cache), n, n_pos))
             slot.cache.extend(slot.pending[:n])
@@ -383,6 +396,8 @@ class Batcher:
             return None
         slot = min(free, key=lambda s: s.last_used)
         self._forget(slot, 0)
+        slot.lora = ()  # scored with the base weights
+        self.model.adapters.use(self.ctx, ())
         if not self._room(slot, window):
             return None
         out: list[float] = []

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         GenerateRequest,
         LoadedModelInfo,
         LoadOptions,
+        LoraAdapter,
         RerankRequest,
         ScoreRequest,
         TokenizeRequest,
@@ -55,6 +56,11 @@ class Resolver(Protocol):
     def canonical(self, name: str) -> str:
         """The canonical name of a local model (raises ModelNotFoundError). Called as a request is accepted, on the
         event loop: it reads the store's small info.json and never a model file."""
+        ...
+
+    def lora(self, name: str) -> tuple[str, list[LoraAdapter]]:
+        """The model whose runner serves a canonical name, and the LoRA adapters its generations add (an adapter
+        model: its base, whose weights it shares, and its adapters)."""
         ...
 
     def resolve(self, name: str) -> ResolvedModel:

@@ -18,6 +18,7 @@ from inferno.engine.grammar import check_grammar, grammar_for
 from inferno.engine.output import StreamedText
 from inferno.engine.sampling import DEFAULT_SAMPLING, Sampler, logprobs_entry
 from inferno.engine.thinking import HarmonySplitter, ThinkSplitter, is_harmony, opens_inside, supports_thinking
+from inferno.engine.lora import lora_key
 from inferno.engine.types import Done, FinishReason, GenerateRequest, ThinkingDelta, ToolCalls, Truncated
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class Sequence:
                      fitted.original, model.n_ctx, f"dropped its {fitted.dropped} oldest messages" if
                      req.messages is not None else "dropped its middle", len(self.prompt))
             emit(Truncated(messages=fitted.dropped, prompt_tokens=len(self.prompt), original_tokens=fitted.original))
+        self.lora = lora_key(req.adapters)  # the adapter set it decodes with (engine/lora.py)
         self.shifted = 0  # tokens discarded by context shifts
         self._n_keep: int | None = None
         own = model.defaults.parameters

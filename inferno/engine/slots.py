@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from inferno.engine.lora import LoraKey
     from inferno.engine.sequence import Sequence
 
 SIMILARITY = 0.1  # llama-server's --slot-prompt-similarity default
@@ -23,7 +24,7 @@ MIN_WAIT = 64  # wait for a running prompt's evaluation when it will give this m
 
 
 class Slot:
-    __slots__ = ("admitted", "cache", "id", "images", "last_used", "next_token", "pending", "seq")
+    __slots__ = ("admitted", "cache", "id", "images", "last_used", "lora", "next_token", "pending", "seq")
 
     def __init__(self, sid: int) -> None:
         self.id = sid
@@ -32,6 +33,7 @@ class Slot:
         self.pending: list[int] = []  # prompt tokens still to evaluate
         self.next_token: int | None = None  # sampled, to be decoded in the next step
         self.last_used = 0.0
+        self.lora: LoraKey = ()  # the LoRA adapter set its cached cells were computed with
         self.admitted = 0  # admission order: prompts are evaluated first come, first served
         # images in the cache as (start index, tokens, positions): with M-RoPE an image takes fewer positions
         # than tokens, so a token's position is its index less what the images before it saved
@@ -77,7 +79,8 @@ def plan(slots: list[Slot], seq: Sequence, align: int = 1) -> Plan | None:
     # llama-server's slot similarity: the slot holding a conversation this prompt continues (its whole cache is
     # a prefix of the prompt, or at least a tenth of the prompt matches it); else the least recently used one,
     # so a short common start (a chat template's first tokens) never overwrites another conversation's cache.
-    matches = {s.id: common_prefix(s.cache, prompt) for s in slots}
+    # cells computed with another adapter set are no prefix of this prompt's
+    matches = {s.id: common_prefix(s.cache, prompt) if s.lora == seq.lora else 0 for s in slots}
     own = max(free, key=lambda s: matches[s.id])
     if not (matches[own.id] == len(own.cache) > 0 or matches[own.id] >= SIMILARITY * len(prompt)):
         own = min(free, key=lambda s: s.last_used)
@@ -86,7 +89,8 @@ def plan(slots: list[Slot], seq: Sequence, align: int = 1) -> Plan | None:
     if matches[best.id] >= reuse + MIN_COPY:
         reuse, source = matches[best.id], best
     # a running prompt that will hold more of this one once evaluated: wait for it rather than evaluate it twice
-    ahead = max((common_prefix(s.cache + s.pending, prompt) for s in slots if s.seq is not None and s.pending),
+    ahead = max((common_prefix(s.cache + s.pending, prompt) for s in slots
+                 if s.seq is not None and s.pending and s.lora == seq.lora),
                 default=0)
     if ahead >= reuse + MIN_WAIT:
         return None

@@ -162,6 +162,12 @@ class Worker:
             elif self.batcher is None or self.doomed:
                 self._end(p.job, InfernoError(f"the decode failed for {self.name}; try again"))
             else:
+                try:  # on this thread: llama.cpp loads an adapter onto the model the batcher decodes with
+                    self.batcher.model.adapters.load(p.result.lora)
+                except InfernoError as e:
+                    p.result.sampler.close()
+                    self._end(p.job, e)
+                    continue
                 self.batcher.enqueue(p.result, lambda job=p.job: self._begin(job))
 
     def _prepare_loop(self) -> None:

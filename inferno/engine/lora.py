@@ -1,0 +1,87 @@
+"""LoRA adapters in the runner: loaded with llama.cpp's own llama_adapter_lora_init onto the one loaded model,
+applied to the generation context with llama_set_adapters_lora.
+
+Design: one runner, one model load and one generation context per base model, whatever adapters its requests
+use. An adapter model in the store (`inferno create NAME --from BASE --adapter FILE`) is routed by the host to
+its base's runner with its adapter set on the request (GenerateRequest.adapters), so the base weights load once
+and every adapter model made from them shares them; an adapter itself is small and is loaded once per runner,
+on first use, and kept (a handle per file).
+
+llama.cpp applies adapters per context, so sequences with different adapter sets cannot share a llama_decode.
+The batcher therefore switches the context's adapters between decodes: each step decodes the generating tokens
+of one adapter set after another (one llama_decode per set present, every set every step), then one prompt
+chunk with its own sequence's set. Every sequence thus gets one token per step whichever set it uses: fair, and
+with a KV stream per slot each row is computed as it would be alone, so an adapter model answering beside
+another answers as alone. The alternative, a context (batcher) per adapter set, would hold a KV cache per set
+(memory grows with the number of adapter models) and still need the same turn-taking; switching costs only
+llama.cpp's own check (it does nothing when the set is unchanged) and a decode per set per step.
+
+A slot's cached cells were computed with one adapter set: a prompt reuses a cached prefix only from a slot
+whose cells have its own set (Slot.lora, checked in slots.plan).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import TYPE_CHECKING, Any
+
+from inferno.errors import BadRequestError
+
+if TYPE_CHECKING:
+    from inferno.engine.model import Model
+    from inferno.engine.types import LoraAdapter
+
+# An adapter set: ((path, scale), ...) in the request's order, zero scales left out (an adapter at scale 0
+# changes nothing: its requests share the base's cache and batches). () is the base.
+LoraKey = tuple[tuple[str, float], ...]
+
+
+def lora_key(adapters: list[LoraAdapter]) -> LoraKey:
+    return tuple((a.path, float(a.scale)) for a in adapters if a.scale != 0)
+
+
+class Adapters:
+    """The adapters loaded onto one model (llama.cpp frees them with the model) and the set each context runs."""
+
+    def __init__(self, model: Model) -> None:
+        self.model, self.lib = model, model.lib
+        self.handles: dict[str, Any] = {}
+        self.current: dict[int, LoraKey] = {}  # per context (its address): the set applied now
+
+    def load(self, key: LoraKey) -> None:
+        """Load every adapter of the set not loaded yet; a file llama.cpp refuses (missing, not a LoRA, made for
+        another model) is a 400 naming it, and the model is untouched."""
+        from inferno.engine import devices
+        from inferno.engine.rpc import plain
+
+        for path, _ in key:
+            if path in self.handles:
+                continue
+            name = os.path.basename(path)
+            if not os.path.isfile(path):
+                raise BadRequestError(f"LoRA adapter {name} of {self.model.name} is missing", param="adapters")
+            with devices.llama_log() as logged:
+                handle = self.lib.llama_adapter_lora_init(self.model.model, path.encode())
+            if not handle:
+                why = devices.last_error(logged) or "llama.cpp refused it"
+                raise BadRequestError(f"cannot apply LoRA adapter {name} to {self.model.name}: {plain(why)}",
+                                      param="adapters")
+            self.handles[path] = handle
+
+    def use(self, ctx: Any, key: LoraKey) -> None:
+        """Make the context decode with this set (llama.cpp does nothing when it already does)."""
+        at = ctypes.cast(ctx, ctypes.c_void_p).value or 0
+        if self.current.get(at, ()) == key:
+            return
+        n = len(key)
+        handles = (self.lib.llama_adapter_lora_p_ctypes * max(n, 1))(*(self.handles[p] for p, _ in key))
+        scales = (ctypes.c_float * max(n, 1))(*(s for _, s in key))
+        if self.lib.llama_set_adapters_lora(ctx, handles if n else None, n, scales if n else None) != 0:
+            from inferno.errors import InfernoError
+
+            raise InfernoError(f"llama.cpp could not set the LoRA adapters of {self.model.name}")
+        self.current[at] = key
+
+    def forget(self, ctx: Any) -> None:
+        self.current.pop(ctypes.cast(ctx, ctypes.c_void_p).value or 0, None)
