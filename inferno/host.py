@@ -239,6 +239,20 @@ class Inferno:
         return self.store.add(name, Path(path), source=source, mode=mode, progress=progress, extra=fields,
                               sha256=sha256, filename=filename, parts=parts, projector=proj)
 
+    def create_adapter_model(self, name: str, base: str, adapters: list[tuple[Path, float]],
+                             filenames: list[str] | None = None) -> ModelInfo:
+        """An adapter model: base's weights with these LoRA adapter GGUFs (file, scale), each checked to be an
+        adapter for base's architecture; filenames: the names they had where they came from (an upload's)."""
+        from inferno.lora import check_adapter
+
+        parent = self.lookup(base)
+        arch = self.lookup(parent.base).architecture if parent.base else parent.architecture
+        names = filenames or [Path(p).name for p, _ in adapters]
+        for p, _ in adapters:
+            check_adapter(Path(p), arch)
+        return self.store.add_adapter_model(name, parent.name, [(Path(p), n, s) for (p, s), n in
+                                                                zip(adapters, names, strict=True)])
+
     def ensure(self, name: str, *, progress: Progress = _no_progress, choose: Chooser | None = None) -> ModelInfo:
         """The local model called name, pulled first when it is not here (as `ollama run` does)."""
         if self.store.exists(name):

@@ -67,7 +67,8 @@ class ServedLora:
 
     def listing(self) -> list[dict[str, Any]]:
         with self.lock:
-            return [{"id": i, "path": str(p), "scale": s} for i, (p, s) in enumerate(zip(self.paths, self.scales))]
+            pairs = enumerate(zip(self.paths, self.scales, strict=True))
+            return [{"id": i, "path": str(p), "scale": s} for i, (p, s) in pairs]
 
     def set_scales(self, entries: list[LoraScale]) -> None:
         """llama-server's POST /lora-adapters: the listed ids get these scales, the others 0."""
@@ -91,7 +92,7 @@ class ServedLora:
 
         with self.lock:
             scales = self.scales if entries is None else self._scales(entries, [0.0] * len(self.paths))
-        return [LoraAdapter(path=str(p), scale=s) for p, s in zip(self.paths, scales)]
+        return [LoraAdapter(path=str(p), scale=s) for p, s in zip(self.paths, scales, strict=True)]
 
 
 def route(resolver: Any, served: ServedLora | None, name: str, request: Any) -> tuple[str, Any]:

@@ -227,9 +227,9 @@ class Batcher:
         return len(outputs)
 
     def _fill_tokens(self, key: LoraKey = ()) -> list[tuple[Slot, int]]:
-        """One token of every generating sequence with this adapter set (in slot order: llama.cpp splits a batch over streams by
-        consecutive sequence ids), and with the unified cache prompt chunks after them up to n_batch; the
-        (slot, batch row) pairs that output logits."""
+        """One token of every generating sequence with this adapter set (in slot order: llama.cpp splits a batch
+        over streams by consecutive sequence ids), and with the unified cache prompt chunks of that set after
+        them up to n_batch; the (slot, batch row) pairs that output logits."""
         self.batch.n_tokens = 0
         self._added.clear()
         outputs: list[tuple[Slot, int]] = []

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from inferno.engine import chat
 from inferno.engine.fit import fit, keep_count
 from inferno.engine.grammar import check_grammar, grammar_for
+from inferno.engine.lora import lora_key
 from inferno.engine.output import StreamedText
 from inferno.engine.sampling import DEFAULT_SAMPLING, Sampler, logprobs_entry
 from inferno.engine.thinking import HarmonySplitter, ThinkSplitter, is_harmony, opens_inside, supports_thinking
-from inferno.engine.lora import lora_key
 from inferno.engine.types import Done, FinishReason, GenerateRequest, ThinkingDelta, ToolCalls, Truncated
 
 if TYPE_CHECKING:
