@@ -333,9 +333,10 @@ class Store:
         size = parent.size + sum(t.stat().st_size for _, t, _ in targets)
         extra = parent.model_dump(exclude={"name", "path", "downloaded_at", "linked", "size", "base", "adapters",
                                            "parts"})
-        info = ModelInfo(**extra | {"name": canonical, "path": parent.path, "linked": True, "size": size,
-                                    "downloaded_at": datetime.now(timezone.utc), "base": parent.name,
-                                    "adapters": entries})
+        fields: dict[str, Any] = {"name": canonical, "path": parent.path, "linked": True, "size": size,
+                                  "downloaded_at": datetime.now(timezone.utc), "base": parent.name,
+                                  "adapters": entries}
+        info = ModelInfo.model_validate(extra | fields)
         atomic_write(d / INFO, info.model_dump_json(indent=2))
         return info
 

@@ -64,7 +64,9 @@ class Adapters:
             with devices.llama_log() as logged:
                 handle = self.lib.llama_adapter_lora_init(self.model.model, path.encode())
             if not handle:
-                why = devices.last_error(logged) or "llama.cpp refused it"
+                # llama.cpp logs why at its error level (GGML_LOG_LEVEL_ERROR, 4), after its function's name
+                errors = [t.strip().split(": ", 1)[-1] for lvl, t in logged if lvl == 4 and t.strip()]
+                why = errors[-1] if errors else devices.last_error(logged) or "llama.cpp refused it"
                 raise BadRequestError(f"cannot apply LoRA adapter {name} to {self.model.name}: {plain(why)}",
                                       param="adapters")
             self.handles[path] = handle
