@@ -27,6 +27,7 @@ from inferno.errors import BadRequestError, InfernoError, ModelNotFoundError
 # The one guard every name and file name from outside passes (re-exported here: the store is where it lives).
 from inferno.names import INFO, _shown, contained, normalize_name, safe_filename
 from inferno.names import display_name as display_name
+from inferno.store_adapters import AdapterModels
 from inferno.store_legacy import legacy_fields
 
 BLOBS = ".blobs"
@@ -111,7 +112,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         raise
 
 
-class Store:
+class Store(AdapterModels):
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
@@ -310,41 +311,6 @@ class Store:
                 with contextlib.suppress(OSError):
                     Path(info.mmproj).unlink()
         return self.update(info.name, mmproj=str(target), size=size)
-
-    def add_adapter_model(self, name: str, base: str, adapters: builtins.list[tuple[Path, str, float]]) -> ModelInfo:
-        """An adapter model: base's weights (referenced, never copied) with these LoRA adapter files (file, name,
-        scale), copied into its own folder under names checked like every name from outside."""
-        canonical = normalize_name(name)
-        parent = self.get(base, "from")
-        if parent.base:  # adapters stack on the base's weights: one level, the base's own adapters first
-            adapters_of_parent = [(contained(self._dir(parent.name), a["filename"]), a["filename"], a["scale"])
-                                  for a in parent.adapters or []]
-            return self.add_adapter_model(name, parent.base, adapters_of_parent + adapters)
-        if canonical == parent.name:
-            raise BadRequestError("an adapter model needs a name of its own", param="model")
-        d = self._dir(canonical)
-        targets = [(file, contained(d, filename, "adapters"), scale) for file, filename, scale in adapters]
-        d.mkdir(parents=True, exist_ok=True)
-        entries = []
-        for file, target, scale in targets:
-            if Path(file).resolve() != target.resolve():
-                self._place(Path(file), target, "copy", _no_progress, "-")
-            entries.append({"filename": target.name, "scale": scale})
-        size = parent.size + sum(t.stat().st_size for _, t, _ in targets)
-        extra = parent.model_dump(exclude={"name", "path", "downloaded_at", "linked", "size", "base", "adapters",
-                                           "parts"})
-        fields: dict[str, Any] = {"name": canonical, "path": parent.path, "linked": True, "size": size,
-                                  "downloaded_at": datetime.now(timezone.utc), "base": parent.name,
-                                  "adapters": entries}
-        info = ModelInfo.model_validate(extra | fields)
-        atomic_write(d / INFO, info.model_dump_json(indent=2))
-        return info
-
-    def adapter_files(self, info: ModelInfo) -> builtins.list[tuple[Path, float]]:
-        """An adapter model's adapter files and scales; names read back from info.json are checked again."""
-        d = self._dir(info.name)
-        return [(contained(d, str(a.get("filename")), "adapters"), float(a.get("scale", 1.0)))
-                for a in info.adapters or []]
 
     def update(self, name: str, **fields: Any) -> ModelInfo:
         info = self.get(name)

@@ -28,7 +28,6 @@ ends, so the rest goes in the same chunks as without the cache and the answer is
 from __future__ import annotations
 
 import collections
-import ctypes
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -382,46 +381,3 @@ class Batcher:
                 seq.done = True
                 seq.sampler.close()
                 seq.emit(Failure(error))
-
-    # scoring --------------------------------------------------------------------------------------
-
-    def score(self, tokens: list[int]) -> list[float] | None:
-        """Each token's log-probability given those before it, in windows of at most n_batch tokens each
-        starting afresh (as llama.cpp's perplexity tool does). None while no slot or room is free."""
-        import numpy as np
-
-        free = [s for s in self.slots if s.seq is None]
-        window = min(self.n_ctx, self.n_batch)
-        if not free:
-            return None
-        slot = min(free, key=lambda s: s.last_used)
-        self._forget(slot, 0)
-        slot.lora = ()  # scored with the base weights
-        self.model.adapters.use(self.ctx, ())
-        if not self._room(slot, window):
-            return None
-        out: list[float] = []
-        n_vocab = self.model.n_vocab
-        for start in range(0, len(tokens), window):
-            chunk = tokens[start:start + window]
-            if len(chunk) < 2:
-                continue
-            b = self.batch
-            b.n_tokens = 0
-            self._add(slot, chunk, True, prompt=True)
-            for i in range(len(chunk)):
-                b.logits[i] = 1
-            rc = self.lib.llama_decode(self.ctx, b)
-            self._added.clear()
-            if rc != 0:
-                self._forget(slot, 0)
-                raise InfernoError(f"llama_decode failed ({rc}) while scoring")
-            ptr = self.lib.llama_get_logits(self.ctx)
-            logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)),
-                                           shape=(len(chunk), n_vocab)).astype(np.float64)
-            self._forget(slot, 0)
-            m = logits.max(axis=1, keepdims=True)
-            logz = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))[:, 0]
-            picked = logits[np.arange(len(chunk) - 1), chunk[1:]] - logz[:-1]
-            out += [float(x) for x in picked]
-        return out

@@ -255,7 +255,9 @@ class Worker:
                     from inferno.errors import BadRequestError
 
                     raise BadRequestError("text to score needs at least two tokens", param="text")
-                logprobs = self.batcher.score(tokens)
+                from inferno.engine.scoring import score
+
+                logprobs = score(self.batcher, tokens)
                 if logprobs is None:
                     return  # no free slot or room yet: after the next step
                 self.scores.popleft()

@@ -26,6 +26,7 @@ from inferno.api import (
 
 from . import modelfile
 from . import translate as t
+from .adapters import adapter_blobs
 from .routes import ndjson_stream
 from .schemas import CopyBody, CreateBody, DeleteBody, PullBody, ShowBody
 
@@ -231,7 +232,7 @@ def make_blueprint(inferno: Inferno) -> Any:
         for file_name, file_digest in (req.files or {}).items():  # every name and digest, used or not
             safe_filename(file_name, "files")
             store.blob_path(file_digest, "files")
-        adapters = _adapter_blobs(store, req.adapters)
+        adapters = adapter_blobs(store, req.adapters)
         if adapters and (req.files or req.quantize or not req.from_):
             raise BadRequestError("adapters apply to a stored model: give from (the base), not files or quantize",
                                   param="adapters")
@@ -409,15 +410,3 @@ def vram_bytes(devices: list[dict[str, Any]]) -> int:
     (weights), their KV cache and compute buffers. Host RAM ("CPU") and RPC workers' memory are not VRAM here."""
     return sum(int(d.get("memory", 0)) for d in devices if d.get("name") != "CPU" and not d.get("endpoint"))
 
-
-def _adapter_blobs(store: Any, adapters: dict[str, str] | None) -> list[tuple[Path, str]]:
-    """/api/create's adapters (file name → uploaded blob digest) as (blob, name): names and digests checked by the
-    store's guards, every blob uploaded."""
-    out = []
-    for name, digest in (adapters or {}).items():
-        safe_filename(name, "adapters")
-        blob = store.blob_path(digest, "adapters")
-        if not blob.is_file():
-            raise BadRequestError(f"blob {digest} was not uploaded; POST it to /api/blobs/{digest}", param="adapters")
-        out.append((blob, name))
-    return out
