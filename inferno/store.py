@@ -275,18 +275,17 @@ class Store(AdapterModels):
             names.append(Path(info.mmproj).name)
         # names read back from info.json are checked like any other: a tampered one cannot reach out
         pairs = [(contained(info.file.parent, n), contained(d, n)) for n in names]
+        pairs += [(contained(self._dir(info.name), n), contained(d, n))  # an adapter model's own adapter files
+                  for n in (str(a.get("filename")) for a in info.adapters or [])]
         d.mkdir(parents=True, exist_ok=True)
-        if info.linked:
-            target = info.file
-        else:
-            target = pairs[0][1]
-            for src, dst_file in pairs:
-                tmp = d / f".tmp-{dst_file.name}"
-                try:  # a hard link costs no space; fall back to a copy across filesystems
-                    os.link(src, tmp)
-                except OSError:
-                    shutil.copyfile(src, tmp)
-                os.replace(tmp, dst_file)
+        target = info.file if info.linked else pairs[0][1]
+        for src, dst_file in pairs:
+            tmp = d / f".tmp-{dst_file.name}"
+            try:  # a hard link costs no space; fall back to a copy across filesystems
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, dst_file)
         if info.mmproj and not info.linked:
             extra["mmproj"] = str(contained(d, Path(info.mmproj).name))
         new = ModelInfo(name=dst, path=str(target), linked=info.linked,

@@ -40,8 +40,8 @@ def loras(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "qwen": write_tiny_lora(d / "qwen.gguf", arch="qwen3")}
 
 
-def req(model: str, tokens: int = 24, **kw: Any) -> GenerateRequest:
-    return GenerateRequest(model=model, prompt=PROMPT, sampling=SamplingOptions(temperature=0, max_tokens=tokens,
+def req(model: str, tokens: int = 24, prompt: str = PROMPT, **kw: Any) -> GenerateRequest:
+    return GenerateRequest(model=model, prompt=prompt, sampling=SamplingOptions(temperature=0, max_tokens=tokens,
                                                                                  ignore_eos=True), **kw)
 
 
@@ -70,10 +70,35 @@ def test_an_adapter_changes_greedy_text_and_scale_zero_is_the_base(lora_host: In
     assert [m.name for m in lora_host.engine.loaded()] == ["tiny"]
 
 
+def test_a_cached_prefix_is_reused_only_with_the_same_adapters(lora_host: Inferno) -> None:
+    long = "The river runs down to the sea, past the mill and the old stone bridge. " * 4  # > two 64-token chunks
+    tuned_cold = text(lora_host, req("tuned", prompt=long))
+    base_cold = text(lora_host, req("tiny", prompt=long))
+    # the same prompt again with the other set: the cells in the slots were computed with the other weights
+    assert text(lora_host, req("tuned", prompt=long)) == tuned_cold
+    assert text(lora_host, req("tiny", prompt=long)) == base_cold
+    events = list(lora_host.engine.submit(req("tuned", prompt=long)))
+    assert events[-1].cached_tokens > 0  # with its own set's cells it does reuse them
+
+
 def test_adapter_models_stack_and_are_listed_with_their_base(lora_host: Inferno, loras: dict[str, Path]) -> None:
     info = lora_host.create_adapter_model("both", "tuned", [(loras["b"], 0.5)])
     assert info.base == "tiny" and [a["scale"] for a in info.adapters or []] == [1.0, 0.5]
     assert text(lora_host, req("both")) not in (text(lora_host, req("tuned")), text(lora_host, req("tiny")))
+
+
+def test_a_pulled_adapter_attaches_by_name_and_is_no_model(lora_host: Inferno, loras: dict[str, Path]) -> None:
+    lora_host.import_file(loras["a"], "my-lora", source="test")  # what `inferno pull` of an adapter GGUF stores
+    assert (lora_host.lookup("my-lora").model_extra or {}).get("kind") == "adapter"
+    with pytest.raises(BadRequestError, match="is a LoRA adapter, not a model"):
+        text(lora_host, req("my-lora"))
+    lora_host.create_adapter_model("by-name", "tiny", [(Path("my-lora"), 1.0)])
+    assert text(lora_host, req("by-name")) == text(lora_host, req("tuned"))
+    with pytest.raises(BadRequestError, match="not a LoRA adapter"):
+        lora_host.create_adapter_model("nope", "tiny", [(Path("tuned"), 1.0)])
+    # a copy keeps its adapters
+    lora_host.store.copy("tuned", "tuned-copy")
+    assert text(lora_host, req("tuned-copy")) == text(lora_host, req("tuned"))
 
 
 def test_different_adapter_sets_decoded_together_each_answer_as_alone(lora_host: Inferno,
