@@ -70,6 +70,17 @@ def test_an_adapter_changes_greedy_text_and_scale_zero_is_the_base(lora_host: In
     assert [m.name for m in lora_host.engine.loaded()] == ["tiny"]
 
 
+def test_adapters_apply_with_the_unified_cache_too(home: Path, tiny_gguf: Path, loras: dict[str, Path]) -> None:
+    h = Inferno(load_settings({"INFERNO_HOME": str(home), "INFERNO_KV_UNIFIED": "1"}))
+    try:
+        h.import_file(tiny_gguf, "tiny", source="test")
+        h.create_adapter_model("tuned", "tiny", [(loras["a"], 1.0)])
+        base, tuned = text(h, req("tiny")), text(h, req("tuned"))
+        assert tuned != base and text(h, req("tiny")) == base
+    finally:
+        h.engine.close()
+
+
 def test_a_cached_prefix_is_reused_only_with_the_same_adapters(lora_host: Inferno) -> None:
     long = "The river runs down to the sea, past the mill and the old stone bridge. " * 4  # > two 64-token chunks
     cold = {m: text(lora_host, req(m, prompt=long)) for m in ("tuned", "tiny")}
