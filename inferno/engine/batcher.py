@@ -187,8 +187,9 @@ class Batcher:
                 self._image(slot)
         n = 0
         # one decode per LoRA adapter set among the running sequences (llama.cpp applies adapters per context):
-        # every set every step, so each sequence gets a token per step whichever set it runs with
-        for key in dict.fromkeys(s.lora for s in self.slots if s.seq is not None):
+        # every set every step, so each sequence gets a token per step whichever set it runs with; the set the
+        # context has now goes first (a switch costs llama.cpp a graph reserve: n_sets - 1 of them per step)
+        for key in self.model.adapters.order(self.ctx, [s.lora for s in self.slots if s.seq is not None]):
             if self.broken:
                 break
             self.model.adapters.use(self.ctx, key)
