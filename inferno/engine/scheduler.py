@@ -176,10 +176,11 @@ class Scheduler:
                  keep_alive: float | None) -> RequestHandle:
         from inferno.lora import route
 
-        name = self.resolver.canonical(model)  # ModelNotFoundError before anything queues
-        name, request = route(self.resolver, self.served_lora, name, request)  # an adapter model: its base's runner
+        asked = self.resolver.canonical(model)  # ModelNotFoundError before anything queues
+        name, request = route(self.resolver, self.served_lora, asked, request)  # an adapter model: its base's runner
         check_load(self.resolver, name, load, self.settings)  # a request's load options within the limits (400)
-        options = load.merged(self.defaults.get(name, self.global_defaults))
+        # `serve MODEL --n-ctx …` set for the model asked for (an adapter model) or for its base
+        options = load.merged(self.defaults.get(asked, self.defaults.get(name, self.global_defaults)))
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
