@@ -17,7 +17,7 @@ from inferno.store import ModelInfo, Progress, Store, _no_progress, normalize_na
 
 if TYPE_CHECKING:
     from inferno.engine.protocol import Engine, ResolvedModel
-    from inferno.engine.types import Done
+    from inferno.engine.types import Done, LoraAdapter
     from inferno.metrics import Metrics
 
 
@@ -232,11 +232,37 @@ class Inferno:
         proj = None
         if projector is not None:
             proj = (Path(projector), check_projector(Path(projector), projector_name))
+        if meta.model_info.get("general.type") == "adapter":  # a LoRA adapter, pulled to attach to a base later
+            extra = {"kind": "adapter", **(extra or {})}
         fields = {"max_context": meta.context_length, "quantization_type": meta.quantization,
                   "architecture": meta.architecture, "parameter_count": meta.parameter_count, **(extra or {})}
         progress(0, None, "writing manifest")
         return self.store.add(name, Path(path), source=source, mode=mode, progress=progress, extra=fields,
                               sha256=sha256, filename=filename, parts=parts, projector=proj)
+
+    def create_adapter_model(self, name: str, base: str, adapters: list[tuple[Path, float]],
+                             filenames: list[str] | None = None) -> ModelInfo:
+        """An adapter model: base's weights with these LoRA adapter GGUFs (file, scale), each checked to be an
+        adapter for base's architecture; filenames: the names they had where they came from (an upload's)."""
+        from inferno.lora import check_adapter
+
+        parent = self.lookup(base)
+        arch = self.lookup(parent.base).architecture if parent.base else parent.architecture
+        # an adapter is a file, or one pulled into the store (`inferno pull hf:owner/Some-LoRA-GGUF`) by its name
+        adapters = [(self._adapter_file(Path(p)), s) for p, s in adapters]
+        names = filenames or [Path(p).name for p, _ in adapters]
+        for p, _ in adapters:
+            check_adapter(Path(p), arch)
+        return self.store.add_adapter_model(name, parent.name, [(Path(p), n, s) for (p, s), n in
+                                                                zip(adapters, names, strict=True)])
+
+    def _adapter_file(self, path: Path) -> Path:
+        if path.is_file() or not self.store.exists(str(path)):
+            return path
+        info = self.lookup(str(path))
+        if (info.model_extra or {}).get("kind") != "adapter":
+            raise BadRequestError(f"{info.name} is a model, not a LoRA adapter", param="adapter")
+        return info.file
 
     def ensure(self, name: str, *, progress: Progress = _no_progress, choose: Chooser | None = None) -> ModelInfo:
         """The local model called name, pulled first when it is not here (as `ollama run` does)."""
@@ -256,6 +282,20 @@ class _StoreResolver:
 
     def canonical(self, name: str) -> str:
         return self.host.lookup(name, complete=False).name
+
+    def lora(self, name: str) -> tuple[str, list[LoraAdapter]]:
+        """The runner's model for a canonical name and the LoRA adapters it adds: an adapter model's base and its
+        adapters, else the model itself and none."""
+        from inferno.engine.types import LoraAdapter
+
+        info = self.host.store.get(name, complete=False)
+        if (info.model_extra or {}).get("kind") == "adapter":
+            raise BadRequestError(f"{name} is a LoRA adapter, not a model: run it on its base with `inferno create "
+                                  f"NAME --from BASE --adapter {name}`", param="model")
+        if not info.base:
+            return info.name, []
+        files = self.host.store.adapter_files(info)
+        return self.canonical(info.base), [LoraAdapter(path=str(p), scale=s) for p, s in files]
 
     def resolve(self, name: str) -> ResolvedModel:
         from inferno.engine.protocol import ModelDefaults, ResolvedModel

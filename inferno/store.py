@@ -27,6 +27,7 @@ from inferno.errors import BadRequestError, InfernoError, ModelNotFoundError
 # The one guard every name and file name from outside passes (re-exported here: the store is where it lives).
 from inferno.names import INFO, _shown, contained, normalize_name, safe_filename
 from inferno.names import display_name as display_name
+from inferno.store_adapters import AdapterModels
 from inferno.store_legacy import legacy_fields
 
 BLOBS = ".blobs"
@@ -63,6 +64,10 @@ class ModelInfo(BaseModel):
     template: str | None = None
     parameters: dict[str, Any] | None = None  # sampling options by their core names (temperature, stop …)
     mmproj: str | None = None  # a vision model's projector file (llama.cpp's mtmd), beside the model
+    # an adapter model (`inferno create NAME --from BASE --adapter FILE`): the base model it runs on (its weights,
+    # loaded once for all its adapter models) and its LoRA adapters, files in its own folder: {filename, scale}
+    base: str | None = None
+    adapters: builtins.list[dict[str, Any]] | None = None
 
     @field_validator("downloaded_at")
     @classmethod
@@ -107,7 +112,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         raise
 
 
-class Store:
+class Store(AdapterModels):
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
@@ -270,18 +275,17 @@ class Store:
             names.append(Path(info.mmproj).name)
         # names read back from info.json are checked like any other: a tampered one cannot reach out
         pairs = [(contained(info.file.parent, n), contained(d, n)) for n in names]
+        pairs += [(contained(self._dir(info.name), n), contained(d, n))  # an adapter model's own adapter files
+                  for n in (str(a.get("filename")) for a in info.adapters or [])]
         d.mkdir(parents=True, exist_ok=True)
-        if info.linked:
-            target = info.file
-        else:
-            target = pairs[0][1]
-            for src, dst_file in pairs:
-                tmp = d / f".tmp-{dst_file.name}"
-                try:  # a hard link costs no space; fall back to a copy across filesystems
-                    os.link(src, tmp)
-                except OSError:
-                    shutil.copyfile(src, tmp)
-                os.replace(tmp, dst_file)
+        target = info.file if info.linked else pairs[0][1]
+        for src, dst_file in pairs:
+            tmp = d / f".tmp-{dst_file.name}"
+            try:  # a hard link costs no space; fall back to a copy across filesystems
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, dst_file)
         if info.mmproj and not info.linked:
             extra["mmproj"] = str(contained(d, Path(info.mmproj).name))
         new = ModelInfo(name=dst, path=str(target), linked=info.linked,

@@ -95,6 +95,37 @@ def write_tiny_gguf(path: Path, *, seed: int = 0, n_embd: int = 64, n_layer: int
     return _finish(w, path)
 
 
+def write_tiny_lora(path: Path, *, seed: int = 1, n_embd: int = 64, n_layer: int = 2, rank: int = 4,
+                    alpha: float = 8.0, arch: str = "llama", targets: tuple[str, ...] = ("attn_q", "attn_v", "output"),
+                    std: float = 0.5) -> Path:
+    """A LoRA adapter for write_tiny_gguf's model as llama.cpp's convert_lora_to_gguf.py writes one
+    (general.type adapter, adapter.type lora, adapter.lora.alpha; `<weight>.lora_a` [rank x in] and
+    `<weight>.lora_b` [out x rank] per adapted weight), random: its effect on greedy text is large.
+    targets: the attention weights adapted in every block (attn_q, attn_k, attn_v, attn_output);
+    "output" adapts the output head too."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    rng = np.random.default_rng(seed)
+    w = GGUFWriter(str(path), arch)
+    w.add_name("tiny-test-lora")
+    w.add_type("adapter")
+    w.add_string("adapter.type", "lora")
+    w.add_float32("adapter.lora.alpha", alpha)
+
+    def pair(name: str, n_in: int, n_out: int) -> None:
+        w.add_tensor(f"{name}.lora_a", rng.normal(0, std, (rank, n_in)).astype(np.float32))
+        w.add_tensor(f"{name}.lora_b", rng.normal(0, std, (n_out, rank)).astype(np.float32))
+
+    for i in range(n_layer):
+        for x in targets:
+            if x != "output":
+                pair(f"blk.{i}.{x}.weight", n_embd, n_embd)
+    if "output" in targets:
+        pair("output.weight", n_embd, 3 + 256)
+    return _finish(w, path)
+
+
 def write_tiny_mmproj(path: Path, *, seed: int = 0, text_n_embd: int = 64, n_embd: int = 32, n_layer: int = 2,
                       n_ff: int = 64, n_head: int = 4, image_size: int = 32, patch_size: int = 8) -> Path:
     """A synthetic vision projector for write_tiny_gguf's model: a tiny CLIP ViT with a LLaVA MLP projector

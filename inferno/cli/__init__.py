@@ -46,7 +46,7 @@ class InfernoGroup(click.Group):
 
 
 def build_cli() -> click.Group:
-    from inferno.cli import models, runcmd, servecmd
+    from inferno.cli import createcmd, models, runcmd, servecmd
     from inferno.plugins import load_plugins, pm
 
     @click.group(cls=InfernoGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,6 +55,7 @@ def build_cli() -> click.Group:
         """Inferno: run GGUF models locally, served over the Ollama and OpenAI APIs."""
 
     models.add_commands(cli)
+    createcmd.add_commands(cli)
     runcmd.add_commands(cli)
     servecmd.add_commands(cli)
     load_plugins()

@@ -94,11 +94,13 @@ def server_ps() -> list[dict[str, Any]]:
                                      "3,1 (default: by free memory; INFERNO_TENSOR_SPLIT).")
 @click.option("--no-repack", is_flag=True, help="Never repack weights into llama.cpp's extra buffer types (CPU_REPACK, "
                                             "AMX): llama-server's --no-repack (INFERNO_REPACK=0).")
+@click.option("--lora", multiple=True, help="A LoRA adapter GGUF for the served MODEL, FILE[:SCALE] (llama-server's "
+                                          "--lora / --lora-scaled); repeat for several. GET/POST /lora-adapters.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 def serve(model: str | None, host: str | None, port: int | None, load: dict[str, Any], keep_alive: str | None,
           parallel: int | None, kv_type: str | None, flash_attn: str | None, kv_unified: bool,
           cache_ram: int | None, prompt_cache: str | None, speculative: str | None, rpc: str | None,
-          tensor_split: str | None, no_repack: bool, log_level: str) -> None:
+          tensor_split: str | None, no_repack: bool, lora: tuple[str, ...], log_level: str) -> None:
     """Serve every local model over the Ollama (/api) and OpenAI (/v1) APIs.
 
     With MODEL, that model is pulled if needed and loaded before requests come. On an empty store the
@@ -134,6 +136,18 @@ def serve(model: str | None, host: str | None, port: int | None, load: dict[str,
             bar.close()
     options = LoadOptions(**load)
     inferno.engine.set_defaults(name, options)
+    if lora:
+        from pathlib import Path
+
+        from inferno.lora import ServedLora, check_adapter, parse_spec
+
+        if name is None:
+            raise click.UsageError("--lora needs the MODEL it applies to")
+        info = inferno.lookup(name)
+        specs = [(Path(f).expanduser(), s) for f, s in (parse_spec(x, "--lora") for x in lora)]
+        for f, _ in specs:
+            check_adapter(f, inferno.lookup(info.base).architecture if info.base else info.architecture, "--lora")
+        inferno.engine.served_lora = ServedLora(name, specs)
 
     def ready(url: str) -> None:
         click.echo(f"Inferno serving on {url} (Ollama API at /api, OpenAI API at /v1)", err=True)

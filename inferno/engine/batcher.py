@@ -46,6 +46,7 @@ from inferno.engine.types import FinishReason
 from inferno.errors import InfernoError
 
 if TYPE_CHECKING:
+    from inferno.engine.lora import LoraKey
     from inferno.engine.model import Model
 
 
@@ -86,6 +87,7 @@ class Batcher:
         if self.ctx is not None:
             self.ram.flush(self.slots)
             self.lib.llama_batch_free(self.batch)
+            self.model.adapters.forget(self.ctx)
             self.lib.llama_free(self.ctx)
             self.ctx = None
 
@@ -188,7 +190,7 @@ class Batcher:
             seq.cached = reuse
             self._admissions += 1
             slot.seq, slot.pending, slot.next_token = seq, seq.prompt[reuse:], None
-            slot.admitted = self._admissions
+            slot.admitted, slot.lora = self._admissions, seq.lora
 
     # one step -------------------------------------------------------------------------------------
 
@@ -201,7 +203,15 @@ class Batcher:
         for slot in self.slots:  # images first, each decoded for its own sequence by mtmd
             if slot.seq is not None and slot.pending and slot.pending[0] < 0:
                 self._image(slot)
-        n = self._run(self._fill_tokens)
+        n = 0
+        # one decode per LoRA adapter set among the running sequences (llama.cpp applies adapters per context):
+        # every set every step, so each sequence gets a token per step whichever set it runs with; the set the
+        # context has now goes first (a switch costs llama.cpp a graph reserve: n_sets - 1 of them per step)
+        for key in self.model.adapters.order(self.ctx, [s.lora for s in self.slots if s.seq is not None]):
+            if self.broken:
+                break
+            self.model.adapters.use(self.ctx, key)
+            n += self._run(lambda key=key: self._fill_tokens(key))
         if not self.unified and not self.broken:
             n += self._run(self._fill_prompt)
         if n:
@@ -229,14 +239,14 @@ class Batcher:
             n += verify(self, slot, index - len(draft), draft)
         return n
 
-    def _fill_tokens(self) -> list[tuple[Slot, int]]:
-        """One token of every generating sequence (in slot order: llama.cpp splits a batch over streams by
-        consecutive sequence ids), and with the unified cache prompt chunks after them up to n_batch; the
-        (slot, batch row) pairs that output logits."""
+    def _fill_tokens(self, key: LoraKey = ()) -> list[tuple[Slot, int]]:
+        """One token of every generating sequence with this adapter set (in slot order: llama.cpp splits a batch
+        over streams by consecutive sequence ids), and with the unified cache prompt chunks of that set after
+        them up to n_batch; the (slot, batch row) pairs that output logits."""
         self.batch.n_tokens = 0
         self._added.clear()
         outputs: list[tuple[Slot, int]] = []
-        generating = [s for s in self.slots if s.seq is not None and s.next_token is not None]
+        generating = [s for s in self.slots if s.seq is not None and s.next_token is not None and s.lora == key]
         for i, slot in enumerate(generating):  # generating sequences never wait on prompts
             if not self._room(slot, 1) and not self._shift(slot):  # its stream (or the unified cache) is full
                 self._release(slot, "length")
@@ -246,7 +256,8 @@ class Batcher:
             outputs.append((slot, self._add(slot, [tok, *draft], True, prompt=False, every=bool(draft))))
             slot.draft = draft
         if self.unified:
-            for slot in sorted((s for s in self.slots if s.seq is not None and s.pending), key=lambda s: s.last_used):
+            for slot in sorted((s for s in self.slots if s.seq is not None and s.pending and s.lora == key),
+                               key=lambda s: s.last_used):
                 if not self._chunk(slot, self.n_batch - self.batch.n_tokens, outputs):
                     break
         return outputs
@@ -259,7 +270,9 @@ class Batcher:
         outputs: list[tuple[Slot, int]] = []
         prompts = [s for s in self.slots if s.seq is not None and s.pending and s.pending[0] >= 0]
         if prompts:
-            self._chunk(min(prompts, key=lambda s: s.admitted), self.chunk, outputs)
+            slot = min(prompts, key=lambda s: s.admitted)
+            self.model.adapters.use(self.ctx, slot.lora)
+            self._chunk(slot, self.chunk, outputs)
         return outputs
 
     def _chunk(self, slot: Slot, room: int, outputs: list[tuple[Slot, int]]) -> bool:
@@ -343,6 +356,7 @@ class Batcher:
         seq = slot.seq
         assert seq is not None and seq.images is not None and self.model.projector is not None
         chunk, n, n_pos = seq.images.spans[len(slot.cache)]
+        self.model.adapters.use(self.ctx, slot.lora)
         if self.model.projector.eval(self.ctx, chunk, slot.pos(len(slot.cache)), slot.id, self.n_batch):
             slot.images.append((len(slot.cache), n, n_pos))
             if slot.exact == len(slot.cache):
@@ -392,12 +406,3 @@ class Batcher:
                 seq.done = True
                 seq.sampler.close()
                 seq.emit(Failure(error))
-
-    # scoring --------------------------------------------------------------------------------------
-
-    def score(self, tokens: list[int]) -> list[float] | None:
-        """Each token's log-probability given those before it (inferno.engine.scoring); None while no slot or
-        room is free."""
-        from inferno.engine.scoring import score
-
-        return score(self, tokens)

@@ -143,6 +143,9 @@ class Model:
         self.context_buffers: dict[str, dict[str, int]] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
         self.piece_bytes = lru_cache(maxsize=None)(self._piece_bytes)  # per model: pieces never change
+        from inferno.engine.lora import Adapters
+
+        self.adapters = Adapters(self)  # LoRA adapters loaded onto these weights, on first use
         self.projector: Projector | None = None  # vision: the mmproj file loaded through llama.cpp's mtmd
         if resolved.projector is not None:
             from inferno.engine.vision import Projector

@@ -50,8 +50,8 @@ class PromptCache:
         """Copy the slot's cells out before they are dropped (its whole cache, text only)."""
         tokens = slot.cache
         usable = slot.exact if self.exact else len(tokens)
-        if (self.limit <= 0 and self.disk is None) or usable < MIN_KEEP or slot.images:
-            return
+        if (self.limit <= 0 and self.disk is None) or usable < MIN_KEEP or slot.images or slot.lora:
+            return  # (cells computed with LoRA adapters serve only their own set: kept in their slot alone)
         for key, e in list(self.entries.items()):
             if common_prefix(e.tokens, tokens) == len(tokens):  # already kept, as this or as a longer one
                 self.entries.move_to_end(key)

@@ -21,10 +21,12 @@ if TYPE_CHECKING:
         GenerateRequest,
         LoadedModelInfo,
         LoadOptions,
+        LoraAdapter,
         RerankRequest,
         ScoreRequest,
         TokenizeRequest,
     )
+    from inferno.lora import ServedLora
     from inferno.metadata import ModelMetadata
 
 KVCacheType = Literal["f16", "q8_0", "q4_0"]
@@ -56,6 +58,11 @@ class Resolver(Protocol):
     def canonical(self, name: str) -> str:
         """The canonical name of a local model (raises ModelNotFoundError). Called as a request is accepted, on the
         event loop: it reads the store's small info.json and never a model file."""
+        ...
+
+    def lora(self, name: str) -> tuple[str, list[LoraAdapter]]:
+        """The model whose runner serves a canonical name, and the LoRA adapters its generations add (an adapter
+        model: its base, whose weights it shares, and its adapters)."""
         ...
 
     def resolve(self, name: str) -> ResolvedModel:
@@ -140,6 +147,7 @@ class Engine(Protocol):
     (unknown model → ModelNotFoundError, full queue → BusyError); its events arrive as they are made."""
 
     settings: EngineSettings  # what it runs under; the server narrows request_load_options before serving
+    served_lora: ServedLora | None  # `serve --lora`: the served model's adapters and their scales (inferno.lora)
 
     def submit(self, request: GenerateRequest) -> RequestHandle:
         """A generation: TextDelta / ToolCalls events, then one Done."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inferno.engine.handle import RequestHandle
 from inferno.engine.limits import check_load
@@ -30,6 +30,9 @@ from inferno.engine.types import (
 )
 from inferno.errors import BusyError, InfernoError, UnavailableError
 
+if TYPE_CHECKING:
+    from inferno.lora import ServedLora
+
 
 class Scheduler:
     def __init__(self, resolver: Resolver, settings: EngineSettings | None = None,
@@ -41,6 +44,7 @@ class Scheduler:
         self.workers: dict[str, RunnerProxy] = {}
         self.defaults: dict[str, LoadOptions] = {}  # per-model load options set by `serve --n-ctx …`
         self.global_defaults = LoadOptions()
+        self.served_lora: ServedLora | None = None  # `serve --lora`: the served model's adapters
         self._queued = 0
         self._closed = False
         self.deaths = Deaths(self.settings.crash_limit, self.settings.crash_window)
@@ -193,9 +197,13 @@ class Scheduler:
 
     def _enqueue(self, kind: str, model: str, request: object, load: LoadOptions,
                  keep_alive: float | None) -> RequestHandle:
-        name = self.resolver.canonical(model)  # ModelNotFoundError before anything queues
+        from inferno.lora import route
+
+        asked = self.resolver.canonical(model)  # ModelNotFoundError before anything queues
+        name, request = route(self.resolver, self.served_lora, asked, request)  # an adapter model: its base's runner
         check_load(self.resolver, name, load, self.settings)  # a request's load options within the limits (400)
-        options = load.merged(self.defaults.get(name, self.global_defaults))
+        # `serve MODEL --n-ctx …` set for the model asked for (an adapter model) or for its base
+        options = load.merged(self.defaults.get(asked, self.defaults.get(name, self.global_defaults)))
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:

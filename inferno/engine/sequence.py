@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from inferno.engine import chat
 from inferno.engine.fit import fit, keep_count
 from inferno.engine.grammar import check_grammar, grammar_for
+from inferno.engine.lora import lora_key
 from inferno.engine.output import StreamedText
 from inferno.engine.sampling import DEFAULT_SAMPLING, Sampler, logprobs_entry
 from inferno.engine.speculate import drafter_for
@@ -42,6 +43,7 @@ class Sequence:
                      fitted.original, model.n_ctx, f"dropped its {fitted.dropped} oldest messages" if
                      req.messages is not None else "dropped its middle", len(self.prompt))
             emit(Truncated(messages=fitted.dropped, prompt_tokens=len(self.prompt), original_tokens=fitted.original))
+        self.lora = lora_key(req.adapters)  # the adapter set it decodes with (engine/lora.py)
         self.shifted = 0  # tokens discarded by context shifts
         self._n_keep: int | None = None
         own = model.defaults.parameters

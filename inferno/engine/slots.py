@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from inferno.engine.lora import LoraKey
     from inferno.engine.promptcache import Entry, PromptCache
     from inferno.engine.sequence import Sequence
 
@@ -24,8 +25,8 @@ MIN_WAIT = 64  # wait for a running prompt's evaluation when it will give this m
 
 
 class Slot:
-    __slots__ = ("admitted", "cache", "draft", "exact", "id", "images", "last_used", "next_token", "pending",
-                 "seq")
+    __slots__ = ("admitted", "cache", "draft", "exact", "id", "images", "last_used", "lora", "next_token",
+                 "pending", "seq")
 
     def __init__(self, sid: int) -> None:
         self.id = sid
@@ -39,6 +40,7 @@ class Slot:
         self.next_token: int | None = None  # sampled, to be decoded in the next step
         self.draft: list[int] = []  # guessed tokens after next_token, decoded with it to be verified
         self.last_used = 0.0
+        self.lora: LoraKey = ()  # the LoRA adapter set its cached cells were computed with
         self.admitted = 0  # admission order: prompts are evaluated first come, first served
         # images in the cache as (start index, tokens, positions): with M-RoPE an image takes fewer positions
         # than tokens, so a token's position is its index less what the images before it saved
@@ -86,7 +88,8 @@ def plan(slots: list[Slot], seq: Sequence, align: int = 1, cache: PromptCache | 
     # llama-server's slot similarity: the slot holding a conversation this prompt continues (its whole cache is
     # a prefix of the prompt, or at least a tenth of the prompt matches it); else the least recently used one,
     # so a short common start (a chat template's first tokens) never overwrites another conversation's cache.
-    similar = {s.id: common_prefix(s.cache, prompt) for s in slots}
+    # cells computed with another adapter set are no prefix of this prompt's
+    similar = {s.id: common_prefix(s.cache, prompt) if s.lora == seq.lora else 0 for s in slots}
     own = max(free, key=lambda s: similar[s.id])
     if not (similar[own.id] == len(own.cache) > 0 or similar[own.id] >= SIMILARITY * len(prompt)):
         own = min(free, key=lambda s: s.last_used)
@@ -96,14 +99,15 @@ def plan(slots: list[Slot], seq: Sequence, align: int = 1, cache: PromptCache | 
     if matches[best.id] >= reuse + MIN_COPY:
         reuse, source = matches[best.id], best
     # a running prompt that will hold more of this one once evaluated: wait for it rather than evaluate it twice
-    ahead = max((common_prefix(s.cache + s.pending, prompt) for s in slots if s.seq is not None and s.pending),
+    ahead = max((common_prefix(s.cache + s.pending, prompt) for s in slots
+                 if s.seq is not None and s.pending and s.lora == seq.lora),
                 default=0)
     if ahead >= reuse + MIN_WAIT:
         return None
     reuse = cut(seq, reuse, align)
     if source is not None and reuse < MIN_COPY:
         source = None
-    found = cache.find(prompt) if cache is not None and seq.images is None else None
+    found = cache.find(prompt) if cache is not None and seq.images is None and not seq.lora else None
     if found is not None and (n := cut(seq, found[1], align)) >= reuse + MIN_COPY:
         return Plan(own, None, n, found[0])
     return Plan(own, source, reuse)

@@ -134,6 +134,21 @@ class SpeculativeOptions(BaseModel):
 FormatSpec = Literal["json"] | dict[str, Any] | None
 
 
+class LoraAdapter(BaseModel):
+    """A LoRA adapter a generation runs with: its GGUF file and scale. Filled in by the host (the store's adapter
+    models, `serve --lora`), never taken from a request body: paths from outside never reach the engine."""
+
+    path: str
+    scale: float = Field(1.0, ge=-1e4, le=1e4, allow_inf_nan=False)
+
+
+class LoraScale(BaseModel):
+    """llama-server's per-request `lora` entry: the id of an adapter `serve --lora` loaded, and its scale."""
+
+    id: int = Field(ge=0)
+    scale: float = Field(ge=-1e4, le=1e4, allow_inf_nan=False)
+
+
 class GenerateRequest(BaseModel):
     """A chat (messages) or a completion (prompt [+ suffix]); exactly one of the two."""
 
@@ -164,6 +179,8 @@ class GenerateRequest(BaseModel):
     think: bool | Literal["low", "medium", "high"] | None = None
     grammar: str | None = Field(None, max_length=1 << 24)  # raw GBNF, as llama-server's `grammar` (wins over format)
     speculative: SpeculativeOptions = Field(default_factory=SpeculativeOptions)
+    lora: list[LoraScale] | None = Field(None, max_length=64)  # scales of the served adapters for this request
+    adapters: list[LoraAdapter] = Field(default_factory=list)  # set by the host (engine/lora.py), not a dialect
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerateRequest:

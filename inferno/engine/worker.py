@@ -163,6 +163,12 @@ class Worker:
             elif self.batcher is None or self.doomed:
                 self._end(p.job, InfernoError(f"the decode failed for {self.name}; try again"))
             else:
+                try:  # on this thread: llama.cpp loads an adapter onto the model the batcher decodes with
+                    self.batcher.model.adapters.load(p.result.lora)
+                except InfernoError as e:
+                    p.result.sampler.close()
+                    self._end(p.job, e)
+                    continue
                 self.batcher.enqueue(p.result, lambda job=p.job: self._begin(job))
 
     def _prepare_loop(self) -> None:
@@ -250,7 +256,9 @@ class Worker:
                     from inferno.errors import BadRequestError
 
                     raise BadRequestError("text to score needs at least two tokens", param="text")
-                logprobs = self.batcher.score(tokens)
+                from inferno.engine.scoring import score
+
+                logprobs = score(self.batcher, tokens)
                 if logprobs is None:
                     return  # no free slot or room yet: after the next step
                 self.scores.popleft()

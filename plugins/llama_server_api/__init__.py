@@ -26,5 +26,5 @@ def register_routes(app: Quart, inferno: Inferno) -> None:
     from .routes import error_body, make_blueprint
 
     app.register_blueprint(make_blueprint(inferno))
-    for prefix in ("/infill", "/rerank", "/reranking", "/v1/rerank", "/v1/reranking"):
+    for prefix in ("/lora-adapters", "/infill", "/rerank", "/reranking", "/v1/rerank", "/v1/reranking"):
         register_error_shape(app, prefix, error_body)

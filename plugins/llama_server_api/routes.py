@@ -14,6 +14,7 @@ from inferno.api import (
     Inferno,
     InfernoError,
     InfillChunk,
+    LoraScale,
     Ranked,
     RerankRequest,
     Samplers,
@@ -48,7 +49,8 @@ def infill_request(req: InfillRequest) -> GenerateRequest:
     return GenerateRequest(model=req.model, prompt=req.input_prefix, suffix=req.input_suffix,
                            infill_prompt=req.prompt, sampling=sampling, grammar=req.grammar,
                            infill_extra=[InfillChunk(text=c.text, filename=c.filename) for c in req.input_extra],
-                           keep_alive=keep_alive(req.keep_alive), truncate=True)  # cut as llama-server cuts
+                           keep_alive=keep_alive(req.keep_alive), truncate=True,  # cut as llama-server cuts
+                           lora=None if req.lora is None else [LoraScale(id=x.id, scale=x.scale) for x in req.lora])
 
 
 def final(req: InfillRequest, content: str, done: Done, truncated: bool) -> dict[str, Any]:
@@ -103,9 +105,46 @@ def make_blueprint(inferno: Inferno) -> Any:
         return {"model": req.model, "object": "list", "results": results,
                 "usage": {"prompt_tokens": ranked.prompt_tokens, "total_tokens": ranked.prompt_tokens}}
 
+    @bp.get("/lora-adapters")
+    async def lora_adapters() -> Any:
+        """The adapters `serve --lora` loaded for the served model: id, path and global scale."""
+        served = inferno.engine.served_lora
+        return served.listing() if served is not None else []
+
+    @bp.post("/lora-adapters")
+    async def set_lora_adapters() -> Any:
+        """Set the global scales: [{id, scale}] (the adapters not listed go to 0, as llama-server does)."""
+        entries = await _lora_body()
+        served = inferno.engine.served_lora
+        if served is None:
+            if entries:
+                raise BadRequestError("no LoRA adapters are loaded (serve MODEL --lora FILE)", param="lora")
+            return []
+        served.set_scales(entries)
+        return served.listing()
+
     for path in RERANK_PATHS:
         bp.add_url_rule(path, f"rerank{path.replace('/', '_')}", body(RerankBody)(rerank), methods=["POST"])
     return bp
+
+
+async def _lora_body() -> list[LoraScale]:
+    from pydantic import TypeAdapter, ValidationError
+    from quart import request
+
+    from .schemas import LoraChoice
+
+    try:
+        raw = await request.get_json(force=True, silent=False)
+        items = TypeAdapter(list[LoraChoice]).validate_python(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise BadRequestError(f"lora-adapters: {err['msg']} at {list(err['loc'])}", param="lora") from None
+    except Exception:  # not JSON
+        raise BadRequestError("the body must be a JSON list of {id, scale}", param="lora") from None
+    if len(items) > 64:
+        raise BadRequestError("at most 64 adapters", param="lora")
+    return [LoraScale(id=x.id, scale=x.scale) for x in items]
 
 
 async def _chunks(req: InfillRequest, events: AsyncIterator[Any]) -> AsyncIterator[dict[str, Any]]:

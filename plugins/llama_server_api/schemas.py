@@ -18,6 +18,13 @@ class ExtraChunk(_Body):
     filename: str = Field("tmp", max_length=4096)
 
 
+class LoraChoice(_Body):
+    """A per-request adapter scale: an id of GET /lora-adapters."""
+
+    id: int = Field(ge=0, le=1 << 16)
+    scale: float = Field(ge=-1e4, le=1e4, allow_inf_nan=False)
+
+
 class InfillRequest(_Body, Samplers):  # the sampler fields (temperature, top_k, …, seed) as the core takes them
     model: str = Field(min_length=1)  # llama-server serves one model; Inferno names it
     input_prefix: str = ""
@@ -30,6 +37,7 @@ class InfillRequest(_Body, Samplers):  # the sampler fields (temperature, top_k,
     ignore_eos: bool = False
     grammar: str | None = Field(None, max_length=100_000)
     keep_alive: str | float | None = None  # Inferno's: how long the model stays loaded
+    lora: list[LoraChoice] | None = Field(None, max_length=64)
 
 
 class RerankDocument(_Body):

@@ -26,6 +26,7 @@ from inferno.api import (
 
 from . import modelfile
 from . import translate as t
+from .adapters import adapter_blobs
 from .routes import ndjson_stream
 from .schemas import CopyBody, CreateBody, DeleteBody, PullBody, ShowBody
 
@@ -231,6 +232,10 @@ def make_blueprint(inferno: Inferno) -> Any:
         for file_name, file_digest in (req.files or {}).items():  # every name and digest, used or not
             safe_filename(file_name, "files")
             store.blob_path(file_digest, "files")
+        adapters = adapter_blobs(store, req.adapters)
+        if adapters and (req.files or req.quantize or not req.from_):
+            raise BadRequestError("adapters apply to a stored model: give from (the base), not files or quantize",
+                                  param="adapters")
         if req.quantize and not inferno.can_quantize:
             raise BadRequestError("quantize needs the quantize plugin, which is not installed", param="quantize")
         if req.messages:
@@ -282,7 +287,7 @@ def make_blueprint(inferno: Inferno) -> Any:
             sampling, _ = t.options(req.parameters)
             extra["parameters"] = sampling.model_dump(exclude_none=True, exclude_defaults=True)
 
-        used = set((req.files or {}).values())
+        used = set((req.files or {}).values()) | set((req.adapters or {}).values())
 
         def work(progress: Any) -> None:
             for d in used:
@@ -315,6 +320,10 @@ def make_blueprint(inferno: Inferno) -> Any:
                         store.remove(base)
                 if parent_name is not None:
                     extra["parent_model"] = display_name(parent_name)
+            elif parent_name is not None and adapters:
+                inferno.create_adapter_model(target, parent_name, [(b, 1.0) for b, _ in adapters],
+                                             filenames=[n for _, n in adapters])
+                extra["parent_model"] = display_name(parent_name)
             elif parent_name is not None:
                 if parent_name != target:
                     store.copy(parent_name, target)
@@ -400,3 +409,4 @@ def vram_bytes(devices: list[dict[str, Any]]) -> int:
     """Bytes this model holds on local GPUs, by llama.cpp's own buffer accounting: the layers offloaded there
     (weights), their KV cache and compute buffers. Host RAM ("CPU") and RPC workers' memory are not VRAM here."""
     return sum(int(d.get("memory", 0)) for d in devices if d.get("name") != "CPU" and not d.get("endpoint"))
+

@@ -122,6 +122,7 @@ class CopyBody(_Body):
 class CreateBody(_Named):
     from_: str | None = Field(None, alias="from", max_length=512)
     files: dict[str, str] | None = None
+    adapters: dict[str, str] | None = Field(None, max_length=64)  # LoRA adapter GGUF blobs: file name → digest
     quantize: str | None = None
     system: str | None = None
     template: str | None = None

@@ -85,6 +85,13 @@ class StreamOptions(_Body):
     include_usage: bool = False
 
 
+class LoraChoice(_Body):
+    """llama-server's per-request adapter scale: an id of GET /lora-adapters."""
+
+    id: int = Field(ge=0, le=1 << 16)
+    scale: float = Field(ge=-1e4, le=1e4, allow_inf_nan=False)
+
+
 class _Sampling(_Body):
     """Fields both completion endpoints share, plus llama.cpp knobs clients may send in extra_body."""
 
@@ -100,6 +107,7 @@ class _Sampling(_Body):
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     user: str | None = None
     logit_bias: dict[str, float] | None = None  # token id (as a string) → -100 (ban) to 100; checked in translate
+    lora: list[LoraChoice] | None = Field(None, max_length=64)  # llama-server's: `serve --lora` adapters' scales
     # extensions (extra_body): what Ollama users miss in its OpenAI dialect
     top_k: int | None = Field(None, ge=0)
     min_p: float | None = Field(None, ge=0, le=1)

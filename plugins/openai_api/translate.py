@@ -16,6 +16,7 @@ from inferno.api import (
     ImagePolicy,
     InfernoError,
     LoadOptions,
+    LoraScale,
     Message,
     SamplingOptions,
     SpeculativeOptions,
@@ -157,7 +158,8 @@ def chat_request(body: ChatCompletionRequest, policy: ImagePolicy | None = None)
         format=fmt, tools=tools or None, tool_choice=choice,
         logprobs=(body.top_logprobs or 0) if body.logprobs else None,
         load=LoadOptions(**body.load_options()), keep_alive=keep_alive(body.keep_alive),
-        think=_think(body.reasoning_effort), grammar=body.grammar, speculative=_speculative(body))
+        think=_think(body.reasoning_effort), grammar=body.grammar, speculative=_speculative(body),
+        lora=_lora(body))
 
 
 def _think(effort: str | None) -> Any:
@@ -172,7 +174,11 @@ def completion_request(body: CompletionRequest, prompt: str) -> GenerateRequest:
         model=body.model, prompt=prompt, suffix=body.suffix or None,
         sampling=_sampling(body, body.max_tokens), logprobs=body.logprobs, format=_format(body),
         load=LoadOptions(**body.load_options()), keep_alive=keep_alive(body.keep_alive), grammar=body.grammar,
-        speculative=_speculative(body))
+        speculative=_speculative(body), lora=_lora(body))
+
+
+def _lora(body: _Sampling) -> list[LoraScale] | None:
+    return None if body.lora is None else [LoraScale(id=x.id, scale=x.scale) for x in body.lora]
 
 
 def new_id(prefix: str) -> str:
