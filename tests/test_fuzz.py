@@ -63,7 +63,7 @@ def fuzz_schema(fuzz_server: Server) -> Any:
     return schemathesis.openapi.from_url(f"{fuzz_server.url}/openapi.json")
 
 
-LLAMA_SERVER_PATHS = {"/infill", "/rerank", "/reranking"}  # the llama_server_api plugin's routes outside /v1
+LLAMA_SERVER_PATHS = {"/infill", "/rerank", "/reranking", "/lora-adapters"}  # llama_server_api outside /v1
 
 
 def _check_shape(path: str, status: int, text: str) -> None:
