@@ -3,33 +3,26 @@
 By default each slot has a KV stream of its own (llama-server's default, kv_unified false): n_ctx cells per slot,
 so every request gets the whole context it asks for, and its attention runs over its own cells only, laid out as
 they would be alone. With that, and with each prompt chunk decoded on its own (one sequence's chunk per
-llama_decode, cut the same way as alone), greedy output does not depend on what else runs: a request gives the
-same tokens alone or beside any others. Each step decodes one token of every generating sequence together (one
-row per sequence: the same numbers as alone), then one prompt chunk of the earliest admitted sequence still
-evaluating (a chunk of the model's prompt_chunk tokens, so a long prompt delays the others by one chunk, not by
-the whole prompt),
-and samples every sequence from its own logits row with its own sampler. Requests join and leave between steps.
-A generating sequence may add a draft after its token (inferno.engine.speculate: n-gram drafts from its own
-context), verified from the rows of the same decode; `auto` drafts only with flash attention, whose rows give the
-numbers of one token at a time, so the promise above holds with drafts too.
+llama_decode, cut the same way as alone), greedy output does not depend on what else runs. Each step decodes one
+token of every generating sequence together (one row per sequence: the same numbers as alone), then one prompt
+chunk (the model's prompt_chunk tokens) of the earliest admitted prompt still evaluating, so a long prompt delays
+the others by a chunk, not by the whole prompt; every sequence samples its own logits row with its own sampler.
+A generating sequence may add a draft after its token (inferno.engine.speculate), verified from the rows of the
+same decode; `auto` drafts only with flash attention, whose rows are the numbers of one token at a time.
 
-With --kv-unified the cache is one pool of n_ctx cells shared by every slot (llama-server's --kv-unified): one
-sequence may use all of it while there is room, and prompt chunks ride in the same batch as the generating
-tokens; but attention then spans the other sequences' masked cells and rounds differently, so greedy output
-varies with the load. There, cached cells of idle slots are reclaimed (least recently used first) as soon as a
-running request needs room, admission reserves room for a whole prompt, and a generating sequence that finds
-the cache full shifts its context when it asked for that (Ollama's `shift`, llama-server's context shift),
-else it ends with reason "length". The same holds for a full stream of its own.
+With --kv-unified the cache is one pool of n_ctx cells shared by every slot: one sequence may use all of it, and
+prompt chunks ride in the same batch as the generating tokens; but attention then spans the other sequences'
+masked cells and rounds differently, so greedy output varies with the load. There, idle slots' cells are
+reclaimed (least recently used first) when a running request needs room, admission reserves room for a whole
+prompt, and a sequence that finds the cache (or its own stream) full shifts its context when it asked for that
+(Ollama's `shift`), else it ends with reason "length".
 
 A finished slot keeps its tokens as a prefix cache. A new prompt whose prefix is in any slot (inferno.engine.slots)
-gets those cells copied into its slot with llama_memory_seq_cp (a buffer copy between streams, shared cells in
-the unified cache) and evaluates only the rest; one that shares a prefix with a prompt being evaluated waits for
-that evaluation and copies it. Cells a new prompt takes a slot from are kept in RAM first
-(inferno.engine.promptcache) and copied back for a prompt that continues them. With a stream per slot the reused
-prefix ends where a cold evaluation's chunk ends, so the rest goes in the same chunks as without the cache and
-the answer is the same as cold.
+gets those cells copied into its slot (llama_memory_seq_cp) and evaluates only the rest; one that shares a prefix
+with a prompt being evaluated waits for that evaluation. Cells a new prompt takes a slot from are kept in RAM and
+on disk first (inferno.engine.promptcache) for a prompt that continues them. With a stream per slot only whole
+chunks evaluated as a cold run would are reused, so the answer is the same as cold.
 """
-
 from __future__ import annotations
 
 import collections
