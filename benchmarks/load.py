@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.vs_llama_server import run_clients
 from inferno.testing_server import start_inferno, stop
 
 
@@ -82,13 +84,7 @@ def run_level(url: str, clients: int, requests: int, tokens: int) -> dict[str, A
                 with lock:
                     results.append(out)
 
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = run_clients(clients, client_loop)
     ok = [r for r in results if r[0] == "ok"]
     ttfts = sorted(r[1] for r in ok)
 

@@ -20,13 +20,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.vs_llama_server import Streamed, free_port, stream_chat, wait_ready
+from benchmarks.vs_llama_server import Streamed, free_port, run_clients, stream_chat, wait_ready
 from inferno.engine.model import default_threads
 from inferno.testing_server import start_inferno, stop
 
@@ -49,13 +47,7 @@ def wave(url: str, prompts: list[str], tokens: int) -> dict[str, Any]:
     def one(k: int) -> None:
         out[k] = stream_chat(url, "bench", prompts[k], tokens)
 
-    threads = [threading.Thread(target=one, args=(k,)) for k in range(len(prompts))]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = run_clients(len(prompts), one)
     return {"ttft": statistics.median(s.ttft for s in out), "tok_s": sum(s.n for s in out) / wall,
             "failed": [s.error for s in out if s.error]}
 

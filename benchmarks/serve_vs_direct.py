@@ -30,7 +30,7 @@ from inferno.metadata import read_metadata
 from inferno.testing_server import start_inferno, stop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.vs_llama_server import rss_mib, rss_with_children
+from benchmarks.vs_llama_server import rss_mib, rss_with_children, run_clients
 
 QUESTION = "Request {i}. Write a detailed essay about the history of the printing press."
 
@@ -191,13 +191,7 @@ def run_concurrent(url: str, clients: int, tokens: int, per_client: int = 2) -> 
                 served[k] += 1
                 total_tokens += n
 
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = run_clients(clients, client)
     return (f"{clients} concurrent clients x {per_client} streams: {len(failures)} failed, every client served: "
             f"{all(served)}, aggregate {total_tokens / wall:.1f} tok/s, median first token "
             f"{1000 * statistics.median(ttfts):.0f} ms" + (f"; failures: {failures[:3]}" if failures else ""))

@@ -21,12 +21,13 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.vs_llama_server import run_clients
 from inferno.engine.model import default_threads
 from inferno.testing_server import free_port, wait_healthy
 
@@ -105,13 +106,7 @@ def concurrent(url: str, prompts: list[str], clients: int, spec: bool, tokens: i
         with lock:
             total += n
 
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return total / (time.perf_counter() - t0)
+    return total / run_clients(clients, client)
 
 
 def main() -> None:

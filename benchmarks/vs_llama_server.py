@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from inferno.engine.model import default_threads
 from inferno.testing_server import free_port, start_inferno, stop, wait_healthy
 
-__all__ = ["free_port", "wait_ready"]  # the other benchmarks start their sides with these
+__all__ = ["free_port", "run_clients", "wait_ready"]  # the other benchmarks start their sides with these
 
 
 def wait_ready(url: str, proc: subprocess.Popen[Any], deadline: float = 600) -> None:
@@ -98,6 +99,17 @@ def stream_chat(url: str, model: str, prompt: str, tokens: int) -> Streamed:
     return out
 
 
+def run_clients(n: int, client: Callable[[int], None]) -> float:
+    """client(0) … client(n - 1), each on a thread of its own, all at once; the wall-clock seconds they took."""
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
 def measure(url: str, model: str, clients: int, tokens: int, salt: str) -> dict[str, Any]:
     results = [Streamed(0.0, error="not run")] * clients
 
@@ -105,13 +117,7 @@ def measure(url: str, model: str, clients: int, tokens: int, salt: str) -> dict[
         prompt = f"Client {salt}-{i}: write a long story about a river called {i * 7919 % 1000}."
         results[i] = stream_chat(url, model, prompt, tokens)
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = run_clients(clients, one)
     failed = [r.error for r in results if r.error]
     return {"tok_s": sum(r.n for r in results) / wall, "ttft": statistics.median(r.ttft for r in results),
             "failed": failed}
