@@ -358,13 +358,9 @@ class Batcher:
             slot.pending = slot.pending[n:]
             slot.last_used = time.monotonic()
             return
-        from inferno.engine.handle import Failure
-
         self.lib.llama_memory_seq_rm(self.mem, slot.id, slot.pos(len(slot.cache)), -1)  # what mtmd decoded of it
         slot.seq, slot.pending, slot.next_token = None, [], None
-        seq.done = True
-        seq.sampler.close()
-        seq.emit(Failure(InfernoError(f"llama.cpp could not encode an image for {self.model.name}")))
+        seq.fail(InfernoError(f"llama.cpp could not encode an image for {self.model.name}"))
 
     # leaving --------------------------------------------------------------------------------------
 
@@ -382,20 +378,13 @@ class Batcher:
     def fail_all(self, error: InfernoError) -> None:
         """A fatal decode error (a llama.cpp failure, an RPC worker gone): every running and waiting sequence
         fails with it, and the context is marked broken so the model reloads for the next request."""
-        from inferno.engine.handle import Failure
-
         self.broken = True
         while self.waiting:
             seq, on_admit = self.waiting.popleft()
             on_admit()
-            seq.done = True
-            seq.sampler.close()
-            seq.emit(Failure(error))
-
+            seq.fail(error)
         for slot in self.slots:
             seq, slot.seq = slot.seq, None
             slot.pending, slot.next_token, slot.cache, slot.images, slot.exact = [], None, [], [], 0
-            if seq is not None and not seq.done:
-                seq.done = True
-                seq.sampler.close()
-                seq.emit(Failure(error))
+            if seq is not None:
+                seq.fail(error)

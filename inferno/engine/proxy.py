@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import itertools
 import json
 import logging
 import os
@@ -30,7 +29,8 @@ import warnings
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from inferno.engine.handle import FINAL, Failure, RequestHandle
+from inferno.engine.handle import FINAL, Failure
+from inferno.engine.runnerconn import Job, Runner
 from inferno.engine.supervisor import cause
 from inferno.engine.types import Done, LoadedModelInfo, LoadOptions
 from inferno.errors import EngineStoppedError, InfernoError
@@ -39,49 +39,10 @@ if TYPE_CHECKING:
     from inferno.engine.scheduler import Scheduler
 
 log = logging.getLogger("inferno.engine")
-TAIL_LINES = 40  # the runner's last stderr lines kept for the log when it dies
 FIRST_EXPIRY_S = 300.0  # shown until the first request ends and sets its keep_alive (the reaper spares the waiting)
 # a native backtrace (ggml prints one through gdb when INFERNO_DEBUG asks for it) says nothing to an operator
 _BACKTRACE = re.compile(r"^(#\d+\s|\d+\s|\[Inferior |\[New LWP|\[Thread debugging|Using host libthread_db|"
                         r"0x[0-9a-f]+ in )")
-_ids = itertools.count(1)
-
-
-class Job:
-    """One request, host side."""
-
-    __slots__ = ("admitted", "emitted", "handle", "id", "keep_alive", "kind", "load", "request", "taken")
-
-    def __init__(self, kind: str, request: Any, load: LoadOptions, keep_alive: float | None,
-                 handle: RequestHandle) -> None:
-        self.id = next(_ids)
-        self.kind, self.request, self.load, self.keep_alive, self.handle = kind, request, load, keep_alive, handle
-        self.taken = False  # the runner began it: a crash from now on fails it
-        self.admitted = False  # it left the queue (a slot in the batcher, or begun)
-        self.emitted = False  # an event reached its caller
-
-
-class _Runner:
-    def __init__(self, proc: subprocess.Popen[bytes], conn: Connection, no_repack: bool) -> None:
-        self.proc, self.conn, self.no_repack = proc, conn, no_repack
-        self.options: LoadOptions | None = None  # what the runner's model was (or is being) loaded with
-        self.n_ctx: int | None = None  # that model's context, once its status says (a context not asked is chosen)
-        self.extra = False  # llama.cpp placed weights in an extra buffer type
-        self.proven = False  # its first decodes went well
-        self.stopping = False
-        self.endpoints: set[str] = set()  # the RPC workers it holds connections to
-        self.end_error: InfernoError | None = None  # the host ended it (its RPC worker is gone): its requests' error
-        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        self.tail_thread: threading.Thread | None = None
-        self.send_lock = threading.Lock()
-
-    def send(self, frame: tuple[Any, ...]) -> bool:
-        with self.send_lock:
-            try:
-                self.conn.send(frame)
-                return True
-            except (OSError, EOFError):  # it died: its reader reports that
-                return False
 
 
 class RunnerProxy:
@@ -97,7 +58,7 @@ class RunnerProxy:
         self.stopping = False
         self.expires_at: float | None = time.time() + FIRST_EXPIRY_S
         self.last_used = time.monotonic()
-        self.runner: _Runner | None = None
+        self.runner: Runner | None = None
         self.snapshot: LoadedModelInfo | None = None
         self.thread = threading.Thread(target=self._drive, name=f"inferno-{name}", daemon=True)
         self.thread.start()
@@ -209,7 +170,7 @@ class RunnerProxy:
         finally:
             theirs.close()
         conn = Connection(ours.detach())
-        runner = _Runner(proc, conn, no_repack)
+        runner = Runner(proc, conn, no_repack)
         runner.send(("start", self.name, resolved, settings, os.environ.get("INFERNO_TEST_FAULT", "")))
         runner.tail_thread = threading.Thread(target=self._tail, args=(runner,), daemon=True,
                                               name=f"inferno-{self.name}-log")
@@ -244,7 +205,7 @@ class RunnerProxy:
 
     # the reader thread: events up, and the runner's end -----------------------------------------------
 
-    def _tail(self, runner: _Runner) -> None:
+    def _tail(self, runner: Runner) -> None:
         assert runner.proc.stdout is not None
         runlog = logging.getLogger(f"inferno.runner.{self.name}")
         for raw in iter(runner.proc.stdout.readline, b""):
@@ -254,7 +215,7 @@ class RunnerProxy:
                 runlog.info("%s", line)
         runner.proc.stdout.close()
 
-    def _read(self, runner: _Runner) -> None:
+    def _read(self, runner: Runner) -> None:
         try:
             while True:
                 items, snapshot, notes = runner.conn.recv()
@@ -282,7 +243,7 @@ class RunnerProxy:
             runner.tail_thread.join(5)
         self._runner_ended(runner, returncode)
 
-    def _learn_context(self, runner: _Runner, snapshot: LoadedModelInfo) -> None:
+    def _learn_context(self, runner: Runner, snapshot: LoadedModelInfo) -> None:
         """What the runner's model was loaded with and the context it has, from its status: jobs held while the
         context was not known may go once it is known to be large enough. A status of a model that does not
         satisfy the options sent last is not taken (the runner reloads for them: the worker asks the same
@@ -344,7 +305,7 @@ class RunnerProxy:
                              "cached_tokens": done.cached_tokens, "truncated": done.truncated,
                              "shifted": done.shifted, "total_ms": round(done.total_ns / 1e6, 1)}))
 
-    def _runner_ended(self, runner: _Runner, returncode: int) -> None:
+    def _runner_ended(self, runner: Runner, returncode: int) -> None:
         if runner.stopping and returncode == 0:
             with self.cv:
                 self.runner, self.snapshot = None, None

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 from inferno.engine.handle import RequestHandle
 from inferno.engine.limits import check_load
 from inferno.engine.protocol import EngineSettings, NullObserver, Observer, Resolver
-from inferno.engine.proxy import Job, RunnerProxy
+from inferno.engine.proxy import RunnerProxy
 from inferno.engine.rpc_watch import RpcWatch
+from inferno.engine.runnerconn import Job
 from inferno.engine.supervisor import Deaths, RepackMemory
 from inferno.engine.types import (
     EmbedRequest,

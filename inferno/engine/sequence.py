@@ -24,6 +24,7 @@ from inferno.engine.types import Done, FinishReason, GenerateRequest, ThinkingDe
 
 if TYPE_CHECKING:
     from inferno.engine.model import Model
+    from inferno.errors import InfernoError
 
 log = logging.getLogger("inferno.engine")
 
@@ -113,6 +114,16 @@ class Sequence:
         if self.max_tokens is None and len(self.generated) >= self.model.n_ctx:
             return "length"  # no limit asked: a context's worth of tokens, however many shifts that took
         return None
+
+    def fail(self, error: InfernoError) -> None:
+        """End with an error instead of a Done (free the sampler); nothing if it has ended already."""
+        if self.done:
+            return
+        from inferno.engine.handle import Failure
+
+        self.done = True
+        self.sampler.close()
+        self.emit(Failure(error))
 
     def finish(self, reason: FinishReason) -> None:
         """Emit the tail, tool calls and the final Done; free the sampler. Called once."""
