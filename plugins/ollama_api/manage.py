@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from inferno.api import (
     body,
     display_name,
     format_parameter_size,
-    layer_of,
     normalize_name,
     read_json,
     safe_filename,
@@ -27,7 +25,7 @@ from inferno.api import (
 from . import modelfile
 from . import translate as t
 from .adapters import adapter_blobs
-from .routes import ndjson_stream
+from .progress import run_with_progress, stream_or_last
 from .schemas import CopyBody, CreateBody, DeleteBody, PullBody, ShowBody
 
 
@@ -171,9 +169,9 @@ def make_blueprint(inferno: Inferno) -> Any:
         identifier = _identifier(req.model)
         # a bad identifier (400) or a file on this machine (403) is refused before streaming starts
         inferno.check_remote_pull(identifier)
-        statuses = _run_with_progress(lambda progress: inferno.pull(identifier, name=_pull_name(req.model),
+        statuses = run_with_progress(lambda progress: inferno.pull(identifier, name=_pull_name(req.model),
                                                                      progress=progress, remote=True))
-        return await _stream_or_last(req.stream, statuses)
+        return await stream_or_last(req.stream, statuses)
 
     def _identifier(model: str) -> str:
         """As Ollama does, a bare `name:tag` that no source, alias or store model answers to is pulled from the
@@ -336,7 +334,7 @@ def make_blueprint(inferno: Inferno) -> Any:
                 store.update(target, **extra)
             progress(0, None, "writing manifest")
 
-        return await _stream_or_last(req.stream, _run_with_progress(work))
+        return await stream_or_last(req.stream, run_with_progress(work))
 
     return bp
 
@@ -363,46 +361,6 @@ def _create_from_safetensors(inferno: Inferno, files: dict[str, str], target: st
         inferno.convert(str(folder), target, method=method, progress=progress, options={"uploaded": True})
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-async def _run_with_progress(work: Any) -> AsyncIterator[dict[str, Any]]:
-    """Run work(progress) in a thread; yield its progress as Ollama status objects, then success."""
-    loop = asyncio.get_running_loop()
-    q: asyncio.Queue[Any] = asyncio.Queue()
-    last: dict[str, Any] = {}
-
-    def progress(completed: int, total: int | None, status: str) -> None:
-        if status == "success":
-            return
-        shown, digest = layer_of(status)  # a layer's download: Ollama's `pulling <short>` line with its digest
-        item: dict[str, Any] = {"status": shown}
-        if digest:
-            item["digest"] = digest
-        if total:
-            item.update(total=total, completed=completed)
-        loop.call_soon_threadsafe(q.put_nowait, item)
-
-    task = asyncio.ensure_future(asyncio.to_thread(work, progress))
-    task.add_done_callback(lambda _: q.put_nowait(None))
-    yield {"status": "pulling manifest"}
-    while (item := await q.get()) is not None:
-        total, done = item.get("total"), item.get("completed", 0)
-        if total and last.get("status") == item["status"] and done < total and \
-                done - last.get("completed", 0) < total / 200:
-            continue  # thin out byte-level progress: about 200 lines per phase is plenty
-        last = item
-        yield item
-    await task  # re-raises the work's error
-    yield {"status": "success"}
-
-
-async def _stream_or_last(stream: bool, statuses: AsyncIterator[dict[str, Any]]) -> Any:
-    if stream:
-        return ndjson_stream(statuses)
-    last: dict[str, Any] = {}
-    async for item in statuses:
-        last = item
-    return last
 
 
 def vram_bytes(devices: list[dict[str, Any]]) -> int:
