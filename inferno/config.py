@@ -99,6 +99,7 @@ class Settings(BaseModel):
     shutdown_timeout: float = Field(10.0, ge=0)  # seconds streams in flight may take to end after SIGTERM
     repack: bool = True  # llama.cpp's extra buffer types (repacked weights: CPU_REPACK, AMX); False = --no-repack
     crash_window: float = Field(60.0, gt=0)  # seconds in which 3 runner deaths mark a model failed
+    spare_runner: bool = True  # one runner process started ahead (its imports done), so a load waits less
 
     @field_validator("keep_alive")
     @classmethod
@@ -201,6 +202,7 @@ KEYS = {
     "shutdown_timeout": "shutdown_timeout",
     "repack": "repack",  # 0 / false: never repack weights (llama.cpp#20824 on AMX CPUs)
     "crash_window": "crash_window",
+    "spare_runner": "spare_runner",  # 0 / false: no runner process started ahead (saves its ~60 MiB)
 }
 CONFIG_ONLY = {"aliases", "default_model", "port"}
 

@@ -123,6 +123,9 @@ class EngineSettings:
     home: str | None = None  # INFERNO_HOME: where a model's healed setting (no repack) is remembered
     crash_limit: int = 3  # runner deaths within crash_window seconds that mark a model failed
     crash_window: float = 60.0
+    # keep one runner process started ahead, imports done (inferno.engine.spawn): a load does not wait for them.
+    # Off for in-process callers unless asked; the server and `inferno run` turn it on (INFERNO_SPARE_RUNNER).
+    spare_runner: bool = False
 
     @classmethod
     def from_settings(cls, s: Any) -> EngineSettings:
@@ -139,7 +142,8 @@ class EngineSettings:
                    template_max_steps=s.template_max_steps, template_timeout=s.template_timeout,
                    template_max_string=s.template_max_string, max_image_pixels=s.max_image_pixels,
                    max_request_pixels=s.max_request_pixels,
-                   no_repack=not s.repack, home=str(s.home), crash_window=s.crash_window)
+                   no_repack=not s.repack, home=str(s.home), crash_window=s.crash_window,
+                   spare_runner=s.spare_runner)
 
 
 class Engine(Protocol):

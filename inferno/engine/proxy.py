@@ -20,13 +20,9 @@ import json
 import logging
 import os
 import re
-import socket
-import subprocess
-import sys
 import threading
 import time
 import warnings
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from inferno.engine.handle import FINAL, Failure
@@ -155,22 +151,12 @@ class RunnerProxy:
             return
         no_repack = sched.settings.no_repack or sched.repack_memory.says_no(resolved.file)
         settings = dataclasses.replace(sched.settings, no_repack=no_repack)
-        ours, theirs = socket.socketpair()
-        env = dict(os.environ)
-        if os.environ.get("INFERNO_DEBUG", "") in ("", "0", "false"):
-            env.setdefault("GGML_NO_BACKTRACE", "1")  # ggml's gdb backtrace of a fault takes seconds
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "inferno.engine.runner", str(theirs.fileno()),
-                                     str(os.getpid())], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+            started = sched.spawner.take()
         except OSError as e:
-            ours.close()
             self._fail_pending(InfernoError(f"cannot start the engine for {self.name}: {e}"))
             return
-        finally:
-            theirs.close()
-        conn = Connection(ours.detach())
-        runner = Runner(proc, conn, no_repack)
+        runner = Runner(started.proc, started.conn, no_repack)
         runner.send(("start", self.name, resolved, settings, os.environ.get("INFERNO_TEST_FAULT", "")))
         runner.tail_thread = threading.Thread(target=self._tail, args=(runner,), daemon=True,
                                               name=f"inferno-{self.name}-log")
@@ -216,9 +202,13 @@ class RunnerProxy:
         runner.proc.stdout.close()
 
     def _read(self, runner: Runner) -> None:
+        spawner, refilled = self.scheduler.spawner, False
         try:
             while True:
                 items, snapshot, notes = runner.conn.recv()
+                if snapshot is not None and not refilled:  # loaded: the next spare's imports slow nothing now
+                    spawner.refill()
+                    refilled = True
                 if "extra" in notes:
                     runner.extra = True
                 if "proven" in notes:
@@ -238,6 +228,7 @@ class RunnerProxy:
             log.exception("the engine for %s sent what the host cannot read", self.name)
             runner.proc.kill()
         returncode = runner.proc.wait()
+        spawner.refill()
         runner.conn.close()
         if runner.tail_thread is not None:
             runner.tail_thread.join(5)

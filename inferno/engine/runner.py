@@ -4,7 +4,8 @@ Everything that calls into llama.cpp for a served model runs here: the Worker th
 (Model, Batcher, Sequence, Embedder, unchanged in shape). The host (inferno.engine.proxy) speaks to it over one
 socket of length-prefixed pickle frames (multiprocessing.connection):
 
-  down  ("start", name, ResolvedModel, EngineSettings, fault) once, then ("job", id, kind, request, LoadOptions),
+  down  ("start", name, ResolvedModel, EngineSettings, fault) once (a spare runner waits for it with its imports
+        done: inferno.engine.spawn), then ("job", id, kind, request, LoadOptions),
         ("cancel", id), ("stop",)
   up    (items, snapshot, notes): items [(id, event | Failure | "taken" | "admitted")] made in one turn of the
         decode loop (one decode step); snapshot a LoadedModelInfo when the status changed; notes "extra" (llama.cpp
@@ -126,9 +127,23 @@ def _forward_warnings(outbox: Outbox) -> None:
     py.propagate = False
 
 
+def _warm() -> None:
+    """What every model's load imports, done before the start frame arrives: a spare runner
+    (inferno.engine.spawn) has it behind it when it is taken. A failure here is the load's to report."""
+    try:
+        import inferno.engine.batcher  # noqa: F401
+        from inferno.engine.model import import_llama
+
+        import_llama()
+        from llama_cpp import _internals  # noqa: F401 (numpy)
+    except Exception:
+        pass
+
+
 def serve(conn: Connection) -> None:
     from inferno.engine.worker import STOP, Job, Worker
 
+    _warm()
     _, name, resolved, settings, fault = conn.recv()
     outbox = Outbox(conn)
     _watch_buffers(outbox)

@@ -19,6 +19,7 @@ from inferno.engine.protocol import EngineSettings, NullObserver, Observer, Reso
 from inferno.engine.proxy import RunnerProxy
 from inferno.engine.rpc_watch import RpcWatch
 from inferno.engine.runnerconn import Job
+from inferno.engine.spawn import Spawner
 from inferno.engine.supervisor import Deaths, RepackMemory
 from inferno.engine.types import (
     EmbedRequest,
@@ -51,6 +52,7 @@ class Scheduler:
         self.deaths = Deaths(self.settings.crash_limit, self.settings.crash_window)
         self.repack_memory = RepackMemory(self.settings.home)
         self.rpc_watch = RpcWatch()
+        self.spawner = Spawner(self.settings.spare_runner)
         self._reaper = threading.Thread(target=self._reap_loop, name="inferno-reaper", daemon=True)
         self._reaper.start()
 
@@ -170,6 +172,7 @@ class Scheduler:
             w.thread.join(max(0.0, deadline - time.monotonic()))
         for w in workers:
             w.kill()  # past the timeout: runners still decoding end now
+        self.spawner.close()
 
     # called by the proxies, under the lock ---------------------------------------------------------
 
