@@ -7,6 +7,7 @@ runner processes), and the ratios.
 
     python benchmarks/vs_llama_server.py [MODEL_PATH] --llama-server PATH [--clients 1 4 16] [--rounds 3]
         [--tokens 128] [--ctx 8192] [--parallel 4] [--threads 2] [--flash-attn off] [--kv-unified]
+        [--default-system]
 
 llama-server: build it from the llama.cpp that llama-cpp-python vendors with ../shared/tools/build-llama-server.sh.
 """
@@ -76,10 +77,12 @@ class Streamed:
         return (self.first or time.perf_counter()) - self.t0
 
 
-def stream_chat(url: str, model: str, prompt: str, tokens: int) -> Streamed:
+def stream_chat(url: str, model: str, prompt: str, tokens: int, system: str | None = None) -> Streamed:
     """Stream one greedy chat completion of `tokens` tokens (ignore_eos) through /v1/chat/completions."""
+    messages = ([{"role": "system", "content": system}] if system is not None else []) + [
+        {"role": "user", "content": prompt}]
     body = {"model": model, "stream": True, "max_tokens": tokens, "temperature": 0, "ignore_eos": True,
-            "stream_options": {"include_usage": True}, "messages": [{"role": "user", "content": prompt}]}
+            "stream_options": {"include_usage": True}, "messages": messages}
     out = Streamed(time.perf_counter())
     with httpx.Client(timeout=600) as c, c.stream("POST", url + "/v1/chat/completions", json=body) as r:
         if r.status_code != 200:
@@ -110,12 +113,18 @@ def run_clients(n: int, client: Callable[[int], None]) -> float:
     return time.perf_counter() - t0
 
 
-def measure(url: str, model: str, clients: int, tokens: int, salt: str) -> dict[str, Any]:
+def measure(url: str, model: str, clients: int, tokens: int, salt: str, shared: bool = False) -> dict[str, Any]:
+    """`clients` streams at once. Each prompt starts with its own system message (no prefix in common, so no side
+    has a cache hit); `shared`: a lone user message, behind the chat template's default system prompt (SmolLM2:
+    25 tokens in common), which llama-server reuses and Inferno does not (it reuses whole 64-token chunks only,
+    so that a cached answer is the cold one: README, prefix reuse)."""
     results = [Streamed(0.0, error="not run")] * clients
 
     def one(i: int) -> None:
-        prompt = f"Client {salt}-{i}: write a long story about a river called {i * 7919 % 1000}."
-        results[i] = stream_chat(url, model, prompt, tokens)
+        prompt = f"Write a long story about a river called {i * 7919 % 1000}."
+        own = f"Client {salt}-{i}."
+        results[i] = (stream_chat(url, model, f"{own} {prompt}", tokens) if shared
+                      else stream_chat(url, model, prompt, tokens, system=own))
 
     wall = run_clients(clients, one)
     failed = [r.error for r in results if r.error]
@@ -136,6 +145,8 @@ def main() -> None:
     ap.add_argument("--flash-attn", choices=["on", "off", "auto"], default="off")
     ap.add_argument("--kv-unified", action="store_true", help="both sides share one KV cache between slots "
                     "(default: a stream per slot, the default of both)")
+    ap.add_argument("--default-system", action="store_true", help="prompts share the chat template's default "
+                    "system prompt (llama-server reuses it, Inferno reuses only whole 64-token chunks)")
     args = ap.parse_args()
     model = Path(args.model or Path.home() / ".cache/inferno-tests/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 
@@ -165,7 +176,8 @@ def main() -> None:
             for r in range(args.rounds):
                 order = list(sides) if r % 2 == 0 else list(reversed(sides))
                 for side in order:
-                    runs[side].append(measure(sides[side], "bench", clients, args.tokens, f"{r}{side}"))
+                    runs[side].append(measure(sides[side], "bench", clients, args.tokens, f"{r}{side}",
+                                              args.default_system))
             row = {}
             for side, rs in runs.items():
                 row[side] = (statistics.median(x["tok_s"] for x in rs), statistics.median(x["ttft"] for x in rs),
