@@ -157,7 +157,7 @@ def main() -> None:
                 s["ttft"].append(ttft)
                 s["rate"].append(rate)
                 time.sleep(0.2)
-            host_rss, runner_rss = rss_with_children(server.process.pid)
+            host_rss, runner_rss, spare_rss = rss_with_children(server.process.pid, url)
             direct_rss = part["rss"]
             worker.stdin.close()
             worker.wait(timeout=60)
@@ -176,7 +176,7 @@ def main() -> None:
     print(f"model load s     direct {direct_load_s:8.2f}   served {served_load_s:8.2f}   "
           f"delta {served_load_s - direct_load_s:+.2f} s  (target <= +0.5 s; served: runner start + load)")
     print(f"RSS MiB          direct {direct_rss:8.0f}   runner {runner_rss:8.0f}   ratio {runner_rss / direct_rss:.2f}"
-          f"   server process {host_rss:.0f} (target < 150)")
+          f"   server process {host_rss:.0f} (target < 150)   spare runner {spare_rss:.0f}")
     print(concurrent)
 
 

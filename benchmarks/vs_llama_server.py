@@ -57,9 +57,15 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def rss_with_children(pid: int) -> tuple[float, float]:
-    """(the process's own RSS, its children's together), MiB."""
-    return rss_mib(pid), sum(rss_mib(c) for c in children(pid))
+def rss_with_children(pid: int, url: str | None = None) -> tuple[float, float, float]:
+    """(the process's own RSS, its loaded models' runners' together, the other children's: Inferno's spare runner),
+    MiB. Inferno's loaded runners are the pids its /inferno/ps names (url); without it every child is a runner."""
+    loaded = set(children(pid))
+    if url is not None:
+        loaded = {m["pid"] for m in httpx.get(f"{url}/inferno/ps", timeout=30).json()["models"]}
+    kids = children(pid)
+    return (rss_mib(pid), sum(rss_mib(c) for c in kids if c in loaded),
+            sum(rss_mib(c) for c in kids if c not in loaded))
 
 
 @dataclass
@@ -180,10 +186,10 @@ def main() -> None:
                                               args.default_system))
             row = {}
             for side, rs in runs.items():
+                own, runners, spare = rss_with_children(pids[side], sides[side] if side == "inferno" else None)
                 row[side] = (statistics.median(x["tok_s"] for x in rs), statistics.median(x["ttft"] for x in rs),
-                             sum(len(x["failed"]) for x in rs), sum(rss_with_children(pids[side])))
-                own, runners = rss_with_children(pids[side])
-                split = f" (host {own:.0f} + runner {runners:.0f})" if side == "inferno" else ""
+                             sum(len(x["failed"]) for x in rs), own + runners)
+                split = f" (host {own:.0f} + runner {runners:.0f}; spare {spare:.0f})" if side == "inferno" else ""
                 print(f"  {clients:3d} clients  {side:12s} {row[side][0]:7.1f} tok/s  ttft p50 "
                       f"{row[side][1] * 1000:7.0f} ms  failed {row[side][2]}  RSS {row[side][3]:6.0f} MiB{split}",
                       flush=True)
