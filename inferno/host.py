@@ -43,14 +43,14 @@ class Inferno:
     @property
     def can_quantize(self) -> bool:
         """Whether a plugin implements quantize_model (the quantize plugin is installed and enabled)."""
-        from inferno.plugins import pm
+        from inferno.pluginmanager import pm
 
         return bool(pm.hook.quantize_model.get_hookimpls())
 
     def quantize(self, source: str, target: str, method: str, *, progress: Progress = _no_progress,
                  options: dict[str, Any] | None = None) -> ModelInfo:
         """Quantize the local model source into target through the quantize_model hook."""
-        from inferno.plugins import pm
+        from inferno.pluginmanager import pm
 
         if not self.can_quantize:
             raise BadRequestError("quantizing needs the quantize plugin, which is not installed", param="quantize")
@@ -60,7 +60,7 @@ class Inferno:
     @property
     def can_convert(self) -> bool:
         """Whether a plugin implements convert_model (the convert plugin is installed and enabled)."""
-        from inferno.plugins import pm
+        from inferno.pluginmanager import pm
 
         return bool(pm.hook.convert_model.get_hookimpls())
 
@@ -69,7 +69,7 @@ class Inferno:
                 options: dict[str, Any] | None = None) -> ModelInfo:
         """A Hugging Face-format model (folder or hf:owner/repo) → GGUF model target, through convert_model;
         with method, quantized too: the intermediate GGUF is `target-OUTTYPE`, removed unless keep_f16."""
-        from inferno.plugins import pm
+        from inferno.pluginmanager import pm
 
         if not self.can_convert:
             raise BadRequestError("converting needs the convert plugin, which is not installed")

@@ -53,7 +53,7 @@ _CACHE_LOCK = threading.Lock()
 
 
 def read_metadata(path: Path) -> ModelMetadata:
-    from inferno.plugins import load_plugins, pm
+    from inferno.pluginmanager import load_plugins, pm
 
     load_plugins()
     try:
@@ -77,7 +77,7 @@ def read_metadata(path: Path) -> ModelMetadata:
 
 
 def _read_metadata(path: Path) -> ModelMetadata:
-    from inferno.plugins import pm
+    from inferno.pluginmanager import pm
 
     merged: dict[str, Any] = {}
     for answer in pm.hook.read_model_metadata(path=Path(path)):

@@ -35,18 +35,18 @@ def inferno_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def inferno_register() -> Iterator[Callable[..., str]]:
     """register(plugin, name=None) → name; every plugin registered here is unregistered after the test."""
-    from inferno import plugins
+    from inferno import pluginmanager
 
     names: list[str] = []
 
     def register(plugin: object, name: str | None = None) -> str:
-        registered = plugins.register(plugin, name=name)
+        registered = pluginmanager.register(plugin, name=name)
         names.append(registered)
         return registered
 
     yield register
     for name in names:
-        plugins.unregister(name)
+        pluginmanager.unregister(name)
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,7 @@ def create_app(inferno: Inferno) -> Quart:
     from quart import Quart, Response, request
 
     from inferno import guard as cross_site
-    from inferno.plugins import load_plugins, pm
+    from inferno.pluginmanager import load_plugins, pm
 
     app = Quart("inferno")
     app.request_class = _request_class(app)
@@ -267,7 +267,7 @@ async def serve(inferno: Inferno, *, preload: str | None = None, preload_options
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
 
-    from inferno.plugins import pm
+    from inferno.pluginmanager import pm
 
     settings = inferno.settings
     app = create_app(inferno)

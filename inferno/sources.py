@@ -81,7 +81,7 @@ def suggestion(identifier: str, sources: list[ModelSource] | None = None) -> str
 
 
 def collect_sources() -> list[ModelSource]:
-    from inferno.plugins import load_plugins, pm
+    from inferno.pluginmanager import load_plugins, pm
 
     load_plugins()
     found: list[ModelSource] = []

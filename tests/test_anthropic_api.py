@@ -5,7 +5,6 @@ The SDK has no `temperature` argument any more: greedy decoding goes in `extra_b
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 import re
 from collections.abc import Iterator
@@ -250,7 +249,7 @@ def test_openapi_lists_the_routes(server: Server) -> None:
 
 def test_error_types() -> None:
     """Statuses a live server rarely shows: a full queue is overloaded_error, which the SDK retries."""
-    error_body = importlib.import_module("inferno_plugins.anthropic_api.translate").error_body
+    from inferno_plugins.anthropic_api.translate import error_body
 
     def kind(e: InfernoError) -> str:
         return error_body(e)["error"]["type"]
@@ -378,8 +377,7 @@ def test_image_refusals_are_400_in_anthropic_shape(eyes: anthropic.Anthropic) ->
 
 
 def test_image_urls_are_fetched_only_when_allowed() -> None:
-    translate: Any = importlib.import_module("inferno_plugins.anthropic_api.translate")
-    schemas: Any = importlib.import_module("inferno_plugins.anthropic_api.schemas")
+    from inferno_plugins.anthropic_api import schemas, translate
 
     def body(url: str) -> Any:
         return schemas.CountTokensBody(model="eyes", messages=_asking({"type": "url", "url": url}))
@@ -387,5 +385,5 @@ def test_image_urls_are_fetched_only_when_allowed() -> None:
     with pytest.raises(BadRequestError, match="INFERNO_ALLOW_IMAGE_URLS"):
         translate.core_request(body("http://127.0.0.1:9/never.png"))
     with serve_bytes(base64.b64decode(RED)) as url:
-        [m] = translate.core_request(body(url), ImagePolicy(allow_urls=True)).messages
+        [m] = translate.core_request(body(url), ImagePolicy(allow_urls=True)).messages or []
     assert m.images == [RED] and m.content == "what is this?\n" + IMAGE_MARKER

@@ -6,13 +6,11 @@ loaded and run by real llama.cpp."""
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import shutil
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -24,12 +22,11 @@ from inferno.api import Done, GenerateRequest, SamplingOptions
 from inferno.cli import build_cli
 from inferno.config import load_settings
 from inferno.host import Inferno
+from inferno_plugins.convert import toolenv
 from tests.conftest import CACHE, start_server, stop_server
 
 from .hub_server import HubServer, Repo
 
-# plugins are importable only through the editable install's finder, which type checkers do not follow
-toolenv: Any = importlib.import_module("inferno_plugins.convert.toolenv")
 TOOLS = CACHE / "tools"  # set up once (.ci/run does it first), shared by every test and run
 
 
@@ -236,7 +233,7 @@ def test_without_the_converter_it_says_how_to_set_it_up(hf_dirs: dict[str, Path]
 
 def test_hook_convert_model(hf_dirs: dict[str, Path], home: Path, converter: Path,
                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from inferno.plugins import pm
+    from inferno.pluginmanager import pm
 
     monkeypatch.setenv("INFERNO_TOOLS", str(TOOLS))
     host = Inferno()

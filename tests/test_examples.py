@@ -92,7 +92,7 @@ def test_dir_source(installed: None, inferno_home: Path, inferno_tiny_gguf: Path
 
 
 def test_fixtures_register_for_one_test(inferno_register: Callable[..., str]) -> None:
-    from inferno import plugins
+    from inferno import pluginmanager
     from inferno.hookspecs import hookimpl
 
     class Plugin:
@@ -101,4 +101,4 @@ def test_fixtures_register_for_one_test(inferno_register: Callable[..., str]) ->
             pass
 
     name = inferno_register(Plugin(), name="fixture-plugin")
-    assert name in {p["name"] for p in plugins.plugin_statuses()}
+    assert name in {p["name"] for p in pluginmanager.plugin_statuses()}

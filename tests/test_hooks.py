@@ -9,7 +9,7 @@ from typing import Any
 import click
 from click.testing import CliRunner
 
-from inferno import plugins
+from inferno import pluginmanager
 from inferno.cli import build_cli
 from inferno.hookspecs import hookimpl
 from inferno.host import Inferno
@@ -25,11 +25,11 @@ class _Registered:
         self.plugin = plugin
 
     def __enter__(self) -> object:
-        self.name = plugins.register(self.plugin)
+        self.name = pluginmanager.register(self.plugin)
         return self.plugin
 
     def __exit__(self, *exc: object) -> None:
-        plugins.unregister(self.name)
+        pluginmanager.unregister(self.name)
 
 
 def test_hook_register_model_sources(home: Path, tiny_gguf: Path) -> None:

@@ -77,7 +77,7 @@ def test_engine_says_how_to_install(no_llama: str, home: Path, tiny_gguf: Path) 
 
 def test_quantizer_says_how_to_install(no_llama: str, home: Path, tiny_gguf: Path) -> None:
     from inferno.cli import build_cli
-    from inferno.plugins import pm
+    from inferno.pluginmanager import pm
 
     host = Inferno()
     host.import_file(tiny_gguf, "tiny", source="t")

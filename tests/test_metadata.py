@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,7 @@ def test_parameter_size(count: int | None, text: str) -> None:
 
 
 def test_a_plugin_overrides_one_field(tiny_gguf: Path) -> None:
-    from inferno import plugins
+    from inferno import pluginmanager
     from inferno.hookspecs import hookimpl
 
     class Override:
@@ -61,13 +60,13 @@ def test_a_plugin_overrides_one_field(tiny_gguf: Path) -> None:
         def read_model_metadata(self, path: Path) -> dict[str, object]:
             return {"context_length": 999}
 
-    name = plugins.register(Override(), name="override-ctx")
+    name = pluginmanager.register(Override(), name="override-ctx")
     try:
         meta = read_metadata(tiny_gguf)
         assert meta.context_length == 999  # the plugin's answer wins this field …
         assert meta.architecture == "llama"  # … and the GGUF reader still fills the rest
     finally:
-        plugins.unregister(name)
+        pluginmanager.unregister(name)
 
 
 def _gguf_library_view(path: Path) -> dict[str, Any]:
@@ -88,7 +87,7 @@ def _gguf_library_view(path: Path) -> dict[str, Any]:
 
 @pytest.mark.smollm2
 def test_streaming_reader_agrees_with_the_gguf_library(smollm2_path: Path, tiny_gguf: Path) -> None:
-    read_gguf = importlib.import_module("inferno_plugins.gguf_reader").read_gguf
+    from inferno_plugins.gguf_reader import read_gguf
 
     for path in (tiny_gguf, smollm2_path):
         ours, theirs = read_gguf(path), _gguf_library_view(path)
@@ -102,7 +101,7 @@ def test_streaming_reader_agrees_with_the_gguf_library(smollm2_path: Path, tiny_
 
 def test_every_truncation_is_a_clear_error(tmp_path: Path, tiny_gguf: Path) -> None:
     """A header cut anywhere (a partial download, a corrupt count) is a 400, never a hang or another error."""
-    read_header = importlib.import_module("inferno_plugins.gguf_reader.header").read_header
+    from inferno_plugins.gguf_reader.header import read_header
 
     data = tiny_gguf.read_bytes()
     whole = read_header(tiny_gguf, 64)

@@ -84,10 +84,7 @@ def test_load_options_per_request(flagged: Server) -> None:
 
 
 def test_size_vram_counts_only_local_gpus() -> None:
-    import importlib
-
-    # plugins are importable only through the editable install's finder, which type checkers do not follow
-    vram_bytes = importlib.import_module("inferno_plugins.ollama_api.manage").vram_bytes
+    from inferno_plugins.ollama_api.manage import vram_bytes
 
     rows = [{"name": "CPU", "endpoint": None, "memory": 100}, {"name": "CUDA0", "endpoint": None, "memory": 40},
             {"name": "RPC0[10.0.0.2:50052]", "endpoint": "10.0.0.2:50052", "memory": 7}]

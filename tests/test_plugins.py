@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from inferno import plugins
+import inferno_plugins
+from inferno import pluginmanager
 from inferno.hookspecs import hookimpl
 
 # Every plugin the inferno distribution declares (pyproject's entry points, as installed): none left out.
@@ -35,7 +36,7 @@ def _run(args: list[str], env_extra: dict[str, str], home: Path) -> subprocess.C
 
 
 def test_every_first_party_package_is_a_declared_plugin() -> None:
-    roots = importlib.import_module("inferno_plugins").__path__
+    roots = inferno_plugins.__path__
     packages = {p.parent.name for root in roots for p in Path(root).glob("*/__init__.py")}
     # named, not only derived: a package dropped from both the tree and pyproject's entry points fails here
     assert packages == FIRST_PARTY == {
@@ -44,7 +45,7 @@ def test_every_first_party_package_is_a_declared_plugin() -> None:
 
 
 def test_first_party_plugins_load_through_entry_points() -> None:
-    statuses = {p["name"]: p for p in plugins.plugin_statuses()}
+    statuses = {p["name"]: p for p in pluginmanager.plugin_statuses()}
     assert set(statuses) >= FIRST_PARTY
     assert "register_model_sources" in statuses["pypi_source"]["hooks"]
     assert "read_model_metadata" in statuses["gguf_reader"]["hooks"]
@@ -57,13 +58,13 @@ def test_register_and_unregister_a_plugin_for_one_test() -> None:
         def register_commands(self, cli: object) -> None:
             pass
 
-    name = plugins.register(Throwaway(), name="throwaway")
+    name = pluginmanager.register(Throwaway(), name="throwaway")
     try:
-        listed = {p["name"]: p for p in plugins.plugin_statuses()}
+        listed = {p["name"]: p for p in pluginmanager.plugin_statuses()}
         assert listed["throwaway"]["hooks"] == ["register_commands"]
     finally:
-        plugins.unregister(name)
-    assert "throwaway" not in {p["name"] for p in plugins.plugin_statuses()}
+        pluginmanager.unregister(name)
+    assert "throwaway" not in {p["name"] for p in pluginmanager.plugin_statuses()}
 
 
 def test_a_broken_plugin_is_listed_with_its_error_and_nothing_else_breaks(tmp_path: Path, home: Path) -> None:

@@ -23,7 +23,7 @@ def _imports(path: Path) -> list[tuple[str, list[str]]]:
 
 
 def plugin_files() -> list[Path]:
-    files = [*ROOT.joinpath("plugins").rglob("*.py"), *ROOT.joinpath("examples").rglob("*.py")]
+    files = [*ROOT.joinpath("inferno_plugins").rglob("*.py"), *ROOT.joinpath("examples").rglob("*.py")]
     return [f for f in files if "build" not in f.parts and ".venv" not in f.parts]
 
 

@@ -7,7 +7,6 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -16,7 +15,7 @@ from inferno.cli import build_cli
 from inferno.engine.types import Done, GenerateRequest, SamplingOptions
 from inferno.errors import BadRequestError, InfernoError
 from inferno.host import Inferno
-from inferno.plugins import pm
+from inferno.pluginmanager import pm
 from inferno.testing_gguf import write_tiny_gguf
 
 
@@ -170,13 +169,11 @@ def test_quantizing_puts_back_the_log_callback_it_found() -> None:
     Whatever callback was installed before must be the one installed after (the RPC tests read buffer sizes
     from it)."""
     import ctypes
-    import importlib
 
     import llama_cpp
 
     from inferno.engine import devices
-
-    quantizer: Any = importlib.import_module("inferno_plugins.quantize.quantizer")
+    from inferno_plugins.quantize import quantizer
 
     def current() -> int | None:
         cb, data = llama_cpp.llama_log_callback(), ctypes.c_void_p()

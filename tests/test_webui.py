@@ -6,7 +6,6 @@ page does in a browser is tests/test_webui_browser.py."""
 from __future__ import annotations
 
 import gzip
-import importlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +16,10 @@ import pytest
 
 from inferno.config import load_settings
 from inferno.host import Inferno
+from inferno_plugins.webui.routes import STATIC
 
 from .conftest import Server, start_server, stop_server
 
-STATIC: Path = importlib.import_module("inferno_plugins.webui.routes").STATIC
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 
 

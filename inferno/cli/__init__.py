@@ -47,7 +47,7 @@ class InfernoGroup(click.Group):
 
 def build_cli() -> click.Group:
     from inferno.cli import createcmd, models, runcmd, servecmd
-    from inferno.plugins import load_plugins, pm
+    from inferno.pluginmanager import load_plugins, pm
 
     @click.group(cls=InfernoGroup, context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(__version__, "--version", prog_name="inferno")

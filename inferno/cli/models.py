@@ -175,7 +175,7 @@ def cp(source: str, destination: str) -> None:
 @click.option("--all", "show_all", is_flag=True, help="Include disabled plugins.")
 def plugins(show_all: bool) -> None:
     """List the loaded plugins as JSON: name, version, hooks, error."""
-    from inferno.plugins import plugin_statuses
+    from inferno.pluginmanager import plugin_statuses
 
     click.echo(json.dumps(plugin_statuses(include_disabled=show_all), indent=2))
 

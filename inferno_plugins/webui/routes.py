@@ -51,7 +51,7 @@ def make_blueprint() -> Any:
         if name not in files:
             if not files:
                 raise NotFoundError("the web UI's files are missing from this installation "
-                                    "(plugins/webui/static): build them with `npm ci && npm run build`")
+                                    "(inferno_plugins/webui/static): build them with `npm ci && npm run build`")
             raise NotFoundError(f"no file /ui/{name[:200]}")
         content, kind = files[name]
         response = Response(content, content_type=kind)
