@@ -107,6 +107,16 @@ def smol_host(host: Inferno, smollm2_path: Path) -> Inferno:
 Server = RunningServer  # .url, .proc, .home, .log
 
 
+OFFLINE = {"HF_HUB_OFFLINE": "1", "PIP_NO_INDEX": "1"}  # no network for pulls an attack test may cause
+
+
+def home_with_tiny(root: Path, tiny_gguf: Path) -> Path:
+    """root/home: a store holding the tiny model as "tiny"."""
+    home = root / "home"
+    Inferno(load_settings({"INFERNO_HOME": str(home)})).import_file(tiny_gguf, "tiny", source="t")
+    return home
+
+
 def start_server(home: Path, env_extra: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Server:
     """A real `inferno serve ARGS` on a free loopback port over INFERNO_HOME=home, answering /health."""
     return start_inferno(home, args=args, env=env_extra)

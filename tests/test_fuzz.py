@@ -21,10 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from inferno.config import load_settings
-from inferno.host import Inferno
-
-from .conftest import Server, start_server, stop_server
+from .conftest import OFFLINE, Server, home_with_tiny, start_server, stop_server
 
 COUNTS: dict[str, int] = {"requests": 0}
 UPLOADED: dict[str, str] = {}  # the digest of a real blob on the fuzzed server, so /api/create can use it
@@ -38,12 +35,11 @@ _SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, suppress
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("fuzz")
-    home = root / "home"
-    Inferno(load_settings({"INFERNO_HOME": str(home)})).import_file(tiny_gguf, "tiny", source="t")
+    home = home_with_tiny(root, tiny_gguf)
     (root / "outside.txt").write_text("untouched")
     blob = tiny_gguf.read_bytes()
     # No network for pulls the fuzzer may invent, and small contexts so valid generations stay quick.
-    s = start_server(home, {"HF_HUB_OFFLINE": "1", "PIP_NO_INDEX": "1", "INFERNO_CONTEXT_LENGTH": "256",
+    s = start_server(home, {**OFFLINE, "INFERNO_CONTEXT_LENGTH": "256",
                             "INFERNO_MAX_BODY_BYTES": str(1 << 20)})
     s.outside = root  # type: ignore
     UPLOADED["digest"] = "sha256:" + hashlib.sha256(blob).hexdigest()

@@ -100,31 +100,24 @@ def test_repl_commands(smol_host: Inferno) -> None:
                _env(smol_host))
     try:
         term.read_until(">>> ")
-        term.send("/?\n")
-        assert "/set system" in term.read_until(">>> ")
-        term.send("/show context\n")
-        assert "model maximum: 8192" in term.read_until(">>> ")
-        term.send("/set context 2048\n")
-        assert "Set context to 2048" in term.read_until(">>> ")
-        term.send("/set parameter temperature 0\n")
-        assert "Set parameter 'temperature'" in term.read_until(">>> ")
-        term.send("/set parameter temperature hot\n")
-        assert "Bad value" in term.read_until(">>> ")
-        term.send("/set system You answer in one word.\n")
-        assert "Set system message" in term.read_until(">>> ")
-        term.send("What colour is the sky?\n")
-        answer = term.read_until(">>> ")
-        assert len(answer.strip()) > 0
-        term.send("/show context\n")
-        assert "context window: 2048" in term.read_until(">>> ")
-        term.send("/show info\n")
-        assert "llama" in term.read_until(">>> ")
-        term.send("/clear\n")
-        assert "Cleared session context" in term.read_until(">>> ")
-        term.send("/reset\n")
-        assert "system prompt" in term.read_until(">>> ")
-        term.send("/nonsense\n")
-        assert "Unknown command" in term.read_until(">>> ")
+        dialogue = [  # what is typed, what its answer holds
+            ("/?", "/set system"),
+            ("/show context", "model maximum: 8192"),
+            ("/set context 2048", "Set context to 2048"),
+            ("/set parameter temperature 0", "Set parameter 'temperature'"),
+            ("/set parameter temperature hot", "Bad value"),
+            ("/set system You answer in one word.", "Set system message"),
+            ("What colour is the sky?", ""),
+            ("/show context", "context window: 2048"),
+            ("/show info", "llama"),
+            ("/clear", "Cleared session context"),
+            ("/reset", "system prompt"),
+            ("/nonsense", "Unknown command"),
+        ]
+        for typed, expected in dialogue:
+            term.send(typed + "\n")
+            answer = term.read_until(">>> ")
+            assert expected in answer and answer.strip(), (typed, answer)
         term.send("/bye\n")
         assert term.proc.wait(timeout=30) == 0
     finally:

@@ -101,17 +101,11 @@ def test_repacked_weights_without_the_fault_and_no_repack_forced(tmp_path: Path,
     """The control: the same model repacks when nothing crashes (so the fault switch had something to hit), and
     INFERNO_REPACK=0 keeps it off from the start."""
     home = home_with(tmp_path, {"q4": q4_0_gguf}, link={"q4"})
-    server = start_server(home)
-    try:
-        assert generate(server.url, "q4", "hi").status_code == 200
-        row = ps(server.url)["q4"]
-        assert row["repack"] is True and row["extra_buffers"] is True
-    finally:
-        stop_server(server)
-    forced = start_server(home, {"INFERNO_REPACK": "0"})
-    try:
-        assert generate(forced.url, "q4", "hi").status_code == 200
-        row = ps(forced.url)["q4"]
-        assert row["repack"] is False and row["extra_buffers"] is False
-    finally:
-        stop_server(forced)
+    for env, repacked in (({}, True), ({"INFERNO_REPACK": "0"}, False)):
+        server = start_server(home, env)
+        try:
+            assert generate(server.url, "q4", "hi").status_code == 200
+            row = ps(server.url)["q4"]
+            assert row["repack"] is repacked and row["extra_buffers"] is repacked, env
+        finally:
+            stop_server(server)

@@ -17,11 +17,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from inferno.config import load_settings
-from inferno.host import Inferno
 from inferno.store import contained, safe_filename
 
-from .conftest import Server, start_server, stop_server
+from .conftest import OFFLINE, Server, home_with_tiny, start_server, stop_server
 
 # a name nothing else uses, to look for afterwards; one per run (pytest-xdist's workers must collect the same names)
 ESCAPE = f"inferno-escape-{os.environ.get('PYTEST_XDIST_TESTRUNUID', uuid.uuid4().hex)[:8]}"
@@ -66,12 +64,11 @@ class Target:
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[Target]:
     root = tmp_path_factory.mktemp("attack")
-    home = root / "home"
-    Inferno(load_settings({"INFERNO_HOME": str(home)})).import_file(tiny_gguf, "tiny", source="t")
+    home = home_with_tiny(root, tiny_gguf)
     (root / "secret.txt").write_text("untouched")
     outside = root / "outside.gguf"  # a real GGUF on the server's machine that a client would like to import
     shutil.copyfile(tiny_gguf, outside)
-    server = start_server(home, {"HF_HUB_OFFLINE": "1", "PIP_NO_INDEX": "1"})
+    server = start_server(home, OFFLINE)
     data = tiny_gguf.read_bytes()
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     assert httpx.post(f"{server.url}/api/blobs/{digest}", content=data, timeout=30).status_code == 201
@@ -272,8 +269,7 @@ def test_allowed_folders_are_the_only_ones(tmp_path: Path, tiny_gguf: Path, targ
     shutil.copyfile(tiny_gguf, allowed / "ok.gguf")
     shutil.copyfile(tiny_gguf, other / "no.gguf")
     (allowed / "sneaky.gguf").symlink_to(other / "no.gguf")
-    home = tmp_path / "home"
-    Inferno(load_settings({"INFERNO_HOME": str(home)})).import_file(tiny_gguf, "tiny", source="t")
+    home = home_with_tiny(tmp_path, tiny_gguf)
     server = start_server(home, {"INFERNO_ALLOW_LOCAL_PATHS": f"{tmp_path / 'nothing'}{os.pathsep}{allowed}"})
     try:
         def pull(identifier: str) -> httpx.Response:

@@ -19,14 +19,14 @@ class AsyncStream:
         self.response, self.kind, self.model = response, kind, model
 
     async def __aiter__(self) -> AsyncIterator[Any]:
-        parse = _core.parse_sse if self.kind == "sse" else _core.parse_ndjson
+        parsed = _core.line_parser(self.kind, self.model)
         try:
             async for line in self.response.aiter_lines():
-                obj = parse(line)
+                obj = parsed(line)
                 if obj is _core.DONE:
                     break
                 if obj is not None:
-                    yield self.model.model_validate(obj)
+                    yield obj
         except httpx.TimeoutException as e:
             raise APITimeoutError(f"the stream timed out: {e}") from e
         finally:
@@ -49,8 +49,7 @@ class AsyncInfernoClient(_core.Surface):
                  connect_timeout: float = 5.0, max_retries: int = 2, backoff: float = 0.5) -> None:
         self.base_url = _core.server_root(base_url)
         self.max_retries, self.backoff = max_retries, backoff
-        self._http = httpx.AsyncClient(base_url=self.base_url, headers=_core.headers(api_key),
-                                       timeout=httpx.Timeout(timeout, connect=connect_timeout))
+        self._http = httpx.AsyncClient(**_core.http_options(self.base_url, api_key, timeout, connect_timeout))
         self._init_surface()
 
     async def _send(self, method: str, path: str, body: Any, stream: bool) -> httpx.Response:
@@ -68,12 +67,7 @@ class AsyncInfernoClient(_core.Surface):
                 content = await response.aread()
                 await response.aclose()
                 failure = _core.error_from(response.status_code, content)
-            if attempt < len(delays) and _core.retryable(failure):
-                await asyncio.sleep(delays[attempt])
-                continue
-            if isinstance(failure, httpx.TransportError):
-                raise _core.transport_failure(failure, self.base_url) from failure
-            raise failure
+            await asyncio.sleep(_core.retry_delay(failure, attempt, delays, self.base_url))
         raise AssertionError("unreachable")
 
     async def _request(self, method: str, path: str, body: Any, model: Any) -> Any:

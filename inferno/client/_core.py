@@ -89,6 +89,36 @@ def backoff_delays(max_retries: int, backoff: float) -> list[float]:
     return [backoff * 2**i for i in range(max_retries)]
 
 
+def http_options(base_url: str, api_key: str | None, timeout: float, connect_timeout: float) -> dict[str, Any]:
+    """The httpx client's options, the same for the sync and the async client."""
+    import httpx
+
+    return {"base_url": base_url, "headers": headers(api_key),
+            "timeout": httpx.Timeout(timeout, connect=connect_timeout)}
+
+
+def retry_delay(failure: Exception, attempt: int, delays: list[float], base_url: str) -> float:
+    """The seconds to wait before the next attempt after `failure`, or the caller's error raised."""
+    import httpx
+
+    if attempt < len(delays) and retryable(failure):
+        return delays[attempt]
+    if isinstance(failure, httpx.TransportError):
+        raise transport_failure(failure, base_url) from failure
+    raise failure
+
+
+def line_parser(kind: str, model: Any) -> Any:
+    """line → a validated model object, DONE, or None; for a stream of `kind` ("sse" or "ndjson")."""
+    parse = parse_sse if kind == "sse" else parse_ndjson
+
+    def parsed(line: str) -> Any:
+        obj = parse(line)
+        return obj if obj is None or obj is DONE else model.model_validate(obj)
+
+    return parsed
+
+
 def transport_failure(e: Exception, base_url: str) -> Exception:
     """What a failed send means to the caller."""
     import httpx

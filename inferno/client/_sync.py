@@ -20,14 +20,14 @@ class Stream:
         self.response, self.kind, self.model = response, kind, model
 
     def __iter__(self) -> Iterator[Any]:
-        parse = _core.parse_sse if self.kind == "sse" else _core.parse_ndjson
+        parsed = _core.line_parser(self.kind, self.model)
         try:
             for line in self.response.iter_lines():
-                obj = parse(line)
+                obj = parsed(line)
                 if obj is _core.DONE:
                     break
                 if obj is not None:
-                    yield self.model.model_validate(obj)
+                    yield obj
         except httpx.TimeoutException as e:
             raise APITimeoutError(f"the stream timed out: {e}") from e
         finally:
@@ -55,8 +55,7 @@ class InfernoClient(_core.Surface):
                  connect_timeout: float = 5.0, max_retries: int = 2, backoff: float = 0.5) -> None:
         self.base_url = _core.server_root(base_url)
         self.max_retries, self.backoff = max_retries, backoff
-        self._http = httpx.Client(base_url=self.base_url, headers=_core.headers(api_key),
-                                  timeout=httpx.Timeout(timeout, connect=connect_timeout))
+        self._http = httpx.Client(**_core.http_options(self.base_url, api_key, timeout, connect_timeout))
         self._init_surface()
 
     def _send(self, method: str, path: str, body: Any, stream: bool) -> httpx.Response:
@@ -74,12 +73,7 @@ class InfernoClient(_core.Surface):
                 content = response.read()
                 response.close()
                 failure = _core.error_from(response.status_code, content)
-            if attempt < len(delays) and _core.retryable(failure):
-                time.sleep(delays[attempt])
-                continue
-            if isinstance(failure, httpx.TransportError):
-                raise _core.transport_failure(failure, self.base_url) from failure
-            raise failure
+            time.sleep(_core.retry_delay(failure, attempt, delays, self.base_url))
         raise AssertionError("unreachable")
 
     def _request(self, method: str, path: str, body: Any, model: Any) -> Any:

@@ -48,52 +48,48 @@ class Usage(_Model):
     prompt_tokens_details: PromptTokensDetails | None = None
 
 
-class ChatChoice(_Model):
+class _Choice(_Model):
+    """What every choice of the OpenAI shapes has."""
+
     index: int = 0
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+class _Answer(_Model):
+    """What every chat or completion answer (and chunk) has."""
+
+    id: str
+    created: int = 0
+    model: str
+    usage: Usage | None = None
+
+
+class ChatChoice(_Choice):
     message: ChatMessage
-    finish_reason: str | None = None
-    logprobs: Any = None
 
 
-class ChatCompletion(_Model):
-    id: str
+class ChatCompletion(_Answer):
     object: str = "chat.completion"
-    created: int = 0
-    model: str
     choices: list[ChatChoice]
-    usage: Usage | None = None
 
 
-class ChunkChoice(_Model):
-    index: int = 0
+class ChunkChoice(_Choice):
     delta: Delta
-    finish_reason: str | None = None
-    logprobs: Any = None
 
 
-class ChatCompletionChunk(_Model):
-    id: str
+class ChatCompletionChunk(_Answer):
     object: str = "chat.completion.chunk"
-    created: int = 0
-    model: str
     choices: list[ChunkChoice]
-    usage: Usage | None = None
 
 
-class CompletionChoice(_Model):
-    index: int = 0
+class CompletionChoice(_Choice):
     text: str
-    finish_reason: str | None = None
-    logprobs: Any = None
 
 
-class Completion(_Model):
-    id: str
+class Completion(_Answer):
     object: str = "text_completion"
-    created: int = 0
-    model: str
     choices: list[CompletionChoice]
-    usage: Usage | None = None
 
 
 class Embedding(_Model):
