@@ -239,6 +239,14 @@ def test_ollama_create_with_adapters(lora_server: Server, loras: dict[str, Path]
     # tuned-b runs on plain's runner: no second load of the weights
     names = [m.model for m in client.ps().models]
     assert "tuned-b:latest" not in names and "plain:latest" in names
+    # /api/show tells what it is made of: its base, and an ADAPTER line per adapter (as `ollama show --modelfile`)
+    shown = client.show("tuned-b")
+    adapter_lines = [line for line in (shown.modelfile or "").splitlines() if line.startswith("ADAPTER ")]
+    assert len(adapter_lines) == 1 and adapter_lines[0].endswith("b.gguf"), shown.modelfile
+    assert Path(adapter_lines[0].removeprefix("ADAPTER ")).is_file()
+    assert shown.details is not None and shown.details.parent_model == "plain"
+    assert "completion" in (shown.capabilities or [])
+    assert "ADAPTER" not in (client.show("plain").modelfile or "")
     # an adapter that is not one, for its base's architecture
     qwen = client.create_blob(loras["qwen"])
     with pytest.raises(ollama.ResponseError) as e:

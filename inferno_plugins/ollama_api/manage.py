@@ -40,7 +40,8 @@ OLLAMA_VERSION = "0.12.0"
 def details(info: ModelInfo, meta: ModelMetadata | None = None) -> dict[str, Any]:
     family = (meta.architecture if meta else None) or info.architecture or ""
     params = (meta.parameter_count if meta else None) or info.parameter_count
-    return {"parent_model": (info.model_extra or {}).get("parent_model", ""), "format": "gguf", "family": family,
+    parent = info.base or (info.model_extra or {}).get("parent_model", "")  # an adapter model's base
+    return {"parent_model": parent, "format": "gguf", "family": family,
             "families": [family] if family else None, "parameter_size": format_parameter_size(params),
             "quantization_level": (meta.quantization if meta else None) or info.quantization_type or ""}
 
@@ -131,7 +132,8 @@ def make_blueprint(inferno: Inferno) -> Any:
         if not req.verbose:
             model_info = {k: v for k, v in model_info.items() if not isinstance(v, list)}
         out: dict[str, Any] = {
-            "modelfile": modelfile.render(info, template, params),
+            "modelfile": modelfile.render(info, template, params,
+                                          inferno.store.adapter_files(info) if info.adapters else []),
             "parameters": _parameters(params), "template": template, "details": details(info, meta),
             "model_info": model_info, "capabilities": inferno.capabilities(info, meta),
             "modified_at": t.rfc3339(info.downloaded_at)}
