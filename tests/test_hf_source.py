@@ -275,3 +275,18 @@ def test_a_hostile_listing_cannot_name_its_way_out(hub: HubServer, home: Path, t
     assert after == before
     assert not list(tmp_path.rglob("evil-*")) and not list(Path(home).parent.rglob("evil-*"))
     assert [m.name for m in Inferno().store.list()] == ["evil"]
+
+
+def test_a_lora_repo_pulls_as_an_adapter_and_attaches_by_name(hub: HubServer, host: Inferno, tmp_path: Path) -> None:
+    from inferno.testing_gguf import write_tiny_lora
+
+    from .test_lora import req, text
+
+    hub.repos["acme/Tiny-LoRA-GGUF"] = Repo(files={
+        "tiny-lora-F16.gguf": write_tiny_lora(tmp_path / "lora.gguf", seed=3).read_bytes()})
+    info, _ = host.pull("hf:acme/Tiny-LoRA-GGUF")
+    assert (info.model_extra or {}).get("kind") == "adapter"  # general.type = adapter: kept, but not a model
+    with pytest.raises(BadRequestError, match="is a LoRA adapter, not a model"):
+        text(host, req(info.name))
+    host.create_adapter_model("tuned", "tiny", [(Path(info.name), 1.0)])
+    assert text(host, req("tuned")) != text(host, req("tiny"))
