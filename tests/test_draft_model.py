@@ -52,6 +52,9 @@ def same(on: tuple[str, Done], off: tuple[str, Done]) -> None:
     assert done_off.draft_n == 0
     # a model drafting for itself is right nearly always: most tokens come from accepted drafts
     assert done_on.draft_n > 0 and 0 < done_on.draft_n_accepted <= done_on.draft_n
+    # most drafted tokens agree (about 4 in 5 here); with the draft cells out of step with the answer (rejected
+    # tokens left in them) about 1 in 6 did
+    assert done_on.draft_n_accepted * 2 >= done_on.draft_n
 
 
 def test_draft_model_same_tokens(draft_host: Inferno) -> None:
@@ -59,7 +62,9 @@ def test_draft_model_same_tokens(draft_host: Inferno) -> None:
     on = collect(draft_host.engine.submit(request(prompt)))
     off = collect(draft_host.engine.submit(request(prompt, spec=False)))
     same(on, off)
-    assert on[1].draft_n_accepted >= on[1].completion_tokens // 2  # itself as draft: mostly agreed
+    # itself as a draft mostly agrees (not always: the target's sampler chain, e.g. its repeat penalty, is not
+    # the draft's plain argmax); with the draft cells out of step with the answer it would not
+    assert on[1].draft_n_accepted >= on[1].completion_tokens // 2
 
 
 def test_three_concurrent_same_as_alone(draft_host: Inferno) -> None:
@@ -78,6 +83,8 @@ def test_three_concurrent_same_as_alone(draft_host: Inferno) -> None:
         t.join()
     for together, single in zip(out, alone, strict=True):
         same(together, single)
+    # each slot's draft cells follow its own tokens: drafts keep agreeing with three sequences interleaved
+    assert sum(d.draft_n_accepted for _, d in out) >= sum(d.completion_tokens for _, d in out) // 2
 
 
 def test_mismatched_vocabulary_refused(tmp_path: Path, smollm2_path: Path) -> None:

@@ -72,10 +72,15 @@ class DraftModel:
                                  f"{why}")
         self.n_vocab = lib.llama_vocab_n_tokens(self.vocab)
         self.n_ctx, self.n_batch = n_ctx, min(512, n_ctx)
+        self.chunk = min(target.prompt_chunk, self.n_batch)  # prompts cut as the target cuts them: the same numbers
         p = lib.llama_context_default_params()
         p.n_ctx, p.n_batch, p.n_ubatch, p.n_seq_max = n_ctx * n_seq, self.n_batch, self.n_batch, n_seq
         p.n_threads = p.n_threads_batch = target.threads
         p.kv_unified, p.no_perf = False, True
+        # the target's attention kernel: the draft then rounds as the target would (a model drafting for itself
+        # is then right every time)
+        p.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if target.flash() == "on" else \
+            lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self.ctx = lib.llama_init_from_model(self._model.model, p)
         if not self.ctx:
             self._model.close()
@@ -107,8 +112,8 @@ class DraftModel:
             self.lib.llama_memory_seq_rm(self.mem, sid, common, -1)
             del cache[common:]
         rest = history[common:-1]
-        for i in range(0, len(rest), self.n_batch):
-            self._decode([(sid, t) for t in rest[i:i + self.n_batch]], logits=False)
+        for i in range(0, len(rest), self.chunk):
+            self._decode([(sid, t) for t in rest[i:i + self.chunk]], logits=False)
         return True
 
     def _decode(self, rows: list[tuple[int, int]], *, logits: bool) -> bool:
