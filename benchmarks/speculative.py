@@ -156,7 +156,7 @@ def main() -> None:
               f"(target >= {target})  identical text: {r['same']}  acceptance {r['acceptance']:.0%} "
               f"of {r['drafted']} draft tokens")
     print(f"{args.clients} concurrent edit clients: aggregate on {agg_on:.1f} tok/s, off {agg_off:.1f} tok/s, "
-          f"ratio {agg_on / agg_off:.2f} (target >= 1.5)")
+          f"ratio {agg_on / agg_off if agg_off else float('nan'):.2f} (target >= 1.5)")
 
 
 if __name__ == "__main__":
