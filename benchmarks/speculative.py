@@ -7,6 +7,10 @@ gave the same text. Then an ordinary chat workload (no repetition) the same way,
 (aggregate tok/s over the wall clock), on then off.
 
     python benchmarks/speculative.py [MODEL_PATH] [--reps 3] [--flash-attn on|off] [--mode auto|ngram]
+                                     [--draft DRAFT_GGUF]
+
+`--draft` serves with that draft model (`--speculative draft`): "on" is then drafting with the model; run it
+with and without to compare draft and n-gram, each against off.
 
 `auto` drafts only where flash attention is on (there a draft's rows give the same numbers as one token at a
 time); `--flash-attn off --mode ngram` measures drafting on the plain attention path (text may differ).
@@ -119,6 +123,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=default_threads())
     ap.add_argument("--flash-attn", choices=["on", "off"], default="on")
     ap.add_argument("--mode", choices=["auto", "ngram"], default="auto")
+    ap.add_argument("--draft", help="a draft model's GGUF (drafts from it instead of n-grams)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as home:
         port = free_port()
@@ -126,8 +131,10 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "inferno", "pull", args.model, "--name", "bench", "--link", "-q"],
                        env=env, check=True)
         url = f"http://127.0.0.1:{port}"
+        mode = "draft" if args.draft else args.mode
+        draft = ["--draft", args.draft] if args.draft else []
         server = subprocess.Popen([sys.executable, "-m", "inferno", "serve", "bench", "--threads", str(args.threads),
-                                   "--n-ctx", "2048", "--flash-attn", args.flash_attn, "--speculative", args.mode,
+                                   "--n-ctx", "2048", "--flash-attn", args.flash_attn, "--speculative", mode, *draft,
                                    "--log-level", "warning"], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -142,13 +149,14 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=60)
     print(f"model {Path(args.model).name}, threads {args.threads}, flash attention {args.flash_attn}, "
-          f"speculative {args.mode}, greedy, {args.reps} alternating rounds (medians of pairs)")
+          f"speculative {mode}{' ' + Path(args.draft).name if args.draft else ''}, greedy, {args.reps} alternating "
+          "rounds (medians of pairs)")
     for name, r, target in (("edit", edit, 2.0), ("chat", chat, 0.97)):
         print(f"{name:5} decode tok/s  on {r['on']:7.1f}  off {r['off']:7.1f}  ratio {r['ratio']:.2f} "
               f"(target >= {target})  identical text: {r['same']}  acceptance {r['acceptance']:.0%} "
               f"of {r['drafted']} draft tokens")
     print(f"{args.clients} concurrent edit clients: aggregate on {agg_on:.1f} tok/s, off {agg_off:.1f} tok/s, "
-          f"ratio {agg_on / agg_off:.2f} (target >= 1.5)")
+          f"ratio {agg_on / agg_off if agg_off else float('nan'):.2f} (target >= 1.5)")
 
 
 if __name__ == "__main__":

@@ -69,7 +69,10 @@ class Settings(BaseModel):
     prompt_cache_size: int = Field(4096, ge=0)
     # speculative decoding (inferno.engine.speculate): auto and ngram draft from the context (the same tokens,
     # faster where the answer repeats its input); off: never
-    speculative: Literal["auto", "ngram", "off"] = "auto"
+    speculative: Literal["auto", "ngram", "draft", "off"] = "auto"
+    # a draft model for speculative decoding (inferno.engine.draftmodel): a GGUF file or a store model's name;
+    # `auto` and `draft` draft with it when set
+    draft: str | None = None
     origins: list[str] = Field(default_factory=list)  # browser origins beside the server's own ("*": any)
     allowed_hosts: list[str] = Field(default_factory=list)  # Host names beside IP literals and localhost ("*": any)
     api_key: str | None = None
@@ -173,7 +176,8 @@ KEYS = {
     "cache_ram": "cache_ram",  # MiB; 0: no prompt cache in RAM
     "prompt_cache": "prompt_cache",  # a folder or "off"
     "prompt_cache_size": "prompt_cache_size",  # MiB
-    "speculative": "speculative",  # auto / ngram / off: n-gram drafts verified in the decode
+    "speculative": "speculative",  # auto / ngram / draft / off: drafts verified in the decode
+    "draft": "draft",  # a draft model (GGUF file or store name) for speculative decoding
     "api_key": "api_key",
     "context_length": "default_context",
     "max_body_bytes": "max_body_bytes",

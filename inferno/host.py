@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from datetime import datetime, timezone
 from functools import cached_property
@@ -32,7 +33,17 @@ class Inferno:
         from inferno.engine.protocol import EngineSettings
         from inferno.engine.scheduler import Scheduler
 
-        return Scheduler(_StoreResolver(self), EngineSettings.from_settings(self.settings), _MetricsObserver(self))
+        settings = EngineSettings.from_settings(self.settings)
+        if settings.draft:
+            settings = dataclasses.replace(settings, draft=self.draft_file(settings.draft))
+        return Scheduler(_StoreResolver(self), settings, _MetricsObserver(self))
+
+    def draft_file(self, draft: str) -> str:
+        """--draft / INFERNO_DRAFT, given by the operator: a GGUF file, else a model of the store by name."""
+        path = Path(draft).expanduser()
+        if path.suffix == ".gguf" and path.is_file():
+            return str(path.resolve())
+        return str(self.store.get(draft).file)
 
     @cached_property
     def metrics(self) -> Metrics:

@@ -84,10 +84,14 @@ def server_ps() -> list[dict[str, Any]]:
 @click.option("--prompt-cache", metavar="DIR|off",
               help="The prompt cache on disk, kept across restarts (default: INFERNO_HOME/prompt-cache; "
                    "INFERNO_PROMPT_CACHE; its bound: INFERNO_PROMPT_CACHE_SIZE MiB, default 4096).")
-@click.option("--speculative", type=click.Choice(["auto", "ngram", "off"]),
-              help="Speculative decoding (default auto: n-gram drafts from the context, verified in the decode, where "
-                   "flash attention keeps greedy answers token for token; ngram: also without it, where rounding may "
-                   "change them; off: never. INFERNO_SPECULATIVE).")
+@click.option("--speculative", type=click.Choice(["auto", "ngram", "draft", "off"]),
+              help="Speculative decoding (default auto: drafts from --draft's model, else n-gram drafts from the "
+                   "context, verified in the decode, where flash attention keeps greedy answers token for token; "
+                   "ngram / draft: also without it, where rounding may change them; off: never. "
+                   "INFERNO_SPECULATIVE).")
+@click.option("--draft", metavar="GGUF|MODEL",
+              help="A small model of the same vocabulary that drafts tokens for the served models to verify "
+                   "(llama-server's --model-draft): a GGUF file or a model of the store (INFERNO_DRAFT).")
 @click.option("--rpc", help="llama.cpp RPC workers (`inferno rpc-worker`) to split models across: "
                             "HOST:PORT[,HOST:PORT…] (INFERNO_RPC_SERVERS).")
 @click.option("--tensor-split", help="Proportions of the layers per device, the RPC workers' first, then local GPUs: "
@@ -99,7 +103,7 @@ def server_ps() -> list[dict[str, Any]]:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 def serve(model: str | None, host: str | None, port: int | None, load: dict[str, Any], keep_alive: str | None,
           parallel: int | None, kv_type: str | None, flash_attn: str | None, kv_unified: bool,
-          cache_ram: int | None, prompt_cache: str | None, speculative: str | None, rpc: str | None,
+          cache_ram: int | None, prompt_cache: str | None, speculative: str | None, draft: str | None, rpc: str | None,
           tensor_split: str | None, no_repack: bool, lora: tuple[str, ...], log_level: str) -> None:
     """Serve every local model over the Ollama (/api) and OpenAI (/v1) APIs.
 
@@ -120,7 +124,7 @@ def serve(model: str | None, host: str | None, port: int | None, load: dict[str,
         "host": host, "port": port, "keep_alive": keep_alive, "num_parallel": parallel, "kv_cache_type": kv_type,
         "flash_attn": flash_attn, "repack": False if no_repack else None,
         "kv_unified": True if kv_unified else None, "cache_ram": cache_ram,
-        "prompt_cache": prompt_cache, "speculative": speculative}.items() if v is not None}
+        "prompt_cache": prompt_cache, "speculative": speculative, "draft": draft}.items() if v is not None}
     settings = with_rpc(settings.model_validate(settings.model_dump() | updates), rpc, tensor_split)
     logging.basicConfig(level=getattr(logging, log_level.upper()), format="%(message)s")
     inferno = Inferno(settings)

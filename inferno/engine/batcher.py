@@ -34,7 +34,7 @@ from inferno.engine.diskcache import disk_cache
 from inferno.engine.promptcache import MIN_KEEP, PromptCache
 from inferno.engine.sequence import Sequence
 from inferno.engine.slots import Slot, plan
-from inferno.engine.speculate import draft_for, verify
+from inferno.engine.speculate import draft_for, draft_model, verify
 from inferno.engine.types import FinishReason
 from inferno.errors import InfernoError
 
@@ -68,6 +68,7 @@ class Batcher:
         self._added: list[tuple[Slot, list[int], bool]] = []  # this step's additions, undone if decode fails
         self._admissions = 0
         self.broken = False  # a fatal decode error: the worker reloads the model before the next request
+        self.drafts = draft_model(model, n_parallel, self.n_ctx)  # --draft (inferno.engine.draftmodel)
 
     def close(self) -> None:
         for s in self.slots:
@@ -83,6 +84,8 @@ class Batcher:
             self.model.adapters.forget(self.ctx)
             self.lib.llama_free(self.ctx)
             self.ctx = None
+        if self.drafts is not None:
+            self.drafts.close()
 
     # state ----------------------------------------------------------------------------------------
 
@@ -240,6 +243,8 @@ class Batcher:
         self._added.clear()
         outputs: list[tuple[Slot, int]] = []
         generating = [s for s in self.slots if s.seq is not None and s.next_token is not None and s.lora == key]
+        if self.drafts is not None:
+            self.drafts.prepare(generating)
         for i, slot in enumerate(generating):  # generating sequences never wait on prompts
             if not self._room(slot, 1) and not self._shift(slot):  # its stream (or the unified cache) is full
                 self._release(slot, "length")

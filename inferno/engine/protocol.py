@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 KVCacheType = Literal["f16", "q8_0", "q4_0"]
 FlashAttn = Literal["auto", "on", "off"]
-SpeculativeMode = Literal["auto", "ngram", "off"]
+SpeculativeMode = Literal["auto", "ngram", "draft", "off"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,7 @@ class EngineSettings:
     prompt_cache_dir: str | None = None  # the prompt cache on disk (inferno.engine.diskcache); None: none
     prompt_cache_bytes: int = 4096 << 20
     speculative: SpeculativeMode = "auto"  # n-gram drafts (inferno.engine.speculate); "off": none
+    draft: str | None = None  # a draft model's GGUF file (inferno.engine.draftmodel); auto and draft use it
     rpc_servers: tuple[str, ...] = ()  # llama.cpp RPC workers (host:port) that hold the layers with the GPUs
     tensor_split: tuple[float, ...] = ()  # proportions per device: the RPC workers' in order, then local GPUs
     # bounds on what one request may make the engine do (inferno.config.Settings names each; docs/security.md)
@@ -135,7 +136,7 @@ class EngineSettings:
                    max_queue=s.max_queue, num_parallel=s.num_parallel, kv_cache_type=s.kv_cache_type,
                    flash_attn=s.flash_attn, kv_unified=s.kv_unified, cache_ram=s.cache_ram << 20,
                    prompt_cache_dir=_prompt_cache_dir(s), prompt_cache_bytes=s.prompt_cache_size << 20,
-                   speculative=s.speculative, rpc_servers=tuple(s.rpc_servers),
+                   speculative=s.speculative, draft=s.draft, rpc_servers=tuple(s.rpc_servers),
                    tensor_split=tuple(s.tensor_split),
                    max_grammar_bytes=s.max_grammar_bytes, max_grammar_depth=s.max_grammar_depth,
                    max_schema_repeat=s.max_schema_repeat, max_template_bytes=s.max_template_bytes,

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from inferno.engine.batcher import Batcher
+    from inferno.engine.draftmodel import DraftModel
     from inferno.engine.model import Model
     from inferno.engine.slots import Slot
     from inferno.engine.types import GenerateRequest
@@ -43,6 +44,19 @@ PRIOR = (3.0, 1.0)  # drafted tokens accepted and rejected before any evidence: 
 DECAY = 0.8  # weight of the evidence of each earlier draft (the text changes: a copy starts or ends)
 PAUSE = 16  # steps without drafts once p falls below COST; each pause after doubles, up to PAUSE_MAX
 PAUSE_MAX = 512
+
+
+def draft_model(model: Model, n_seq: int, n_ctx: int) -> DraftModel | None:
+    """The draft model the batcher drafts with: --draft under `draft` or `auto`; None for n-gram drafts."""
+    if model.settings.speculative == "draft" and not model.settings.draft:
+        from inferno.errors import ModelLoadError
+
+        raise ModelLoadError("speculative decoding `draft` needs a draft model (--draft / INFERNO_DRAFT)")
+    if not model.settings.draft or model.settings.speculative not in ("auto", "draft"):
+        return None
+    from inferno.engine.draftmodel import DraftModel
+
+    return DraftModel(model, model.settings.draft, n_seq, n_ctx)
 
 
 def drafter_for(model: Model, req: GenerateRequest) -> Drafter | None:
@@ -142,6 +156,8 @@ def draft_for(batcher: Batcher, slot: Slot, others: int) -> list[int]:
     room = min(room, limit - len(seq.generated) - 1)  # the row after the last draft token samples one more
     if room <= 0:
         return []
+    if batcher.drafts is not None:
+        return batcher.drafts.draft(slot, room)
     return seq.drafter.propose(seq.prompt + seq.generated, room)
 
 
