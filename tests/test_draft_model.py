@@ -8,10 +8,8 @@ A synthetic GGUF's vocabulary cannot draft for SmolLM2: the load fails with the 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,7 +18,7 @@ from inferno.engine.types import Done, GenerateRequest, LoadOptions, Message, Sa
 from inferno.errors import InfernoError
 from inferno.host import Inferno
 from inferno.testing_gguf import write_tiny_gguf
-from tests.test_speculative import EDIT, PASSAGES, collect
+from tests.test_speculative import EDIT, PASSAGES, collect, collect_all
 
 
 def make_host(home: Path, smollm2_path: Path, draft: Path | str, mode: str = "draft") -> Inferno:
@@ -72,16 +70,7 @@ def test_three_concurrent_same_as_alone(draft_host: Inferno) -> None:
     prompts = [EDIT + p for p in PASSAGES[:3]]
     alone = [collect(draft_host.engine.submit(request(p, spec=False))) for p in prompts]
     handles = [draft_host.engine.submit(request(p)) for p in prompts]  # all queued before any is read
-    out: list[Any] = [None] * len(handles)
-
-    def read(i: int) -> None:
-        out[i] = collect(handles[i])
-
-    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(handles))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    out = collect_all(handles)
     for together, single in zip(out, alone, strict=True):
         same(together, single)
     # each slot's draft cells follow its own tokens: drafts keep agreeing with three sequences interleaved

@@ -61,6 +61,21 @@ def request(text: str, *, spec: bool = True, max_tokens: int = 96, **kw: Any) ->
                            speculative=SpeculativeOptions(enabled=None if spec else False), **kw)
 
 
+def collect_all(handles: list[Any]) -> list[tuple[str, Done]]:
+    """Each handle collected on a thread of its own, all at once (the answers in the handles' order)."""
+    out: list[Any] = [None] * len(handles)
+
+    def read(i: int) -> None:
+        out[i] = collect(handles[i])
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(handles))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
 def collect(handle: Any) -> tuple[str, Done]:
     events = list(handle)
     assert isinstance(events[-1], Done)
@@ -92,16 +107,7 @@ def test_greedy_same_tokens_with_drafts(spec_host: Inferno) -> None:
 def test_four_concurrent_same_as_alone(spec_host: Inferno) -> None:
     alone = [collect(spec_host.engine.submit(request(EDIT + p, spec=False))) for p in PASSAGES]
     handles = [spec_host.engine.submit(request(EDIT + p)) for p in PASSAGES]  # all queued before any is read
-    out: list[Any] = [None] * len(handles)
-
-    def read(i: int) -> None:
-        out[i] = collect(handles[i])
-
-    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(handles))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    out = collect_all(handles)
     for together, single in zip(out, alone, strict=True):
         same(together, single, agreed=False)
     assert sum(done.draft_n_accepted for _, done in out) > 0

@@ -18,6 +18,7 @@ import ctypes
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inferno.engine.slots import common_prefix
 from inferno.errors import ModelLoadError
 
 if TYPE_CHECKING:
@@ -103,11 +104,7 @@ class DraftModel:
         if any(t < 0 for t in history) or len(history) + N_DRAFT >= self.n_ctx:
             return False
         cache = self.cache[sid]
-        common = 0
-        for a, b in zip(cache, history[:-1], strict=False):
-            if a != b:
-                break
-            common += 1
+        common = common_prefix(cache, history[:-1])
         if len(cache) > common:
             self.lib.llama_memory_seq_rm(self.mem, sid, common, -1)
             del cache[common:]
@@ -146,8 +143,9 @@ class DraftModel:
             seq = slot.seq
             if seq is None or seq.drafter is None or slot.next_token is None or seq.drafter.n_max == 0:
                 continue
-            if self._sync(slot.id, seq.prompt + seq.generated):
-                live.append((slot.id, (seq.prompt + seq.generated)[-1]))
+            history = seq.prompt + seq.generated
+            if self._sync(slot.id, history):
+                live.append((slot.id, history[-1]))
                 self.drafts[slot.id] = []
         want = max((s.seq.drafter.n_max for s in slots if s.seq and s.seq.drafter), default=0)
         for _ in range(min(N_DRAFT, want)):
