@@ -1,13 +1,14 @@
 """The agent workload against llama.cpp's own llama-server: a shared preamble, many clients, and a restart.
 
-8 clients at once, each with the same ~1,500-token preamble (a system prompt and tool schemas) and a question of
-its own, 64 tokens out (greedy, ignore_eos), then a second round with new questions; sides one after the other,
-the order alternating per round pair. Prints per side and round the median time to first token and the aggregate
+8 clients at once, each with the same ~1,500-token preamble (a system prompt and tool schemas, sent as the system
+message; --preamble-in user puts it at the start of the user message instead) and a question of its own, 64
+tokens out (greedy, ignore_eos), then a second round with new questions; sides one after the other, the order
+alternating per round pair. Prints per side and round the median time to first token and the aggregate
 tok/s, against one cold request of such a prompt alone (the limit: one evaluation of the preamble for all), and
 for Inferno the first token of the same prompt after `inferno serve` restarts (its disk prompt cache) against cold.
 
     python benchmarks/prompt_cache.py --llama-server PATH [MODEL_PATH] [--clients 8] [--tokens 64]
-        [--parallel 4] [--ctx 4096] [--threads 2]
+        [--parallel 4] [--ctx 4096] [--threads 2] [--preamble-in system|user]
 
 Both sides run with --parallel slots of --ctx tokens each (llama-server -np N: its default KV stream per slot).
 """
@@ -37,15 +38,24 @@ PREAMBLE = ("You are an agent in a company's support system. Follow the rules: b
             "never invent facts, answer in English.\nTools:\n" + TOOLS + "\n\n")
 
 
+SYSTEM = True  # the preamble is the system message (as agents send it); --preamble-in user: the user message's start
+
+
 def question(round_: int, i: int) -> str:
-    return PREAMBLE + f"Round {round_}, client {i}: which tool answers question number {i * 7 + round_}?"
+    return f"Round {round_}, client {i}: which tool answers question number {i * 7 + round_}?"
+
+
+def ask(url: str, q: str, tokens: int) -> Streamed:
+    if SYSTEM:
+        return stream_chat(url, "bench", q, tokens, system=PREAMBLE)
+    return stream_chat(url, "bench", PREAMBLE + q, tokens)
 
 
 def wave(url: str, prompts: list[str], tokens: int) -> dict[str, Any]:
     out: list[Streamed] = [Streamed(0.0)] * len(prompts)
 
     def one(k: int) -> None:
-        out[k] = stream_chat(url, "bench", prompts[k], tokens)
+        out[k] = ask(url, prompts[k], tokens)
 
     wall = run_clients(len(prompts), one)
     return {"ttft": statistics.median(s.ttft for s in out), "tok_s": sum(s.n for s in out) / wall,
@@ -61,7 +71,10 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=4)
     ap.add_argument("--ctx", type=int, default=4096)
     ap.add_argument("--threads", type=int, default=default_threads())
+    ap.add_argument("--preamble-in", choices=["system", "user"], default="system")
     args = ap.parse_args()
+    global SYSTEM
+    SYSTEM = args.preamble_in == "system"
     model = Path(args.model or Path.home() / ".cache/inferno-tests/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     home = Path(tempfile.mkdtemp(prefix="inferno-bench-"))
     subprocess.run([sys.executable, "-m", "inferno", "pull", str(model), "--name", "bench", "--link", "-q"],
@@ -85,10 +98,10 @@ def main() -> None:
     rows: dict[str, list[dict[str, Any]]] = {}
     # one cold request alone, on a fresh server of each side (no cache of it anywhere)
     s = inferno(INFERNO_PROMPT_CACHE="off")  # and leaving nothing on disk for the rounds
-    cold = stream_chat(s.url, "bench", question(0, 99), args.tokens).ttft
+    cold = ask(s.url, question(0, 99), args.tokens).ttft
     stop(s.process, 60)
     p, url = peer()
-    peer_cold = stream_chat(url, "bench", question(0, 99), args.tokens).ttft
+    peer_cold = ask(url, question(0, 99), args.tokens).ttft
     stop(p, 60)
     for side in ("inferno", "llama-server"):  # each side fresh: two rounds of the workload
         if side == "inferno":
@@ -99,9 +112,11 @@ def main() -> None:
         rows[side] = [wave(url, [question(r, i) for i in range(args.clients)], args.tokens) for r in (1, 2)]
         stop(proc, 60)
     s = inferno()  # the disk prompt cache across the restart: the preamble of the rounds before
-    restart = stream_chat(s.url, "bench", question(3, 99), args.tokens).ttft
+    restart = ask(s.url, question(3, 99), args.tokens).ttft
     stop(s.process, 60)
-    print(f"model {model.name}, {args.clients} clients, preamble + question ~{len(question(1, 1)) // 4} tokens, "
+    where = "system" if SYSTEM else "user"
+    print(f"model {model.name}, {args.clients} clients, preamble + question ~{len(PREAMBLE + question(1, 1)) // 4} "
+          f"tokens, the preamble in the {where} message, "
           f"{args.tokens} tokens out, parallel {args.parallel}, ctx {args.ctx} per slot, threads {args.threads}")
     print(f"one cold request alone: first token Inferno {cold:.2f} s, llama-server {peer_cold:.2f} s")
     for r in (0, 1):

@@ -8,7 +8,6 @@ import math
 
 import pytest
 
-from inferno.engine.model import CPU_PROMPT_CHUNK
 from inferno.engine.types import (
     Done,
     Embeddings,
@@ -110,10 +109,10 @@ def test_conversation_reuses_the_cached_prefix(smol_host: Inferno) -> None:
         history.append(Message(role="assistant", content=text))
         prompts.append(done)
     for before, after in itertools.pairwise(prompts):
-        # everything up to the previous answer was already in the KV cache, cut to whole prompt chunks so the rest
-        # is evaluated as in a cold run (inferno.engine.slots.plan)
-        assert after.cached_tokens > before.prompt_tokens - CPU_PROMPT_CHUNK
-        assert after.cached_tokens % CPU_PROMPT_CHUNK == 0
+        # everything up to the end of the previous prompt's last message long enough to end a chunk (a whole
+        # answer, or the question: inferno.engine.slots.chunk_ends) was in the KV cache, evaluated as a cold run
+        # cuts it; what follows (a short question, the assistant header) is evaluated again
+        assert before.prompt_tokens - 24 < after.cached_tokens < before.prompt_tokens
 
 
 def test_logprobs_are_the_samplers_distribution(smol_host: Inferno) -> None:

@@ -16,6 +16,7 @@ import pytest
 from inferno.config import load_settings
 from inferno.engine.types import Done, GenerateRequest, LoadOptions, Message, SamplingOptions, TextDelta
 from inferno.host import Inferno
+from inferno.metadata import read_metadata
 
 QUESTIONS = ["Write a short story about a robot learning to paint.", "Explain photosynthesis to a child.",
              "List five uses for a paperclip and explain each.", "Describe the city of Paris in spring.",
@@ -73,3 +74,49 @@ def test_answers_alone_equal_answers_beside_4_and_8_others(eight: Inferno) -> No
     assert len(set(alone)) == 8 and all(alone)
     assert together(eight, reqs[:4]) == alone[:4]  # the grammar and the seeded one among them
     assert together(eight, reqs) == alone
+
+
+SYSTEM = ("You are the support agent of a bicycle shop. Answer in two sentences, name the part you talk about, "
+          "and never promise a delivery date. The shop sells road bikes, mountain bikes, helmets, lights, locks, "
+          "pumps, tubes and tyres, and repairs any bicycle within three days. ") * 2
+
+# a question of over MIN_SEGMENT tokens: its end is a cut
+CHAIN = "My chain keeps falling off when I change gears on a hill; what should I check first?"
+
+
+def chat(*turns: str) -> GenerateRequest:
+    messages = [Message(role="system", content=SYSTEM)] + [
+        Message(role="assistant" if i % 2 else "user", content=t) for i, t in enumerate(turns)]
+    return GenerateRequest(model="smollm2", messages=messages, sampling=SamplingOptions(temperature=0, max_tokens=24),
+                           load=LoadOptions(n_ctx=1024))
+
+
+def turn_ends(host: Inferno, r: GenerateRequest, end_of_turn: int) -> list[int]:
+    """Where the request's prompt has an end-of-turn token (SmolLM2's <|im_end|>): one past each."""
+    from inferno.engine.types import TokenizeRequest, Tokens
+
+    events = list(host.engine.tokenize(TokenizeRequest(model=r.model, prompt_of=r, load=r.load)))
+    tokens = next(e for e in events if isinstance(e, Tokens)).tokens
+    return [i + 1 for i, t in enumerate(tokens) if t == end_of_turn]
+
+
+def test_a_system_prompt_and_earlier_turns_are_reused_whole_with_the_cold_answer(eight: Inferno,
+                                                                                  smollm2_path: Path) -> None:
+    # chunks end at each message's end too (inferno.engine.slots.chunk_ends), so what a prompt shares with a cached
+    # one up to a message's end is reused, not only its whole 64-token chunks, and the answer is still the cold one
+    first = collect(eight.engine.submit(chat(CHAIN)))
+    second_req = chat("Do you sell lights?")
+    second = collect(eight.engine.submit(second_req))
+    im_end = read_metadata(smollm2_path).eos_token_id
+    assert im_end is not None
+    system_end = turn_ends(eight, second_req, im_end)[0]
+    assert system_end % 64 and second[1].cached_tokens == system_end  # the whole system message
+    follow_req = chat(CHAIN, first[0], "And how much is a new one?")
+    follow = collect(eight.engine.submit(follow_req))
+    assert follow[1].cached_tokens == turn_ends(eight, follow_req, im_end)[1]  # the system message, the 1st question
+    cold = Inferno(eight.settings)  # nothing cached: each prompt evaluated whole
+    try:
+        assert collect(cold.engine.submit(second_req))[0] == second[0]
+        assert collect(cold.engine.submit(follow_req))[0] == follow[0]
+    finally:
+        cold.engine.close()

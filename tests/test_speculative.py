@@ -114,7 +114,8 @@ def test_four_concurrent_same_as_alone(spec_host: Inferno) -> None:
 
 
 def test_json_schema_grammar(spec_host: Inferno) -> None:
-    text = EDIT + '{"name": "Alice Smith", "city": "Paris", "age": 34}'
+    # in the order the schema's grammar writes the keys (sorted), so that a copy of it can agree with the drafts
+    text = EDIT + '{"age": 34, "city": "Paris", "name": "Alice Smith"}'
     on, off = both(spec_host, text, format=SCHEMA)
     same(on, off)
     assert '"city"' in on[0]
@@ -152,8 +153,8 @@ def test_logprobs_from_the_draft_rows(spec_host: Inferno) -> None:
 def test_seeded_sampling_reproducible(spec_host: Inferno) -> None:
     """A sampled token is drawn from the model's own distribution, one draw per token as without drafts: the
     same seed gives the same text."""
-    sampling = SamplingOptions(temperature=0.7, seed=11, max_tokens=96)
-    on, off = both(spec_host, EDIT + PASSAGES[1], sampling=sampling)
+    sampling = SamplingOptions(temperature=0.5, seed=11, max_tokens=96)
+    on, off = both(spec_host, EDIT + PASSAGES[0], sampling=sampling)  # (hotter, SmolLM2 rarely copies it)
     same(on, off)
 
 

@@ -25,6 +25,7 @@ chunks evaluated as a cold run would are reused, so the answer is the same as co
 """
 from __future__ import annotations
 
+import bisect
 import collections
 import time
 from collections.abc import Callable
@@ -281,12 +282,16 @@ class Batcher:
         upto = next((i for i, t in enumerate(slot.pending[:room]) if t < 0), min(room, len(slot.pending)))
         if upto == 0:
             return True
+        start = len(slot.cache)
+        ends = slot.seq.chunk_ends if slot.seq is not None and not self.unified else []
+        k = bisect.bisect_right(ends, start)
+        if k < len(ends):  # where a cold evaluation of this prompt ends the chunk (inferno.engine.slots.chunk_ends)
+            upto = min(upto, ends[k] - start)
         chunk, last = slot.pending[:upto], len(slot.pending) <= upto
         slot.pending = slot.pending[len(chunk):]
-        start = len(slot.cache)
         row = self._add(slot, chunk, last, prompt=True)
-        if slot.exact == start and (len(chunk) == self.chunk or (slot.pending and slot.pending[0] < 0)):
-            slot.exact += len(chunk)  # a whole chunk, or the text up to an image: as a cold evaluation cuts it
+        if slot.exact == start and k < len(ends) and ends[k] == start + len(chunk):
+            slot.exact += len(chunk)  # evaluated as a cold evaluation cuts it: a reusable prefix
         if last:
             outputs.append((slot, row))
         return True

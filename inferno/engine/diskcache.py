@@ -47,7 +47,7 @@ def disk_cache(model: Model, unified: bool, n_ctx: int, chunk: int) -> DiskCache
     if not settings.prompt_cache_dir:
         return None
     setting = {"kv": settings.kv_cache_type, "flash": model.flash(), "unified": unified, "n_ctx": n_ctx,
-               "chunk": chunk, "options": model.options.model_dump(exclude_none=True, mode="json")}
+               "chunk": chunk, "cuts": "turn ends", "options": model.options.model_dump(exclude_none=True, mode="json")}
     try:
         return DiskCache(Path(settings.prompt_cache_dir), cache_key(model.path, setting),
                          settings.prompt_cache_bytes)

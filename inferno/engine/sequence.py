@@ -18,6 +18,7 @@ from inferno.engine.grammar import check_grammar, grammar_for
 from inferno.engine.lora import lora_key
 from inferno.engine.output import StreamedText
 from inferno.engine.sampling import DEFAULT_SAMPLING, Sampler, logprobs_entry
+from inferno.engine.slots import chunk_ends
 from inferno.engine.speculate import drafter_for
 from inferno.engine.thinking import HarmonySplitter, ThinkSplitter, is_harmony, opens_inside, supports_thinking
 from inferno.engine.types import Done, FinishReason, GenerateRequest, ThinkingDelta, ToolCalls, Truncated
@@ -45,6 +46,11 @@ class Sequence:
                      req.messages is not None else "dropped its middle", len(self.prompt))
             emit(Truncated(messages=fitted.dropped, prompt_tokens=len(self.prompt), original_tokens=fitted.original))
         self.lora = lora_key(req.adapters)  # the adapter set it decodes with (engine/lora.py)
+        # where its prompt chunks end with a KV stream per slot (inferno.engine.slots.chunk_ends): at its messages'
+        # ends too, so the next request with the same system prompt or earlier turns reuses all of them
+        turn_ends = {t for t in set(self.prompt) if t >= 0 and model.is_eog(t)}
+        images = {start: n for start, (_, n, _) in self.images.spans.items()} if self.images is not None else {}
+        self.chunk_ends = chunk_ends(self.prompt, model.prompt_chunk, turn_ends, images)
         self.shifted = 0  # tokens discarded by context shifts
         self._n_keep: int | None = None
         own = model.defaults.parameters

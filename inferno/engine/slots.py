@@ -11,6 +11,7 @@ is the index: a prefix match is one comparison per slot.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,9 +20,9 @@ if TYPE_CHECKING:
     from inferno.engine.promptcache import Entry, PromptCache
     from inferno.engine.sequence import Sequence
 
-SIMILARITY = 0.1  # llama-server's --slot-prompt-similarity default
 MIN_COPY = 16  # a copy from another slot pays when it saves at least this many tokens of evaluation
 MIN_WAIT = 64  # wait for a running prompt's evaluation when it will give this many more cached tokens
+MIN_SEGMENT = 16  # a turn's end this close after the last cut is no cut: so small a chunk costs more than it saves
 
 
 class Slot:
@@ -76,22 +77,23 @@ class Plan:
 def plan(slots: list[Slot], seq: Sequence, align: int = 1, cache: PromptCache | None = None) -> Plan | None:
     """Where a waiting prompt goes; None while a running prompt evaluates a longer shared prefix (wait for it).
 
-    `align`: the prompt chunk size when the reused prefix must end where a cold evaluation's chunk ends (chunks
-    start at 0 and after each image): the rest of the prompt then goes in the same chunks as without the cache,
-    and the logits are the same numbers (a tail chunk of another length takes other kernel paths: a cached
-    "Say hello" answered otherwise than a cold one). 1: any prefix (the unified cache, which is not invariant).
+    `align` > 1: the reused prefix must end where a cold evaluation's chunk ends (seq.chunk_ends): the rest of the
+    prompt then goes in the same chunks as without the cache, and the logits are the same numbers (a tail chunk of
+    another length takes other kernel paths: a cached "Say hello" answered otherwise than a cold one). 1: any
+    prefix (the unified cache, which is not invariant).
     `cache`: the prompt cache in RAM, used when one of its entries holds more of the prompt than any slot.
     """
     prompt = seq.prompt
     free = [s for s in slots if s.seq is None]
     assert free
-    # llama-server's slot similarity: the slot holding a conversation this prompt continues (its whole cache is
-    # a prefix of the prompt, or at least a tenth of the prompt matches it); else the least recently used one,
-    # so a short common start (a chat template's first tokens) never overwrites another conversation's cache.
+    # the slot holding a conversation this prompt continues (its whole cache is a prefix of the prompt); else the
+    # least recently used one, and what another slot shares with the prompt (a system prompt, a conversation's
+    # earlier turns) is copied from it: a prompt that shares only part of a slot's cache (llama-server's slot
+    # similarity would take that slot) never overwrites the rest, which another request may continue.
     # cells computed with another adapter set are no prefix of this prompt's
     similar = {s.id: common_prefix(s.cache, prompt) if s.lora == seq.lora else 0 for s in slots}
     own = max(free, key=lambda s: similar[s.id])
-    if not (similar[own.id] == len(own.cache) > 0 or similar[own.id] >= SIMILARITY * len(prompt)):
+    if not similar[own.id] == len(own.cache) > 0:
         own = min(free, key=lambda s: s.last_used)
     matches = {s.id: min(similar[s.id], s.exact) if align > 1 else similar[s.id] for s in slots}
     best = max(slots, key=lambda s: matches[s.id])
@@ -113,14 +115,46 @@ def plan(slots: list[Slot], seq: Sequence, align: int = 1, cache: PromptCache | 
     return Plan(own, source, reuse)
 
 
+def chunk_ends(tokens: list[int], chunk: int, turn_ends: set[int], images: dict[int, int]) -> list[int]:
+    """Where a cold evaluation of these tokens ends its prompt chunks, with a KV stream per slot: every `chunk`
+    tokens; before and after each image (`images`: start → its number of placeholder tokens); and after each
+    token of `turn_ends` (the end-of-turn tokens a chat template closes a message with) past the first chunk and
+    at least MIN_SEGMENT tokens after the last cut (a short prompt stays one decode: an extra one would cost more
+    than the few tokens it could save). After a cut the count starts again. Each end depends only on the tokens
+    before it, so two prompts sharing a prefix are cut alike within it: the cells of a cached prefix that ends
+    at a cut are the numbers a cold evaluation computes (see plan), and a prompt that repeats a long system
+    message or a conversation's earlier turns reuses all of them, not only their whole chunks."""
+    marks = [(i + 1, 0) for i, t in enumerate(tokens) if t in turn_ends]  # (position, the image's length or 0)
+    marks = sorted(marks + [(start, n) for start, n in images.items()])
+    out: list[int] = []
+    last = 0
+    for at, image in marks:
+        while at - last > chunk:
+            last += chunk
+            out.append(last)
+        if image:
+            if at > last:
+                out.append(at)
+            out.append(at + image)
+            last = at + image
+        elif at >= chunk and at - last >= MIN_SEGMENT:
+            out.append(at)
+            last = at
+    while len(tokens) - last >= chunk:
+        last += chunk
+        out.append(last)
+    return out
+
+
 def cut(seq: Sequence, reuse: int, align: int) -> int:
-    """A cached prefix of `reuse` tokens cut to where the prompt's evaluation may start (see plan)."""
+    """A cached prefix of `reuse` tokens cut to where the prompt's evaluation may start (see plan): with a stream
+    per slot (align > 1) the last of its chunk ends (chunk_ends) within it; else anywhere outside an image."""
     if reuse >= len(seq.prompt):  # all cached: evaluate the last token again for its logits
         reuse = len(seq.prompt) - 1
     if seq.images is not None:  # a cached prefix ends before an image, never inside one
         reuse = seq.images.align(reuse)
-    spans = seq.images.spans if seq.images is not None else {}
-    if reuse not in spans:  # an image's start is a chunk's end in a cold evaluation too
-        segment = max((start + n for start, (_, n, _) in spans.items() if start + n <= reuse), default=0)
-        reuse -= (reuse - segment) % max(1, align)  # segment: where the text the prefix ends in began
+    if align > 1:
+        ends = seq.chunk_ends
+        k = bisect.bisect_right(ends, reuse)
+        reuse = ends[k - 1] if k else 0
     return reuse
