@@ -125,6 +125,26 @@ def test_a_long_prompt_delays_running_streams_by_one_chunk_at_a_time(host: Infer
         model.close()
 
 
+@pytest.mark.parametrize("flash", ["off", "on"])
+def test_prompts_of_equal_chunks_share_a_decode_without_flash_attention(host: Inferno, flash: str) -> None:
+    """Prompts evaluating together put their chunks of one length into one decode (flash attention off: llama.cpp's
+    CPU kernels then give each row the numbers it has alone); with flash attention on, one prompt's chunk per step."""
+    assert isinstance(host.engine, Scheduler)
+    resolved = host.engine.resolver.resolve("tiny")
+    model = Model(resolved, LoadOptions(n_ctx=1024), EngineSettings(num_parallel=3, flash_attn=flash))
+    batcher = Batcher(model, 3)
+    try:
+        seqs = [Sequence(model, req(c * 300, 4), lambda e: None, lambda: False) for c in "abc"]  # 300 byte tokens
+        for seq in seqs:
+            batcher.enqueue(seq, lambda: None)
+        batcher.step()
+        evaluated = [len(s.prompt) - len(slot.pending) for s in seqs for slot in batcher.slots if slot.seq is s]
+        assert evaluated == ([64, 64, 64] if flash == "off" else [64, 0, 0])
+    finally:
+        batcher.close()
+        model.close()
+
+
 @pytest.mark.parametrize("unified", [False, True])
 def test_a_full_cache_ends_the_sequence_that_cannot_continue(home: Path, tiny_gguf: Path, unified: bool) -> None:
     h = make_host(home, tiny_gguf, INFERNO_NUM_PARALLEL="2", INFERNO_KV_UNIFIED="1" if unified else "0")

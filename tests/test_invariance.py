@@ -120,3 +120,16 @@ def test_a_system_prompt_and_earlier_turns_are_reused_whole_with_the_cold_answer
         assert collect(cold.engine.submit(follow_req))[0] == follow[0]
     finally:
         cold.engine.close()
+
+
+def test_prompts_of_one_length_evaluated_in_shared_decodes_answer_as_alone(eight: Inferno) -> None:
+    # equal token counts: their chunks share each decode (inferno.engine.batcher, flash attention off)
+    reqs = [GenerateRequest(model="smollm2", messages=[Message(role="user", content=(
+        f"Here is a note about {animal}: they live on farms and eat every day. " * 8 + f"Now describe {animal}."))],
+        sampling=SamplingOptions(temperature=0, max_tokens=TOKENS), load=LoadOptions(n_ctx=1024))
+        for animal in ("cats", "dogs", "cows", "pigs")]
+    alone = [collect(eight.engine.submit(r)) for r in reqs]
+    assert len({d.prompt_tokens for _, d in alone}) == 1 and alone[0][1].prompt_tokens > 2 * 64
+    assert len({t for t, _ in alone}) == 4
+    eight.engine.unload("smollm2")  # nothing cached: every prompt evaluated whole, together
+    assert together(eight, reqs) == [t for t, _ in alone]

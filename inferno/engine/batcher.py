@@ -2,11 +2,13 @@
 
 By default each slot has a KV stream of its own (llama-server's default, kv_unified false): n_ctx cells per slot,
 so every request gets the whole context it asks for, and its attention runs over its own cells only, laid out as
-they would be alone. With that, and with each prompt chunk decoded on its own (one sequence's chunk per
-llama_decode, cut the same way as alone), greedy output does not depend on what else runs. Each step decodes one
-token of every generating sequence together (one row per sequence: the same numbers as alone), then one prompt
-chunk (the model's prompt_chunk tokens) of the earliest admitted prompt still evaluating, so a long prompt delays
-the others by a chunk, not by the whole prompt; every sequence samples its own logits row with its own sampler.
+they would be alone. With that, and with each prompt cut into chunks the same way as alone (at whole chunks and at
+its messages' ends: inferno.engine.slots.chunk_ends), greedy output does not depend on what else runs. Each step
+decodes one token of every generating sequence together (one row per sequence: the same numbers as alone), then
+the next chunk of every prompt still evaluating, together (without flash attention, where llama.cpp's CPU kernels
+give each row the same numbers beside other sequences' rows; with it, the earliest admitted prompt's chunk alone),
+so a long prompt delays the others by a chunk, not by the whole prompt, and prompts arriving together share their
+decodes as in llama-server; every sequence samples its own logits row with its own sampler.
 A generating sequence may add a draft after its token (inferno.engine.speculate), verified from the rows of the
 same decode; `auto` drafts only with flash attention, whose rows are the numbers of one token at a time.
 
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 
 
 RATE_WINDOW = 5.0  # seconds of decode steps behind tokens_per_second
+MIX_MIN = 4  # prompt chunks this long or longer share a decode (below 4 columns some CPU kernels take other paths)
 
 
 class Batcher:
@@ -56,6 +59,10 @@ class Batcher:
         self.unified = model.settings.kv_unified
         # prompt tokens per llama_decode: with a stream per slot, cached prefixes are cut to whole chunks (plan)
         self.chunk = self.n_batch if self.unified else model.prompt_chunk
+        # several prompts' chunks in one decode (each cut as alone): the same numbers as each alone on the CPU
+        # kernels without flash attention (measured bit for bit); llama.cpp's flash attention rounds a row
+        # differently beside other sequences' rows, so there each chunk is decoded alone
+        self.mix = model.flash() == "off"
         self.ctx = model.new_context(n_ctx=self.n_ctx, n_seq=n_parallel, n_batch=self.n_batch, unified=self.unified)
         self.mem = self.lib.llama_get_memory(self.ctx)
         self.can_shift = bool(self.lib.llama_memory_can_shift(self.mem))
@@ -262,35 +269,52 @@ class Batcher:
         return outputs
 
     def _fill_prompt(self) -> list[tuple[Slot, int]]:
-        """One chunk of the earliest admitted prompt still evaluating, alone in its batch: its ubatches are then
-        cut as they would be with nothing else running, so its numbers are too."""
+        """The next chunk of the earliest admitted prompt still evaluating, each cut where its cold evaluation cuts
+        it; with `mix`, beside it the next chunks of the same length of the other such prompts (same adapter set).
+        Chunks of one length go into llama.cpp's micro-batches whole (it splits a batch over KV streams into equal
+        counts per sequence: unequal chunks would be cut into pieces, and a 1-token piece takes other kernels), and
+        from 4 tokens up a chunk's weight products take the same kernels whether it is alone or not."""
         self.batch.n_tokens = 0
         self._added.clear()
         outputs: list[tuple[Slot, int]] = []
         prompts = [s for s in self.slots if s.seq is not None and s.pending and s.pending[0] >= 0]
         if prompts:
-            slot = min(prompts, key=lambda s: s.admitted)
-            self.model.adapters.use(self.ctx, slot.lora)
-            self._chunk(slot, self.chunk, outputs)
+            first = min(prompts, key=lambda s: s.admitted)
+            self.model.adapters.use(self.ctx, first.lora)
+            n = self._next_chunk(first)
+            group = [s for s in prompts if s.lora == first.lora and self._next_chunk(s) == n] if (
+                self.mix and n >= MIX_MIN) else [first]
+            for slot in group:
+                if self.n_batch - self.batch.n_tokens < n:  # whole chunks only
+                    break
+                self._chunk(slot, n, outputs)
         return outputs
 
+    def _next_chunk(self, slot: Slot) -> int:
+        """How many prompt tokens the slot's next chunk holds (up to an image, a chunk end, the prompt's end)."""
+        pending, start = slot.pending, len(slot.cache)
+        upto = next((i for i, t in enumerate(pending[:self.chunk]) if t < 0), min(self.chunk, len(pending)))
+        ends = slot.seq.chunk_ends if slot.seq is not None else []
+        k = bisect.bisect_right(ends, start)
+        return min(upto, ends[k] - start) if k < len(ends) else upto
+
     def _chunk(self, slot: Slot, room: int, outputs: list[tuple[Slot, int]]) -> bool:
-        """Add up to `room` of the slot's prompt tokens (up to its next image); False when there is no room."""
+        """Add up to `room` of the slot's prompt tokens (up to its next image, and with a stream per slot up to its
+        next chunk end); False when there is no room."""
         if room <= 0:
             return False
-        # text up to the next image (placeholder ids are negative): the image is decoded on its own
-        upto = next((i for i, t in enumerate(slot.pending[:room]) if t < 0), min(room, len(slot.pending)))
+        if self.unified:  # text up to the next image (placeholder ids are negative): the image is decoded on its own
+            upto = next((i for i, t in enumerate(slot.pending[:room]) if t < 0), min(room, len(slot.pending)))
+        else:
+            upto = min(room, self._next_chunk(slot))
         if upto == 0:
             return True
         start = len(slot.cache)
-        ends = slot.seq.chunk_ends if slot.seq is not None and not self.unified else []
-        k = bisect.bisect_right(ends, start)
-        if k < len(ends):  # where a cold evaluation of this prompt ends the chunk (inferno.engine.slots.chunk_ends)
-            upto = min(upto, ends[k] - start)
         chunk, last = slot.pending[:upto], len(slot.pending) <= upto
         slot.pending = slot.pending[len(chunk):]
         row = self._add(slot, chunk, last, prompt=True)
-        if slot.exact == start and k < len(ends) and ends[k] == start + len(chunk):
+        ends = slot.seq.chunk_ends if slot.seq is not None and not self.unified else []
+        if slot.exact == start and start + len(chunk) in ends:
             slot.exact += len(chunk)  # evaluated as a cold evaluation cuts it: a reusable prefix
         if last:
             outputs.append((slot, row))
