@@ -131,7 +131,8 @@ def test_prompts_of_equal_chunks_share_a_decode_without_flash_attention(host: In
     CPU kernels then give each row the numbers it has alone); with flash attention on, one prompt's chunk per step."""
     assert isinstance(host.engine, Scheduler)
     resolved = host.engine.resolver.resolve("tiny")
-    model = Model(resolved, LoadOptions(n_ctx=1024), EngineSettings(num_parallel=3, flash_attn=flash))
+    settings = EngineSettings(num_parallel=3, flash_attn="off" if flash == "off" else "on")
+    model = Model(resolved, LoadOptions(n_ctx=1024), settings)
     batcher = Batcher(model, 3)
     try:
         seqs = [Sequence(model, req(c * 300, 4), lambda e: None, lambda: False) for c in "abc"]  # 300 byte tokens
