@@ -146,6 +146,15 @@ def test_prompts_of_equal_chunks_share_a_decode_without_flash_attention(host: In
         model.close()
 
 
+def test_pieces_follow_llama_cpps_split_over_kv_streams() -> None:
+    from inferno.engine.slots import pieces
+
+    assert pieces({0: 26, 1: 27}, 512) == {0: [26], 1: [26, 1]}  # the 1-token piece: such a pair is not mixed
+    assert pieces({0: 26, 1: 30, 2: 26}, 512) == {0: [26], 1: [26, 4], 2: [26]}
+    assert pieces({0: 64, 2: 64}, 512) == {0: [64], 2: [64]}  # not consecutive: a micro-batch each
+    assert pieces({0: 64, 1: 64}, 100) == {0: [50, 14], 1: [50, 14]}  # (50 + 1) * 2 > 100
+
+
 @pytest.mark.parametrize("unified", [False, True])
 def test_a_full_cache_ends_the_sequence_that_cannot_continue(home: Path, tiny_gguf: Path, unified: bool) -> None:
     h = make_host(home, tiny_gguf, INFERNO_NUM_PARALLEL="2", INFERNO_KV_UNIFIED="1" if unified else "0")

@@ -122,14 +122,17 @@ def test_a_system_prompt_and_earlier_turns_are_reused_whole_with_the_cold_answer
         cold.engine.close()
 
 
-def test_prompts_of_one_length_evaluated_in_shared_decodes_answer_as_alone(eight: Inferno) -> None:
-    # equal token counts: their chunks share each decode (inferno.engine.batcher, flash attention off)
+
+def test_prompts_evaluated_in_shared_decodes_answer_as_alone(eight: Inferno) -> None:
+    # their chunks share decodes (inferno.engine.batcher, flash attention off): the two of one length whole, the
+    # others' tails in llama.cpp's pieces of another length than alone
     reqs = [GenerateRequest(model="smollm2", messages=[Message(role="user", content=(
-        f"Here is a note about {animal}: they live on farms and eat every day. " * 8 + f"Now describe {animal}."))],
+        f"Here is a note about {animal}: they live on farms and eat every day. " * n + f"Now describe {animal}."))],
         sampling=SamplingOptions(temperature=0, max_tokens=TOKENS), load=LoadOptions(n_ctx=1024))
-        for animal in ("cats", "dogs", "cows", "pigs")]
+        for animal, n in (("cats", 8), ("dogs", 8), ("cows", 9), ("pigs", 11))]
     alone = [collect(eight.engine.submit(r)) for r in reqs]
-    assert len({d.prompt_tokens for _, d in alone}) == 1 and alone[0][1].prompt_tokens > 2 * 64
+    lengths = [d.prompt_tokens for _, d in alone]
+    assert lengths[0] == lengths[1] < lengths[2] < lengths[3] and lengths[0] > 2 * 64
     assert len({t for t, _ in alone}) == 4
     eight.engine.unload("smollm2")  # nothing cached: every prompt evaluated whole, together
     assert together(eight, reqs) == [t for t, _ in alone]

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from inferno.engine.diskcache import disk_cache
 from inferno.engine.promptcache import MIN_KEEP, PromptCache
 from inferno.engine.sequence import Sequence
-from inferno.engine.slots import Slot, plan
+from inferno.engine.slots import Slot, pieces, plan
 from inferno.engine.speculate import draft_for, draft_model, verify
 from inferno.engine.types import FinishReason
 from inferno.errors import InfernoError
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 
 RATE_WINDOW = 5.0  # seconds of decode steps behind tokens_per_second
-MIX_MIN = 4  # prompt chunks this long or longer share a decode (below 4 columns some CPU kernels take other paths)
+MIX_MIN = 4  # prompt pieces this long or longer share a decode (below 4 columns some CPU kernels take other paths)
 
 
 class Batcher:
@@ -269,11 +269,10 @@ class Batcher:
         return outputs
 
     def _fill_prompt(self) -> list[tuple[Slot, int]]:
-        """The next chunk of the earliest admitted prompt still evaluating, each cut where its cold evaluation cuts
-        it; with `mix`, beside it the next chunks of the same length of the other such prompts (same adapter set).
-        Chunks of one length go into llama.cpp's micro-batches whole (it splits a batch over KV streams into equal
-        counts per sequence: unequal chunks would be cut into pieces, and a 1-token piece takes other kernels), and
-        from 4 tokens up a chunk's weight products take the same kernels whether it is alone or not."""
+        """The next chunk of the earliest admitted prompt still evaluating, cut where its cold evaluation cuts it;
+        with `mix`, beside it the next chunks of the other such prompts (same adapter set) that llama.cpp's
+        micro-batching keeps in pieces of MIX_MIN tokens or more (see pieces): from 2 (x86) or 4 (Arm) tokens up
+        the CPU kernels compute a row the same in a piece of any length, but a row alone in its piece otherwise."""
         self.batch.n_tokens = 0
         self._added.clear()
         outputs: list[tuple[Slot, int]] = []
@@ -281,13 +280,17 @@ class Batcher:
         if prompts:
             first = min(prompts, key=lambda s: s.admitted)
             self.model.adapters.use(self.ctx, first.lora)
-            n = self._next_chunk(first)
-            group = [s for s in prompts if s.lora == first.lora and self._next_chunk(s) == n] if (
-                self.mix and n >= MIX_MIN) else [first]
-            for slot in group:
-                if self.n_batch - self.batch.n_tokens < n:  # whole chunks only
-                    break
-                self._chunk(slot, n, outputs)
+            group = {first.id: self._next_chunk(first)}
+            if self.mix and group[first.id] >= MIX_MIN:
+                for s in prompts:  # in slot order, as the batch is laid out
+                    n = self._next_chunk(s)
+                    if s is first or s.lora != first.lora or n < MIX_MIN or sum(group.values()) + n > self.n_batch:
+                        continue
+                    trial = dict(sorted({**group, s.id: n}.items()))
+                    if all(len(p) == 0 or min(p) >= MIX_MIN for p in pieces(trial, self.n_batch).values()):
+                        group = trial
+            for sid, n in sorted(group.items()):
+                self._chunk(self.slots[sid], n, outputs)
         return outputs
 
     def _next_chunk(self, slot: Slot) -> int:
@@ -422,3 +425,4 @@ class Batcher:
             slot.pending, slot.next_token, slot.cache, slot.images, slot.exact = [], None, [], [], 0
             if seq is not None:
                 seq.fail(error)
+

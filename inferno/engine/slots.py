@@ -145,6 +145,28 @@ def chunk_ends(tokens: list[int], chunk: int, turn_ends: set[int], images: dict[
         out.append(last)
     return out
 
+def pieces(chunks: dict[int, int], n_ubatch: int) -> dict[int, list[int]]:
+    """How llama.cpp's split_equal (a KV stream per sequence) cuts a batch holding these chunks (sequence id →
+    tokens, laid out in id order) into micro-batches: the piece lengths each sequence's chunk is computed in. A
+    micro-batch takes sequences of consecutive ids only, the same number of tokens from each."""
+    left = dict(chunks)
+    out: dict[int, list[int]] = {sid: [] for sid in chunks}
+    while any(left.values()):
+        run: list[int] = []
+        for sid in sorted(left):
+            if left[sid] and (not run or sid == run[-1] + 1):
+                run.append(sid)
+        take = 0
+        while all(left[sid] > take for sid in run):
+            take += 1
+            if (take + 1) * len(run) > n_ubatch:
+                break
+        for sid in run:
+            out[sid].append(take)
+            left[sid] -= take
+    return out
+
+
 
 def cut(seq: Sequence, reuse: int, align: int) -> int:
     """A cached prefix of `reuse` tokens cut to where the prompt's evaluation may start (see plan): with a stream
