@@ -146,6 +146,40 @@ def test_prompts_of_equal_chunks_share_a_decode_without_flash_attention(host: In
         model.close()
 
 
+def test_prompts_of_unequal_chunks_share_a_decode_in_pieces_and_answer_as_alone(host: Inferno) -> None:
+    """An n- and an (n + 1)-token prompt: the second's chunk is cut to n - 4 tokens beside the first's n (llama.cpp
+    then computes pieces of n - 4 and 4, none of 1), its rest of 5 the next step; both answer as alone."""
+    assert isinstance(host.engine, Scheduler)
+    resolved = host.engine.resolver.resolve("tiny")
+    model = Model(resolved, LoadOptions(n_ctx=1024), EngineSettings(num_parallel=2, flash_attn="off"))
+    try:
+        def run(prompts: list[str], together: bool) -> tuple[list[list[int]], list[int]]:
+            batcher = Batcher(model, 2)
+            try:
+                seqs = [Sequence(model, req(t, 8), lambda e: None, lambda: False) for t in prompts]
+                for seq in seqs if together else seqs[:1]:
+                    batcher.enqueue(seq, lambda: None)
+                batcher.step()
+                first = [len(s.prompt) - len(slot.pending) for s in seqs for slot in batcher.slots if slot.seq is s]
+                if not together:
+                    batcher.enqueue(seqs[1], lambda: None)
+                while not all(s.done for s in seqs):
+                    batcher.step()
+                return [s.generated for s in seqs], first
+            finally:
+                batcher.close()
+
+        prompts = ["a" * 39, "b" * 40]
+        alone, _ = run(prompts, together=False)
+        both, first = run(prompts, together=True)
+        n = len(Sequence(model, req(prompts[0], 8), lambda e: None, lambda: False).prompt)
+        assert len(Sequence(model, req(prompts[1], 8), lambda e: None, lambda: False).prompt) == n + 1 < 64
+        assert first == [n, n - 4]
+        assert both == alone
+    finally:
+        model.close()
+
+
 def test_pieces_follow_llama_cpps_split_over_kv_streams() -> None:
     from inferno.engine.slots import pieces
 

@@ -270,9 +270,10 @@ class Batcher:
 
     def _fill_prompt(self) -> list[tuple[Slot, int]]:
         """The next chunk of the earliest admitted prompt still evaluating, cut where its cold evaluation cuts it;
-        with `mix`, beside it the next chunks of the other such prompts (same adapter set) that llama.cpp's
-        micro-batching keeps in pieces of MIX_MIN tokens or more (see pieces): from 2 (x86) or 4 (Arm) tokens up
-        the CPU kernels compute a row the same in a piece of any length, but a row alone in its piece otherwise."""
+        with `mix`, beside it as much of the other such prompts' next chunks (same adapter set) as llama.cpp's
+        micro-batching keeps in pieces of MIX_MIN tokens or more (see pieces), leaving no shorter rest of a chunk:
+        from 2 (x86) or 4 (Arm) tokens up the CPU kernels compute a row the same in a piece of any length
+        (measured bit for bit), but not in a shorter piece, which takes other kernels."""
         self.batch.n_tokens = 0
         self._added.clear()
         outputs: list[tuple[Slot, int]] = []
@@ -283,15 +284,23 @@ class Batcher:
             group = {first.id: self._next_chunk(first)}
             if self.mix and group[first.id] >= MIX_MIN:
                 for s in prompts:  # in slot order, as the batch is laid out
-                    n = self._next_chunk(s)
-                    if s is first or s.lora != first.lora or n < MIX_MIN or sum(group.values()) + n > self.n_batch:
-                        continue
-                    trial = dict(sorted({**group, s.id: n}.items()))
-                    if all(len(p) == 0 or min(p) >= MIX_MIN for p in pieces(trial, self.n_batch).values()):
-                        group = trial
+                    if s is not first and s.lora == first.lora:
+                        group = self._join(group, s)
             for sid, n in sorted(group.items()):
                 self._chunk(self.slots[sid], n, outputs)
         return outputs
+
+    def _join(self, group: dict[int, int], slot: Slot) -> dict[int, int]:
+        """The group with as many of the slot's next chunk's tokens as keep every piece at MIX_MIN or more."""
+        n = self._next_chunk(slot)
+        room = self.n_batch - sum(group.values())
+        for take in range(min(n, room), MIX_MIN - 1, -1):
+            if 0 < n - take < MIX_MIN:  # the chunk's rest would be a short piece
+                continue
+            trial = dict(sorted({**group, slot.id: take}.items()))
+            if all(min(p, default=MIX_MIN) >= MIX_MIN for p in pieces(trial, self.n_batch).values()):
+                return trial
+        return group
 
     def _next_chunk(self, slot: Slot) -> int:
         """How many prompt tokens the slot's next chunk holds (up to an image, a chunk end, the prompt's end)."""
@@ -317,8 +326,9 @@ class Batcher:
         slot.pending = slot.pending[len(chunk):]
         row = self._add(slot, chunk, last, prompt=True)
         ends = slot.seq.chunk_ends if slot.seq is not None and not self.unified else []
-        if slot.exact == start and start + len(chunk) in ends:
-            slot.exact += len(chunk)  # evaluated as a cold evaluation cuts it: a reusable prefix
+        k = bisect.bisect_left(ends, start + len(chunk))
+        if k < len(ends) and ends[k] == start + len(chunk) and slot.exact == (ends[k - 1] if k else 0):
+            slot.exact = ends[k]  # a whole chunk (maybe in pieces, see _fill_prompt) as cold: a reusable prefix
         if last:
             outputs.append((slot, row))
         return True
