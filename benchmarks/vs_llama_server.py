@@ -165,7 +165,9 @@ def main() -> None:
                                         *(["--kv-unified"] if args.kv_unified else [])],
                             env={"INFERNO_MAX_QUEUE": "256"}, timeout=600, keep_inferno_env=True)
     peer = subprocess.Popen(
-        [args.llama_server, "-m", str(model), "--port", str(lp), "-c", str(args.ctx), "-np", str(args.parallel),
+        # the same cells per slot: Inferno's --n-ctx is per slot with a stream per slot, llama-server's -c is all slots'
+        [args.llama_server, "-m", str(model), "--port", str(lp), "-c",
+         str(args.ctx if args.kv_unified else args.ctx * args.parallel), "-np", str(args.parallel),
          *(["--kv-unified"] if args.kv_unified else []), "-t", str(args.threads), "-tb", str(args.threads),
          "-fa", args.flash_attn,
          "--no-webui", "-a", "bench"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -175,7 +177,7 @@ def main() -> None:
         wait_ready(sides["llama-server"], peer)
         for url in sides.values():  # warm both: first decode allocates buffers
             measure(url, "bench", 1, 8, "warm")
-        print(f"model {model.name}, ctx {args.ctx}, parallel {args.parallel}, threads {args.threads}, "
+        print(f"model {model.name}, ctx {args.ctx} per slot, parallel {args.parallel}, threads {args.threads}, "
               f"flash-attn {args.flash_attn}, {args.tokens} tokens per client, {args.rounds} rounds", flush=True)
         for clients in args.clients:
             runs: dict[str, list[dict[str, Any]]] = {s: [] for s in sides}
