@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from inferno.engine.diskcache import disk_cache
 from inferno.engine.promptcache import MIN_KEEP, PromptCache
 from inferno.engine.sequence import Sequence
-from inferno.engine.slots import Slot, pieces, plan
+from inferno.engine.slots import MIX_MIN, Slot, join, next_chunk, plan
 from inferno.engine.speculate import draft_for, draft_model, verify
 from inferno.engine.types import FinishReason
 from inferno.errors import InfernoError
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 
 
 RATE_WINDOW = 5.0  # seconds of decode steps behind tokens_per_second
-MIX_MIN = 4  # prompt pieces this long or longer share a decode (below 4 columns some CPU kernels take other paths)
 
 
 class Batcher:
@@ -281,34 +280,14 @@ class Batcher:
         if prompts:
             first = min(prompts, key=lambda s: s.admitted)
             self.model.adapters.use(self.ctx, first.lora)
-            group = {first.id: self._next_chunk(first)}
+            group = {first.id: next_chunk(first, self.chunk)}
             if self.mix and group[first.id] >= MIX_MIN:
                 for s in prompts:  # in slot order, as the batch is laid out
                     if s is not first and s.lora == first.lora:
-                        group = self._join(group, s)
+                        group = join(group, s.id, next_chunk(s, self.chunk), self.n_batch)
             for sid, n in sorted(group.items()):
                 self._chunk(self.slots[sid], n, outputs)
         return outputs
-
-    def _join(self, group: dict[int, int], slot: Slot) -> dict[int, int]:
-        """The group with as many of the slot's next chunk's tokens as keep every piece at MIX_MIN or more."""
-        n = self._next_chunk(slot)
-        room = self.n_batch - sum(group.values())
-        for take in range(min(n, room), MIX_MIN - 1, -1):
-            if 0 < n - take < MIX_MIN:  # the chunk's rest would be a short piece
-                continue
-            trial = dict(sorted({**group, slot.id: take}.items()))
-            if all(min(p, default=MIX_MIN) >= MIX_MIN for p in pieces(trial, self.n_batch).values()):
-                return trial
-        return group
-
-    def _next_chunk(self, slot: Slot) -> int:
-        """How many prompt tokens the slot's next chunk holds (up to an image, a chunk end, the prompt's end)."""
-        pending, start = slot.pending, len(slot.cache)
-        upto = next((i for i, t in enumerate(pending[:self.chunk]) if t < 0), min(self.chunk, len(pending)))
-        ends = slot.seq.chunk_ends if slot.seq is not None else []
-        k = bisect.bisect_right(ends, start)
-        return min(upto, ends[k] - start) if k < len(ends) else upto
 
     def _chunk(self, slot: Slot, room: int, outputs: list[tuple[Slot, int]]) -> bool:
         """Add up to `room` of the slot's prompt tokens (up to its next image, and with a stream per slot up to its
@@ -318,7 +297,7 @@ class Batcher:
         if self.unified:  # text up to the next image (placeholder ids are negative): the image is decoded on its own
             upto = next((i for i, t in enumerate(slot.pending[:room]) if t < 0), min(room, len(slot.pending)))
         else:
-            upto = min(room, self._next_chunk(slot))
+            upto = min(room, next_chunk(slot, self.chunk))
         if upto == 0:
             return True
         start = len(slot.cache)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 MIN_COPY = 16  # a copy from another slot pays when it saves at least this many tokens of evaluation
 MIN_WAIT = 64  # wait for a running prompt's evaluation when it will give this many more cached tokens
+MIX_MIN = 4  # prompt pieces this long or longer share a decode (below 4 columns some CPU kernels take other paths)
 MIN_SEGMENT = 16  # a turn's end this close after the last cut is no cut: so small a chunk costs more than it saves
 
 
@@ -166,6 +167,26 @@ def pieces(chunks: dict[int, int], n_ubatch: int) -> dict[int, list[int]]:
             left[sid] -= take
     return out
 
+
+def next_chunk(slot: Slot, chunk: int) -> int:
+    """How many prompt tokens the slot's next chunk holds (up to an image, a chunk end, the prompt's end)."""
+    pending, start = slot.pending, len(slot.cache)
+    upto = next((i for i, t in enumerate(pending[:chunk]) if t < 0), min(chunk, len(pending)))
+    ends = slot.seq.chunk_ends if slot.seq is not None else []
+    k = bisect.bisect_right(ends, start)
+    return min(upto, ends[k] - start) if k < len(ends) else upto
+
+
+def join(group: dict[int, int], sid: int, n: int, n_ubatch: int) -> dict[int, int]:
+    """The group (slot id → prompt tokens in this decode) with as many of slot sid's next n as keep every piece of
+    llama.cpp's micro-batching (see pieces) and the rest of that chunk at MIX_MIN tokens or more."""
+    for take in range(min(n, n_ubatch - sum(group.values())), MIX_MIN - 1, -1):
+        if 0 < n - take < MIX_MIN:  # the chunk's rest would be a short piece
+            continue
+        trial = dict(sorted({**group, sid: take}.items()))
+        if all(min(p, default=MIX_MIN) >= MIX_MIN for p in pieces(trial, n_ubatch).values()):
+            return trial
+    return group
 
 
 def cut(seq: Sequence, reuse: int, align: int) -> int:
