@@ -414,4 +414,3 @@ class Batcher:
             slot.pending, slot.next_token, slot.cache, slot.images, slot.exact = [], None, [], [], 0
             if seq is not None:
                 seq.fail(error)
-
