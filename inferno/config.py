@@ -103,6 +103,7 @@ class Settings(BaseModel):
     repack: bool = True  # llama.cpp's extra buffer types (repacked weights: CPU_REPACK, AMX); False = --no-repack
     crash_window: float = Field(60.0, gt=0)  # seconds in which 3 runner deaths mark a model failed
     spare_runner: bool = True  # one runner process started ahead (its imports done), so a load waits less
+    mix_prompts: bool = False  # several prompts' chunks in one decode (no flash attention): see the README
 
     @field_validator("keep_alive")
     @classmethod
@@ -207,6 +208,7 @@ KEYS = {
     "repack": "repack",  # 0 / false: never repack weights (llama.cpp#20824 on AMX CPUs)
     "crash_window": "crash_window",
     "spare_runner": "spare_runner",  # 0 / false: no runner process started ahead (saves its ~60 MiB)
+    "mix_prompts": "mix_prompts",  # 1 / true: prompts share decodes (more throughput, later first tokens here)
 }
 CONFIG_ONLY = {"aliases", "default_model", "port"}
 

@@ -127,11 +127,12 @@ def test_a_long_prompt_delays_running_streams_by_one_chunk_at_a_time(host: Infer
 
 @pytest.mark.parametrize("flash", ["off", "on"])
 def test_prompts_of_equal_chunks_share_a_decode_without_flash_attention(host: Inferno, flash: str) -> None:
-    """Prompts evaluating together put their chunks of one length into one decode (flash attention off: llama.cpp's
-    CPU kernels then give each row the numbers it has alone); with flash attention on, one prompt's chunk per step."""
+    """With INFERNO_MIX_PROMPTS, prompts evaluating together put their chunks of one length into one decode (flash
+    attention off: llama.cpp's CPU kernels then give each row the numbers it has alone); with flash attention on,
+    one prompt's chunk per step."""
     assert isinstance(host.engine, Scheduler)
     resolved = host.engine.resolver.resolve("tiny")
-    settings = EngineSettings(num_parallel=3, flash_attn="off" if flash == "off" else "on")
+    settings = EngineSettings(num_parallel=3, flash_attn="off" if flash == "off" else "on", mix_prompts=True)
     model = Model(resolved, LoadOptions(n_ctx=1024), settings)
     batcher = Batcher(model, 3)
     try:
@@ -151,7 +152,7 @@ def test_prompts_of_unequal_chunks_share_a_decode_in_pieces_and_answer_as_alone(
     then computes pieces of n - 4 and 4, none of 1), its rest of 5 the next step; both answer as alone."""
     assert isinstance(host.engine, Scheduler)
     resolved = host.engine.resolver.resolve("tiny")
-    model = Model(resolved, LoadOptions(n_ctx=1024), EngineSettings(num_parallel=2, flash_attn="off"))
+    model = Model(resolved, LoadOptions(n_ctx=1024), EngineSettings(num_parallel=2, flash_attn="off", mix_prompts=True))
     try:
         def run(prompts: list[str], together: bool) -> tuple[list[list[int]], list[int]]:
             batcher = Batcher(model, 2)

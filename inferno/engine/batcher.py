@@ -5,10 +5,10 @@ so every request gets the whole context it asks for, and its attention runs over
 they would be alone. With that, and with each prompt cut into chunks the same way as alone (at whole chunks and at
 its messages' ends: inferno.engine.slots.chunk_ends), greedy output does not depend on what else runs. Each step
 decodes one token of every generating sequence together (one row per sequence: the same numbers as alone), then
-the next chunk of every prompt still evaluating, together (without flash attention, where llama.cpp's CPU kernels
-give each row the same numbers beside other sequences' rows; with it, the earliest admitted prompt's chunk alone),
-so a long prompt delays the others by a chunk, not by the whole prompt, and prompts arriving together share their
-decodes as in llama-server; every sequence samples its own logits row with its own sampler.
+the next chunk of the earliest admitted prompt still evaluating (with mix_prompts and without flash attention, of
+several prompts together, where llama.cpp's CPU kernels give each row the same numbers beside other sequences'
+rows), so a long prompt delays the others by a chunk, not by the whole prompt; every sequence samples its own
+logits row with its own sampler.
 A generating sequence may add a draft after its token (inferno.engine.speculate), verified from the rows of the
 same decode; `auto` drafts only with flash attention, whose rows are the numbers of one token at a time.
 
@@ -58,10 +58,12 @@ class Batcher:
         self.unified = model.settings.kv_unified
         # prompt tokens per llama_decode: with a stream per slot, cached prefixes are cut to whole chunks (plan)
         self.chunk = self.n_batch if self.unified else model.prompt_chunk
-        # several prompts' chunks in one decode (each cut as alone): the same numbers as each alone on the CPU
-        # kernels without flash attention (measured bit for bit); llama.cpp's flash attention rounds a row
-        # differently beside other sequences' rows, so there each chunk is decoded alone
-        self.mix = model.flash() == "off"
+        # several prompts' chunks in one decode (each cut as alone), when asked (INFERNO_MIX_PROMPTS): the same
+        # numbers as each alone on the CPU kernels without flash attention (measured bit for bit); llama.cpp's
+        # flash attention rounds a row differently beside other sequences' rows, so there each chunk goes alone.
+        # Off by default: on a CPU, where prompt evaluation is compute-bound from ~16 tokens a decode, sharing
+        # decodes delays the first prompts' first tokens more than it adds throughput (benchmarks/serve_vs_direct)
+        self.mix = model.settings.mix_prompts and model.flash() == "off"
         self.ctx = model.new_context(n_ctx=self.n_ctx, n_seq=n_parallel, n_batch=self.n_batch, unified=self.unified)
         self.mem = self.lib.llama_get_memory(self.ctx)
         self.can_shift = bool(self.lib.llama_memory_can_shift(self.mem))

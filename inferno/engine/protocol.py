@@ -127,6 +127,9 @@ class EngineSettings:
     # keep one runner process started ahead, imports done (inferno.engine.spawn): a load does not wait for them.
     # Off for in-process callers unless asked; the server and `inferno run` turn it on (INFERNO_SPARE_RUNNER).
     spare_runner: bool = False
+    # several prompts' chunks in one decode where that keeps each one's numbers (inferno.engine.batcher): off by
+    # default, since on a CPU prompt evaluation is compute-bound and sharing decodes delays the first prompts
+    mix_prompts: bool = False
 
     @classmethod
     def from_settings(cls, s: Any) -> EngineSettings:
@@ -144,7 +147,7 @@ class EngineSettings:
                    template_max_string=s.template_max_string, max_image_pixels=s.max_image_pixels,
                    max_request_pixels=s.max_request_pixels,
                    no_repack=not s.repack, home=str(s.home), crash_window=s.crash_window,
-                   spare_runner=s.spare_runner)
+                   spare_runner=s.spare_runner, mix_prompts=s.mix_prompts)
 
 
 class Engine(Protocol):
