@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from inferno.engine.ctxshift import shift_context
 from inferno.engine.diskcache import disk_cache
 from inferno.engine.promptcache import MIN_KEEP, PromptCache
 from inferno.engine.sequence import Sequence
@@ -255,7 +256,7 @@ class Batcher:
         if self.drafts is not None:
             self.drafts.prepare(generating)
         for i, slot in enumerate(generating):  # generating sequences never wait on prompts
-            if not self._room(slot, 1) and not self._shift(slot):  # its stream (or the unified cache) is full
+            if not self._room(slot, 1) and not shift_context(self, slot):  # its stream (or the unified cache) is full
                 self._release(slot, "length")
                 continue
             tok, draft = slot.next_token, draft_for(self, slot, len(generating) - i - 1)
@@ -351,26 +352,6 @@ class Batcher:
             return False
         outputs[:] = fill()
         return self.batch.n_tokens > 0
-
-    def _shift(self, slot: Slot) -> bool:
-        """llama-server's context shift, for a sequence that asked for it (`shift`): keep its first n_keep cells
-        (the system prompt and tools), discard half of the rest, move the newer half down with llama.cpp's own
-        seq_rm / seq_add (RoPE re-applied to the moved keys), until one more cell fits. False when it cannot:
-        the model's memory cannot shift (M-RoPE, recurrent), images are cached, or nothing is left to discard."""
-        seq = slot.seq
-        if seq is None or not seq.req.shift or not self.can_shift or slot.images:
-            return False
-        while not self._room(slot, 1):
-            keep = min(seq.n_keep, len(slot.cache))
-            discard = (len(slot.cache) - keep) // 2
-            if discard <= 0:
-                return False
-            self.lib.llama_memory_seq_rm(self.mem, slot.id, keep, keep + discard)
-            self.lib.llama_memory_seq_add(self.mem, slot.id, keep + discard, len(slot.cache), -discard)
-            del slot.cache[keep:keep + discard]
-            slot.exact = min(slot.exact, keep)
-            seq.shifted += discard
-        return True
 
     def _image(self, slot: Slot) -> None:
         """Decode the image the slot's prompt has next, with mtmd's helper, into the slot's sequence."""
