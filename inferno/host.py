@@ -267,6 +267,19 @@ class Inferno:
         return self.store.add_adapter_model(name, parent.name, [(Path(p), n, s) for (p, s), n in
                                                                 zip(adapters, names, strict=True)])
 
+    def check_draft(self, draft: str, target: str, target_file: Path, base: str | None = None) -> str:
+        """A draft model named for target (whose weights are target_file): its canonical name (inferno/drafts.py)."""
+        from inferno.drafts import check_draft
+
+        return check_draft(self.store, draft, target, target_file, base)
+
+    def set_draft(self, name: str, draft: str | None) -> ModelInfo:
+        """Give the stored model name its own draft model (a model of the store), or none (None)."""
+        info = self.lookup(name)
+        if draft is not None:
+            draft = self.check_draft(draft, info.name, info.file, info.base)
+        return self.store.update(info.name, draft=draft)
+
     def _adapter_file(self, path: Path) -> Path:
         if path.is_file() or not self.store.exists(str(path)):
             return path
@@ -309,6 +322,7 @@ class _StoreResolver:
         return self.canonical(info.base), [LoraAdapter(path=str(p), scale=s) for p, s in files]
 
     def resolve(self, name: str) -> ResolvedModel:
+        from inferno.drafts import draft_file
         from inferno.engine.protocol import ModelDefaults, ResolvedModel
         from inferno.engine.types import SamplingOptions
         from inferno.errors import ModelLoadError
@@ -324,7 +338,8 @@ class _StoreResolver:
             raise ModelLoadError(f"{name}: the stored parameters are not valid sampling options: {e}") from e
         defaults = ModelDefaults(system=info.system, template=info.template, parameters=params)
         return ResolvedModel(name=info.name, file=info.file, metadata=meta, defaults=defaults,
-                             projector=Path(info.mmproj) if info.mmproj else None)
+                             projector=Path(info.mmproj) if info.mmproj else None,
+                             draft=draft_file(self.host.store, info, self.host.settings.speculative))
 
 
 class _MetricsObserver:

@@ -68,6 +68,7 @@ class ModelInfo(BaseModel):
     # loaded once for all its adapter models) and its LoRA adapters, files in its own folder: {filename, scale}
     base: str | None = None
     adapters: builtins.list[dict[str, Any]] | None = None
+    draft: str | None = None  # a store model that drafts for this one (speculative decoding; inferno/drafts.py)
 
     @field_validator("downloaded_at")
     @classmethod

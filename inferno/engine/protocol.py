@@ -52,6 +52,7 @@ class ResolvedModel:
     metadata: ModelMetadata
     defaults: ModelDefaults = field(default_factory=ModelDefaults)
     projector: Path | None = None  # a vision model's mmproj file (llama.cpp's mtmd)
+    draft: Path | None = None  # the model's own draft model file (inferno/drafts.py): drafts instead of --draft
 
 
 class Resolver(Protocol):

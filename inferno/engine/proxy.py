@@ -151,6 +151,8 @@ class RunnerProxy:
             return
         no_repack = sched.settings.no_repack or sched.repack_memory.says_no(resolved.file)
         settings = dataclasses.replace(sched.settings, no_repack=no_repack)
+        if resolved.draft is not None:  # the model's own draft model, in place of the server's --draft
+            settings = dataclasses.replace(settings, draft=str(resolved.draft))
         try:
             started = sched.spawner.take()
         except OSError as e:

@@ -139,6 +139,8 @@ def make_blueprint(inferno: Inferno) -> Any:
             "modified_at": t.rfc3339(info.downloaded_at)}
         if info.system:
             out["system"] = info.system
+        if info.draft:
+            out["draft"] = display_name(info.draft)  # Inferno's: the model's own draft model
         license_text = (info.model_extra or {}).get("license")  # kept from an Ollama model's license layer
         if license_text:
             out["license"] = license_text
@@ -275,6 +277,15 @@ def make_blueprint(inferno: Inferno) -> Any:
         else:
             raise BadRequestError("give from (a model) or files (an uploaded GGUF)", param="from")
         extra: dict[str, Any] = {}
+        if req.draft is not None and not safetensors:  # checked now, against the weights it will draft for
+            if blob is not None:
+                weights, base = blob, None
+            else:
+                assert parent_name is not None
+                parent = store.get(parent_name)
+                # the new model runs in its base's runner: an adapter model, or a copy of one
+                weights, base = parent.file, parent_name if adapters else None if req.quantize else parent.base
+            extra["draft"] = inferno.check_draft(req.draft, target, weights, base)
         if req.system is not None:
             extra["system"] = req.system
         if req.template is not None:  # stored, it renders for every later request: refused here when too big
@@ -305,6 +316,8 @@ def make_blueprint(inferno: Inferno) -> Any:
             progress(0, None, "parsing modelfile")
             if safetensors:
                 _create_from_safetensors(inferno, req.files or {}, target, req.quantize, progress)
+                if req.draft is not None:  # its weights exist only now
+                    inferno.set_draft(target, req.draft)
             elif req.quantize:
                 # quantize from the parent (or the uploaded blob, imported under a scratch name first)
                 base = parent_name

@@ -32,6 +32,8 @@ def render(info: ModelInfo, template: str, parameters: dict[str, Any],
         if scale != 1.0:  # Ollama's ADAPTER has no scale; `inferno create --adapter FILE:SCALE` has
             lines.append(f"# scale {scale:g}")
         lines.append(f"ADAPTER {path}")
+    if info.draft:  # no Modelfile instruction says this: a comment, so that Ollama's parser still reads the file
+        lines.append(f"# draft model (speculative decoding; /api/create's draft): {display_name(info.draft)}")
     if template:
         lines.append(f"TEMPLATE {_quoted(template)}")
     if info.system:

@@ -124,6 +124,7 @@ class CreateBody(_Named):
     files: dict[str, str] | None = None
     adapters: dict[str, str] | None = Field(None, max_length=64)  # LoRA adapter GGUF blobs: file name → digest
     quantize: str | None = None
+    draft: str | None = Field(None, max_length=512)  # Inferno's: a store model that drafts for this one
     system: str | None = None
     template: str | None = None
     parameters: dict[str, Any] | None = None
