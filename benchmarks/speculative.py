@@ -9,6 +9,11 @@ gave the same text. Then an ordinary chat workload (no repetition) the same way,
     python benchmarks/speculative.py [MODEL_PATH] [--reps 3] [--flash-attn on|off] [--mode auto|ngram]
                                      [--draft DRAFT_GGUF]
 
+`--llama-server PATH` adds llama.cpp's own server (built by ../shared/tools/build-llama-server.sh) with each of its
+n-gram `--spec-type`s (`--spec-types`, default ngram-simple, ngram-map-k, ngram-mod) on the same edit prompts,
+alternating request by request with Inferno with speculation on; both get the same sampling (greedy, repeat
+penalty 1.1 over the last 64 tokens: Inferno's default, sent to llama-server, whose own default is 1.0).
+
 `--draft` serves with that draft model (`--speculative draft`): "on" is then drafting with the model; run it
 with and without to compare draft and n-gram, each against off.
 
@@ -99,6 +104,53 @@ def alternate(url: str, prompts: list[str], reps: int, tokens: int) -> dict[str,
             "acceptance": accepted / drafted if drafted else 0.0, "drafted": drafted}
 
 
+# what Inferno applies by default (inferno.engine.sampling.DEFAULT_SAMPLING), given to llama-server explicitly
+PEER_SAMPLING = {"temperature": 0, "repeat_penalty": 1.1, "repeat_last_n": 64, "top_k": 40, "top_p": 0.9}
+
+
+def ask_peer(client: httpx.Client, url: str, prompt: str, tokens: int) -> dict[str, Any]:
+    body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": tokens, **PEER_SAMPLING}
+    r = client.post(f"{url}/v1/chat/completions", json=body)
+    r.raise_for_status()
+    out = r.json()
+    t = out["timings"]
+    return {"text": out["choices"][0]["message"]["content"], "n": t["predicted_n"],
+            "rate": t["predicted_per_second"], "draft_n": t.get("draft_n", 0),
+            "accepted": t.get("draft_n_accepted", 0)}
+
+
+def against_peer(url: str, binary: str, model: str, spec_type: str, threads: int, flash: str, reps: int,
+                 tokens: int) -> dict[str, Any]:
+    """llama-server with one n-gram --spec-type, alternating with Inferno (speculation on) prompt by prompt."""
+    port = free_port()
+    peer = subprocess.Popen([binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-t", str(threads),
+                             "-c", "2048", "-np", "1", "--flash-attn", flash, "--spec-type", spec_type,
+                             "--no-webui"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peer_url = f"http://127.0.0.1:{port}"
+    ratios, mine, theirs, same, drafted, accepted = [], [], [], True, 0, 0
+    try:
+        wait_healthy(peer_url, peer)
+        with httpx.Client(timeout=900) as client:
+            ask_peer(client, peer_url, "Say hello.", 4)
+            for rep in range(reps):
+                for prompt in EDITS:
+                    sides = ("peer", "inferno") if rep % 2 == 0 else ("inferno", "peer")
+                    res = {side: (ask_peer(client, peer_url, prompt, tokens) if side == "peer"
+                                  else ask(client, url, prompt, True, tokens)) for side in sides}
+                    ratios.append(res["inferno"]["rate"] / res["peer"]["rate"])
+                    mine.append(res["inferno"]["rate"])
+                    theirs.append(res["peer"]["rate"])
+                    same = same and res["inferno"]["text"] == res["peer"]["text"]
+                    drafted += res["peer"]["draft_n"]
+                    accepted += res["peer"]["accepted"]
+    finally:
+        peer.terminate()
+        peer.wait(timeout=60)
+    med = statistics.median
+    return {"type": spec_type, "inferno": med(mine), "peer": med(theirs), "ratio": med(ratios), "same": same,
+            "acceptance": accepted / drafted if drafted else 0.0}
+
+
 def concurrent(url: str, prompts: list[str], clients: int, spec: bool, tokens: int) -> float:
     total = 0
     lock = threading.Lock()
@@ -124,6 +176,9 @@ def main() -> None:
     ap.add_argument("--flash-attn", choices=["on", "off"], default="on")
     ap.add_argument("--mode", choices=["auto", "ngram"], default="auto")
     ap.add_argument("--draft", help="a draft model's GGUF (drafts from it instead of n-grams)")
+    ap.add_argument("--llama-server", help="llama.cpp's llama-server binary: compare with its n-gram spec types")
+    ap.add_argument("--spec-types", default="ngram-simple,ngram-map-k,ngram-mod")
+    ap.add_argument("--skip-own", action="store_true", help="only the llama-server comparison")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as home:
         port = free_port()
@@ -141,16 +196,29 @@ def main() -> None:
             wait_healthy(url, server)
             with httpx.Client(timeout=300) as c:
                 ask(c, url, "Say hello.", True, 4)
-            edit = alternate(url, EDITS, args.reps, args.tokens)
-            chat = alternate(url, CHATS, args.reps, args.tokens // 2)
-            agg_on = concurrent(url, EDITS, args.clients, True, args.tokens)
-            agg_off = concurrent(url, EDITS, args.clients, False, args.tokens)
+            peers = [against_peer(url, args.llama_server, args.model, kind, args.threads, args.flash_attn,
+                                  args.reps, args.tokens)
+                     for kind in (args.spec_types.split(",") if args.llama_server else [])]
+            if not args.skip_own:
+                edit = alternate(url, EDITS, args.reps, args.tokens)
+                chat = alternate(url, CHATS, args.reps, args.tokens // 2)
+                agg_on = concurrent(url, EDITS, args.clients, True, args.tokens)
+                agg_off = concurrent(url, EDITS, args.clients, False, args.tokens)
         finally:
             server.terminate()
             server.wait(timeout=60)
     print(f"model {Path(args.model).name}, threads {args.threads}, flash attention {args.flash_attn}, "
           f"speculative {mode}{' ' + Path(args.draft).name if args.draft else ''}, greedy, {args.reps} alternating "
           "rounds (medians of pairs)")
+    for r in peers:
+        print(f"edit vs llama-server --spec-type {r['type']:12}  Inferno {r['inferno']:7.1f}  llama-server "
+              f"{r['peer']:7.1f} tok/s  ratio {r['ratio']:.2f}  identical text: {r['same']}  its acceptance "
+              f"{r['acceptance']:.0%}")
+    if peers:
+        best = max(peers, key=lambda r: r["peer"])
+        print(f"against llama-server's best n-gram type ({best['type']}): {best['ratio']:.2f} (target >= 1.0)")
+    if args.skip_own:
+        return
     for name, r, target in (("edit", edit, 2.0), ("chat", chat, 0.97)):
         print(f"{name:5} decode tok/s  on {r['on']:7.1f}  off {r['off']:7.1f}  ratio {r['ratio']:.2f} "
               f"(target >= {target})  identical text: {r['same']}  acceptance {r['acceptance']:.0%} "

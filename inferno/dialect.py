@@ -10,6 +10,7 @@ Nothing heavy is imported at module level: plugins import this at load time.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -183,6 +184,9 @@ def ndjson(obj: Any) -> bytes:
     return (dumps(obj) + "\n").encode()
 
 
+_ENDED, _FAILED = object(), object()  # what follows a stream's last chunk: it ended well / with an error
+
+
 def stream(chunks: AsyncIterator[Chunk], *, kind: Literal["sse", "ndjson"], error: ErrorShape,
            end: bytes | None = None, event_of: Callable[[dict[str, Any]], str | None] | None = None) -> Any:
     """A streamed response of chunks as SSE or NDJSON.
@@ -199,19 +203,48 @@ def stream(chunks: AsyncIterator[Chunk], *, kind: Literal["sse", "ndjson"], erro
             return ndjson(obj)
         return sse(obj, event_of(obj) if event_of else None)
 
-    async def guarded() -> AsyncIterator[bytes]:
+    async def produce(ready: asyncio.Queue[Any]) -> None:
         try:
             async for chunk in chunks:
-                yield chunk if isinstance(chunk, bytes) else encode(chunk)
+                ready.put_nowait(chunk if isinstance(chunk, bytes) else encode(chunk))
         except InfernoError as e:
-            yield encode(error(e))
+            ready.put_nowait(encode(error(e)))
+            ready.put_nowait(_FAILED)
             return
+        except Exception as e:  # a bug: raised where the response is being written
+            ready.put_nowait(e)
+            return
+        if end is not None:
+            ready.put_nowait(end)
+        ready.put_nowait(_ENDED)
+
+    async def guarded() -> AsyncIterator[bytes]:
+        # The chunks go through a task of their own, so that those ready together (the tokens of one frame from
+        # the runner, inferno.engine.runner.Outbox) leave in one write: each write is a send on the
+        # socket and a pass through hypercorn and h11, CPU that llama.cpp's threads want on a small machine.
+        ready: asyncio.Queue[Any] = asyncio.Queue()
+        task = asyncio.ensure_future(produce(ready))
+        try:
+            while True:
+                parts = [await ready.get()]
+                while not ready.empty():
+                    parts.append(ready.get_nowait())
+                done = parts[-1] is _ENDED or parts[-1] is _FAILED
+                for p in parts:
+                    if isinstance(p, Exception):
+                        raise p
+                data = b"".join(p for p in parts if isinstance(p, bytes))
+                if data:
+                    yield data
+                if done:
+                    return
         finally:
+            if not task.done():  # the client went away: stop producing (between two tokens)
+                task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
-        if end is not None:
-            yield end
 
     content_type = "text/event-stream" if kind == "sse" else "application/x-ndjson"
     response = Response(guarded(), content_type=content_type,

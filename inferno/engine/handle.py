@@ -7,7 +7,6 @@ import collections
 import contextlib
 import queue
 import threading
-import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 
@@ -29,16 +28,12 @@ FINAL = (Done, Embeddings, Ranked, Tokens, Scores)  # the event that ends each k
 class RequestHandle:
     """The caller's end of one request: iterate its events (async or sync), cancel it at any time."""
 
-    # Waking the event loop costs CPU that llama.cpp's threads want on small machines: tokens that come
-    # faster than this are handed over together (the first one and the last never wait).
-    WAKE_INTERVAL = 0.02
-
     def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self.loop = loop
         self.cancelled = threading.Event()
         self._pending: collections.deque[Any] = collections.deque()
         self._ready = asyncio.Event() if loop else None
-        self._last_wake = 0.0
+        self._waking = False  # a wake of the event loop is on its way: events put meanwhile ride with it
         self._sq: queue.SimpleQueue[Any] | None = None if loop else queue.SimpleQueue()
         self.finished = False
         self.on_cancel: Callable[[], None] | None = None  # tells the engine (a message to the model's runner)
@@ -48,14 +43,19 @@ class RequestHandle:
         if self._sq is not None:
             self._sq.put(item)
             return
-        self._pending.append(item)
-        now = time.monotonic()
-        final = isinstance(item, (Failure, *FINAL))
-        if final or now - self._last_wake >= self.WAKE_INTERVAL:
-            self._last_wake = now
-            assert self.loop is not None and self._ready is not None
+        self._pending.append(item)  # before the flag is read: an event is never left without a wake
+        if not self._waking:
+            # One wake for all the events put before the loop runs it (the items of one frame from the
+            # runner): each wake is a write to the loop's self-pipe and a turn of the loop.
+            self._waking = True
+            assert self.loop is not None
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening any more
-                self.loop.call_soon_threadsafe(self._ready.set)
+                self.loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        assert self._ready is not None
+        self._waking = False
+        self._ready.set()
 
     def cancel(self) -> None:
         if self.cancelled.is_set():

@@ -76,7 +76,7 @@ class Worker:
     of that step leave together; note(kind) tells the host about the model (extra buffers, first decodes)."""
 
     def __init__(self, name: str, resolved: ResolvedModel, settings: EngineSettings,
-                 flush: Callable[[LoadedModelInfo | None], None], note: Callable[[str], None],
+                 flush: Callable[..., None], note: Callable[[str], None],
                  fault: str = "") -> None:
         self.name, self.resolved, self.settings = name, resolved, settings
         self.flush, self.note, self.fault = flush, note, fault
@@ -108,7 +108,7 @@ class Worker:
         while True:
             stepping = (self.batcher is not None and self.batcher.busy) or (bool(self.scores) and
                                                                           self.batcher is not None)
-            self.flush(self._snapshot())
+            self.flush(self._snapshot(), hold=stepping)  # stepping on: a stream's tokens may wait for the next
             # Idle: sleep until a job comes. Held jobs (a reload) wait for work running elsewhere (an embedding
             # on its own thread) to end, and a busy model's tokens/s goes stale: look again after a while.
             timeout = 0.05 if self.inbox else (SNAPSHOT_EVERY if self._snap and self._snap[-1] else None)
