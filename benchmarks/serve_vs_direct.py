@@ -48,7 +48,7 @@ def messages(i: str) -> list[dict[str, str]]:
 _clients = threading.local()
 
 
-def stream_once(url: str, i: str, tokens: int) -> tuple[float, float, int]:
+def stream_once(url: str, i: str, tokens: int, timings: dict[str, Any] | None = None) -> tuple[float, float, int]:
     """One streamed chat on this thread's keep-alive connection, as a real client holds one."""
     if not hasattr(_clients, "client"):
         _clients.client = httpx.Client(timeout=300)
@@ -67,6 +67,8 @@ def stream_once(url: str, i: str, tokens: int) -> tuple[float, float, int]:
                 raise RuntimeError(chunk["error"])
             if chunk.get("usage"):
                 n = chunk["usage"]["completion_tokens"]
+            if chunk.get("timings") and timings is not None:  # llama-server's, in the last chunk
+                timings.update(chunk["timings"])
             if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
                 last = time.perf_counter()
                 first = first or last
@@ -96,6 +98,7 @@ def direct_once(path: Path, threads: int, i: str, tokens: int) -> dict[str, floa
     text = render_chat(meta.chat_template, [Message.model_validate(m) for m in messages(i)], tools=None,
                        bos_token=meta.bos_token or "", eos_token=meta.eos_token or "")
     prompt = llama.tokenize(text.encode(), add_bos=True, special=True)
+    llama.reset()  # no reuse of the previous prompt's first tokens (the template's own): the whole prompt, as served
     t0 = time.perf_counter()
     first, n = 0.0, 0
     for tok in llama.generate(prompt, temp=0.0, top_k=40, top_p=0.9, min_p=0.0, repeat_penalty=1.1):
@@ -123,7 +126,7 @@ def main() -> None:
         direct_worker(path, args.threads, args.tokens)
         return
     d: dict[str, list[float]] = {"ttft": [], "rate": []}
-    s: dict[str, list[float]] = {"ttft": [], "rate": []}
+    s: dict[str, list[float]] = {"ttft": [], "rate": [], "prompt_ms": []}
     with tempfile.TemporaryDirectory() as home:
         subprocess.run([sys.executable, "-m", "inferno", "pull", str(path), "--name", "bench", "--link", "-q"],
                        env={**os.environ, "INFERNO_HOME": home}, check=True)
@@ -153,7 +156,9 @@ def main() -> None:
                 d["ttft"].append(part["ttft"])
                 d["rate"].append(part["rate"])
                 time.sleep(0.2)
-                ttft, rate, _ = stream_once(url, f"s{i}", args.tokens)
+                timings: dict[str, Any] = {}
+                ttft, rate, _ = stream_once(url, f"s{i}", args.tokens, timings)
+                s["prompt_ms"].append(float(timings.get("prompt_ms", "nan")))
                 s["ttft"].append(ttft)
                 s["rate"].append(rate)
                 time.sleep(0.2)
@@ -173,6 +178,8 @@ def main() -> None:
           f"ratio {med(pair):.3f} (median of pairs)  (target >= 0.97)")
     print(f"first token ms   direct {1000 * med(d['ttft']):8.1f}   served {1000 * med(s['ttft']):8.1f}   "
           f"delta {1000 * (med(s['ttft']) - med(d['ttft'])):+.1f} ms  (target <= +10 ms)")
+    print(f"  of the served first token: the runner's prompt evaluation {med(s['prompt_ms']):.1f} ms (its timings), "
+          f"the rest (HTTP, template, tokenizer, sockets) {1000 * med(s['ttft']) - med(s['prompt_ms']):.1f} ms")
     print(f"model load s     direct {direct_load_s:8.2f}   served {served_load_s:8.2f}   "
           f"delta {served_load_s - direct_load_s:+.2f} s  (target <= +0.5 s; served: runner start + load)")
     print(f"RSS MiB          direct {direct_rss:8.0f}   runner {runner_rss:8.0f}   ratio {runner_rss / direct_rss:.2f}"

@@ -8,7 +8,7 @@ socket of length-prefixed pickle frames (multiprocessing.connection):
         done: inferno.engine.spawn), then ("job", id, kind, request, LoadOptions),
         ("cancel", id), ("stop",)
   up    (items, snapshot, notes): items [(id, event | Failure | "taken" | "admitted")] made in one turn of the
-        decode loop (one decode step); snapshot a LoadedModelInfo when the status changed; notes "extra" (llama.cpp
+        decode loop (one decode step; a stream's later tokens may wait for the next turns: Outbox); snapshot a LoadedModelInfo when the status changed; notes "extra" (llama.cpp
         placed weights in an extra buffer type), "proven" (the first decodes went well) and "warning:TEXT" (a
         Python warning, shown by the host), sent at once.
 
