@@ -162,7 +162,8 @@ def concurrent(url: str, prompts: list[str], clients: int, spec: bool, tokens: i
         with lock:
             total += n
 
-    return total / run_clients(clients, client)
+    wall = run_clients(clients, client)  # first: `total / run_clients(…)` would read total before the run
+    return total / wall
 
 
 def main() -> None:
