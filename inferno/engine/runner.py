@@ -8,9 +8,10 @@ socket of length-prefixed pickle frames (multiprocessing.connection):
         done: inferno.engine.spawn), then ("job", id, kind, request, LoadOptions),
         ("cancel", id), ("stop",)
   up    (items, snapshot, notes): items [(id, event | Failure | "taken" | "admitted")] made in one turn of the
-        decode loop (one decode step; a stream's later tokens may wait for the next turns: Outbox); snapshot a LoadedModelInfo when the status changed; notes "extra" (llama.cpp
-        placed weights in an extra buffer type), "proven" (the first decodes went well) and "warning:TEXT" (a
-        Python warning, shown by the host), sent at once.
+        decode loop (one decode step; a stream's later tokens may wait for the next turns: Outbox); snapshot
+        a LoadedModelInfo when the status changed; notes "extra" (llama.cpp placed weights in an extra buffer
+        type), "proven" (the first decodes went well) and "warning:TEXT" (a Python warning, shown by the host),
+        sent at once.
 
 The runner dies with its host: PR_SET_PDEATHSIG on Linux, and an end of file on the socket anywhere.
 """
