@@ -72,9 +72,11 @@ CHATS = ["Write a short story about a robot learning to paint.", "Explain photos
          "What are the benefits of regular exercise?"]
 
 
-def ask(client: httpx.Client, url: str, prompt: str, spec: bool, tokens: int) -> dict[str, Any]:
+def ask(client: httpx.Client, url: str, prompt: str, spec: bool, tokens: int,
+        extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One greedy chat; either server (llama-server ignores the model name). extra: more body fields."""
     body: dict[str, Any] = {"model": "bench", "messages": [{"role": "user", "content": prompt}],
-                            "max_tokens": tokens, "temperature": 0}
+                            "max_tokens": tokens, "temperature": 0, **(extra or {})}
     if not spec:
         body["speculative"] = False
     r = client.post(f"{url}/v1/chat/completions", json=body)
@@ -82,7 +84,8 @@ def ask(client: httpx.Client, url: str, prompt: str, spec: bool, tokens: int) ->
     out = r.json()
     t = out["timings"]
     return {"text": out["choices"][0]["message"]["content"], "n": t["predicted_n"],
-            "rate": t["predicted_per_second"], "draft_n": t["draft_n"], "accepted": t["draft_n_accepted"]}
+            "rate": t["predicted_per_second"], "draft_n": t.get("draft_n", 0),
+            "accepted": t.get("draft_n_accepted", 0)}
 
 
 def alternate(url: str, prompts: list[str], reps: int, tokens: int) -> dict[str, Any]:
@@ -105,18 +108,7 @@ def alternate(url: str, prompts: list[str], reps: int, tokens: int) -> dict[str,
 
 
 # what Inferno applies by default (inferno.engine.sampling.DEFAULT_SAMPLING), given to llama-server explicitly
-PEER_SAMPLING = {"temperature": 0, "repeat_penalty": 1.1, "repeat_last_n": 64, "top_k": 40, "top_p": 0.9}
-
-
-def ask_peer(client: httpx.Client, url: str, prompt: str, tokens: int) -> dict[str, Any]:
-    body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": tokens, **PEER_SAMPLING}
-    r = client.post(f"{url}/v1/chat/completions", json=body)
-    r.raise_for_status()
-    out = r.json()
-    t = out["timings"]
-    return {"text": out["choices"][0]["message"]["content"], "n": t["predicted_n"],
-            "rate": t["predicted_per_second"], "draft_n": t.get("draft_n", 0),
-            "accepted": t.get("draft_n_accepted", 0)}
+PEER_SAMPLING = {"repeat_penalty": 1.1, "repeat_last_n": 64, "top_k": 40, "top_p": 0.9}
 
 
 def against_peer(url: str, binary: str, model: str, spec_type: str, threads: int, flash: str, reps: int,
@@ -131,11 +123,11 @@ def against_peer(url: str, binary: str, model: str, spec_type: str, threads: int
     try:
         wait_healthy(peer_url, peer)
         with httpx.Client(timeout=900) as client:
-            ask_peer(client, peer_url, "Say hello.", 4)
+            ask(client, peer_url, "Say hello.", True, 4, PEER_SAMPLING)
             for rep in range(reps):
                 for prompt in EDITS:
                     sides = ("peer", "inferno") if rep % 2 == 0 else ("inferno", "peer")
-                    res = {side: (ask_peer(client, peer_url, prompt, tokens) if side == "peer"
+                    res = {side: (ask(client, peer_url, prompt, True, tokens, PEER_SAMPLING) if side == "peer"
                                   else ask(client, url, prompt, True, tokens)) for side in sides}
                     ratios.append(res["inferno"]["rate"] / res["peer"]["rate"])
                     mine.append(res["inferno"]["rate"])

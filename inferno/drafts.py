@@ -12,13 +12,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from inferno.engine.draftmodel import VOCAB_SLACK
 from inferno.errors import BadRequestError, ModelLoadError, ModelNotFoundError
 from inferno.metadata import ModelMetadata, read_metadata
 from inferno.store import ModelInfo, Store
 
 log = logging.getLogger("inferno")
-
-VOCAB_SLACK = 128  # llama.cpp's SPEC_VOCAB_MAX_SIZE_DIFFERENCE (as inferno.engine.draftmodel)
 
 
 def header_mismatch(target: ModelMetadata, draft: ModelMetadata) -> str | None:

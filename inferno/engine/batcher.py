@@ -37,7 +37,7 @@ from inferno.engine.ctxshift import shift_context
 from inferno.engine.diskcache import disk_cache
 from inferno.engine.promptcache import MIN_KEEP, PromptCache
 from inferno.engine.sequence import Sequence
-from inferno.engine.slots import MIX_MIN, Slot, join, next_chunk, plan
+from inferno.engine.slots import MIX_MIN, Slot, join, next_chunk, plan, until_image
 from inferno.engine.speculate import draft_for, draft_model, verify
 from inferno.engine.types import FinishReason
 from inferno.errors import InfernoError
@@ -297,10 +297,8 @@ class Batcher:
         next chunk end); False when there is no room."""
         if room <= 0:
             return False
-        if self.unified:  # text up to the next image (placeholder ids are negative): the image is decoded on its own
-            upto = next((i for i, t in enumerate(slot.pending[:room]) if t < 0), min(room, len(slot.pending)))
-        else:
-            upto = min(room, next_chunk(slot, self.chunk))
+        # unified: text up to the next image (decoded on its own); with a stream per slot, up to its next chunk end
+        upto = until_image(slot.pending, room) if self.unified else min(room, next_chunk(slot, self.chunk))
         if upto == 0:
             return True
         start = len(slot.cache)

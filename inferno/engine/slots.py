@@ -168,10 +168,15 @@ def pieces(chunks: dict[int, int], n_ubatch: int) -> dict[int, list[int]]:
     return out
 
 
+def until_image(pending: list[int], n: int) -> int:
+    """How many of the first n pending prompt tokens come before the next image (placeholder ids are negative)."""
+    return next((i for i, t in enumerate(pending[:n]) if t < 0), min(n, len(pending)))
+
+
 def next_chunk(slot: Slot, chunk: int) -> int:
     """How many prompt tokens the slot's next chunk holds (up to an image, a chunk end, the prompt's end)."""
-    pending, start = slot.pending, len(slot.cache)
-    upto = next((i for i, t in enumerate(pending[:chunk]) if t < 0), min(chunk, len(pending)))
+    start = len(slot.cache)
+    upto = until_image(slot.pending, chunk)
     ends = slot.seq.chunk_ends if slot.seq is not None else []
     k = bisect.bisect_right(ends, start)
     return min(upto, ends[k] - start) if k < len(ends) else upto

@@ -52,6 +52,12 @@ class Reply(Protocol):
         """The request left the queue (a slot, or begun)."""
 
 
+class Flush(Protocol):
+    """Where a loop turn's events go (the runner's Outbox.send); hold: the loop steps on, a stream's tokens may wait."""
+
+    def __call__(self, snapshot: LoadedModelInfo | None, *, hold: bool = False) -> None: ...
+
+
 class Job:
     __slots__ = ("ended", "handle", "kind", "load", "request", "running", "started")
 
@@ -76,7 +82,7 @@ class Worker:
     of that step leave together; note(kind) tells the host about the model (extra buffers, first decodes)."""
 
     def __init__(self, name: str, resolved: ResolvedModel, settings: EngineSettings,
-                 flush: Callable[..., None], note: Callable[[str], None],
+                 flush: Flush, note: Callable[[str], None],
                  fault: str = "") -> None:
         self.name, self.resolved, self.settings = name, resolved, settings
         self.flush, self.note, self.fault = flush, note, fault
