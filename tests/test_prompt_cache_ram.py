@@ -39,9 +39,9 @@ def cold(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) -> Iterat
     h.engine.close()
 
 
-def ask(host: Inferno, messages: list[Message]) -> tuple[str, Done]:
+def ask(host: Inferno, messages: list[Message], max_tokens: int = 24) -> tuple[str, Done]:
     req = GenerateRequest(model="smollm2", messages=messages, load=LoadOptions(n_ctx=2048),
-                          sampling=SamplingOptions(temperature=0, max_tokens=24))
+                          sampling=SamplingOptions(temperature=0, max_tokens=max_tokens, ignore_eos=True))
     events = list(host.engine.submit(req))
     assert isinstance(events[-1], Done)
     return "".join(e.text for e in events if isinstance(e, TextDelta)), events[-1]
@@ -83,5 +83,23 @@ def test_the_bound_holds_under_churn(tmp_path_factory: pytest.TempPathFactory, s
         assert info.prompt_cache_entries >= 1
         _, again = conversation(h, "Dee")  # the one kept last: Eve took the slot from it
         assert again.cached_tokens >= 192
+    finally:
+        h.engine.close()
+
+
+def test_a_prompt_that_continues_most_of_the_slot_leaves_it_in_place(
+        tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) -> None:
+    """As llama-server (f_keep < 0.5): the slot is copied out only when the new prompt would lose most of it. Here
+    it keeps the ~200-token system prompt and drops the first question and its 80-token answer: nothing is
+    copied (a whole state for a short tail cost agents' second rounds 2.6x their first tokens)."""
+    h = _host(tmp_path_factory, smollm2_path, 1024)
+    try:
+        ask(h, [Message(role="system", content=f"You are Ada. {RULES}"), Message(role="user", content="Say hello.")],
+            max_tokens=80)
+        _, done = ask(h, [Message(role="system", content=f"You are Ada. {RULES}"),
+                          Message(role="user", content="Tell me about waves.")])
+        assert done.cached_tokens >= 192  # the system prompt, reused in place
+        (info,) = h.engine.loaded()
+        assert info.prompt_cache_entries == 0
     finally:
         h.engine.close()

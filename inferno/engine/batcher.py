@@ -22,8 +22,9 @@ prompt, and a sequence that finds the cache (or its own stream) full shifts its 
 A finished slot keeps its tokens as a prefix cache. A new prompt whose prefix is in any slot (inferno.engine.slots)
 gets those cells copied into its slot (llama_memory_seq_cp) and evaluates only the rest; one that shares a prefix
 with a prompt being evaluated waits for that evaluation. Cells a new prompt takes a slot from are kept in RAM and
-on disk first (inferno.engine.promptcache) for a prompt that continues them. With a stream per slot only whole
-chunks evaluated as a cold run would are reused, so the answer is the same as cold.
+on disk first (inferno.engine.promptcache) for a prompt that continues them, when the new prompt loses most of
+them. With a stream per slot only whole chunks evaluated as a cold run would are reused, so the answer is the same
+as cold.
 """
 from __future__ import annotations
 
@@ -179,8 +180,13 @@ class Batcher:
                 i += 1
                 continue
             slot, reuse = p.slot, p.reuse
-            if len(slot.cache) - reuse >= MIN_KEEP or p.restore is not None or p.source is not None:
-                self.ram.keep(slot)  # before its cells go
+            # the slot's cells are copied out (to RAM and disk) before they go only when the prompt loses most of
+            # them, as llama-server does (f_keep < 0.5): a prompt that continues most of a slot (a shared preamble
+            # and a question of its own) leaves those cells in place, and copying a whole state out for the short
+            # tail it drops costs more than that tail (benchmarks/prompt_cache.py's round 2)
+            lost = len(slot.cache) - (0 if p.restore is not None or p.source is not None else reuse)
+            if lost >= MIN_KEEP and 2 * lost > len(slot.cache):
+                self.ram.keep(slot)
             if p.restore is not None and not self.ram.restore(p.restore, slot):
                 reuse = 0
             elif p.source is not None:
