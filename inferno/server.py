@@ -142,6 +142,9 @@ def create_app(inferno: Inferno) -> Quart:
         failed = inferno.engine.failed()
         if failed:  # models whose engine kept stopping: their requests get a 503 with the cause for a while
             body["failed"] = [{"name": m.name, "error": m.error} for m in failed]
+        spare = inferno.engine.spare_runner()
+        if spare is not None:  # the next load's runner process: "starting" while its imports run, then "ready"
+            body["spare_runner"] = spare
         if settings.rpc_servers:  # each RPC worker: connected, ready or gone (probing one may take a moment)
             body["rpc_workers"] = await asyncio.to_thread(inferno.engine.rpc_workers)
         return body, 200 if ready else 503

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 
 from inferno.engine.spawn import Spawner
@@ -28,18 +29,26 @@ def runner_children(pid: int) -> set[int]:
     return out
 
 
+def spare_state(url: str) -> str | None:
+    """/health's word on the spare runner: "starting" while its imports run, "ready" once they are done."""
+    return httpx.get(f"{url}/health", timeout=30).json().get("spare_runner")
+
+
 def test_a_load_takes_the_spare_runner_and_a_new_spare_follows(tmp_path: Path, tiny_gguf: Path) -> None:
     server = start_server(home_with(tmp_path, {"tiny": tiny_gguf}))
     try:
         pid = server.proc.pid
         wait_for(lambda: len(runner_children(pid)) == 1, "the spare runner to start")
         (spare,) = runner_children(pid)
+        assert spare_state(server.url) in ("starting", "ready")
+        wait_for(lambda: spare_state(server.url) == "ready", "the spare runner's imports (its ready frame)")
         r = generate(server.url, "tiny", "hi")
         assert r.status_code == 200, r.text
         assert ps(server.url)["tiny"]["pid"] == spare  # the model loaded in the runner started ahead
         wait_for(lambda: len(runner_children(pid)) == 2, "the next spare after the load")
         (fresh,) = runner_children(pid) - {spare}
         assert alive(fresh)
+        wait_for(lambda: spare_state(server.url) == "ready", "the next spare's imports")
     finally:
         stop_server(server)
 
@@ -49,6 +58,7 @@ def test_no_spare_when_turned_off(tmp_path: Path, tiny_gguf: Path) -> None:
     try:
         assert generate(server.url, "tiny", "hi").status_code == 200
         assert runner_children(server.proc.pid) == {ps(server.url)["tiny"]["pid"]}
+        assert spare_state(server.url) is None
     finally:
         stop_server(server)
 

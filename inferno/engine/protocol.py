@@ -192,6 +192,10 @@ class Engine(Protocol):
         """Models whose engine kept stopping (state "failed", error the cause): their requests get a 503 for a while."""
         ...
 
+    def spare_runner(self) -> str | None:
+        """The runner process kept started ahead of the next load: "ready" (its imports done), "starting", or None."""
+        ...
+
     def rpc_workers(self) -> list[dict[str, Any]]:
         """Each llama.cpp RPC worker of settings.rpc_servers: endpoint, state (connected, ready, gone), error.
         May block for a TCP probe: call it off the event loop."""

@@ -10,8 +10,9 @@ socket of length-prefixed pickle frames (multiprocessing.connection):
   up    (items, snapshot, notes): items [(id, event | Failure | "taken" | "admitted")] made in one turn of the
         decode loop (one decode step; a stream's later tokens may wait for the next turns: Outbox); snapshot
         a LoadedModelInfo when the status changed; notes "extra" (llama.cpp placed weights in an extra buffer
-        type), "proven" (the first decodes went well) and "warning:TEXT" (a Python warning, shown by the host),
-        sent at once.
+        type), "proven" (the first decodes went well), "warning:TEXT" (a Python warning, shown by the host) and
+        "ready" (the first frame, before "start" is read: the imports are done; a spare's waiting frame is what
+        tells inferno.engine.spawn that it is ready), sent at once.
 
 The runner dies with its host: PR_SET_PDEATHSIG on Linux, and an end of file on the socket anywhere.
 """
@@ -168,6 +169,7 @@ def serve(conn: Connection) -> None:
     from inferno.engine.worker import STOP, Job, Worker
 
     _warm()
+    conn.send(([], None, ("ready",)))
     _, name, resolved, settings, fault = conn.recv()
     outbox = Outbox(conn)
     _watch_buffers(outbox)

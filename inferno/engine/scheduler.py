@@ -114,6 +114,10 @@ class Scheduler:
         else:
             self.defaults[self.resolver.canonical(name)] = options
 
+    def spare_runner(self) -> str | None:
+        """The spare runner process (inferno.engine.spawn): "ready", "starting", or None (none kept now)."""
+        return self.spawner.state()
+
     def rpc_workers(self) -> list[dict[str, Any]]:
         """The state of each RPC worker (settings.rpc_servers): connected, ready or gone, and why. A worker that
         closed its connection under an idle model is found here: that model's runner ends, as on a failure."""

@@ -78,6 +78,18 @@ class Spawner:
             discard(spare)
         return launch(env)
 
+    def state(self) -> str | None:
+        """The spare runner: "ready" (its imports done: its "ready" frame waits unread on the socket), "starting",
+        or None (none kept, or taken and not yet replaced)."""
+        with self.cv:
+            spare = self.spare
+        if spare is None:
+            return None
+        try:
+            return "ready" if spare.conn.poll(0) else "starting"
+        except OSError:  # taken and closed meanwhile
+            return None
+
     def refill(self) -> None:
         with self.cv:
             self.needed = True
