@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +124,13 @@ def test_every_truncation_is_a_clear_error(tmp_path: Path, tiny_gguf: Path) -> N
     broken.write_bytes(bytes(huge))
     with pytest.raises(BadRequestError, match="does not fit"):
         read_metadata(broken)
+
+
+def test_reading_a_header_leaves_numpy_unimported(tiny_gguf: Path) -> None:
+    """The host reads a model's header on its first load: gguf-py's type names come without `import gguf`, whose
+    package imports numpy (0.2 s of that load), and the quantization is still named as llama.cpp names it."""
+    code = ("import sys; from pathlib import Path; from inferno_plugins.gguf_reader import read_gguf; "
+            f"m = read_gguf(Path({str(tiny_gguf)!r})); "
+            "print(m['quantization'], m['eos_token'], 'numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] and out[0] != "None" and out[2] == "False", out

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from inferno.api import hookimpl
@@ -13,8 +15,26 @@ _GGUF_MAGIC = b"GGUF"
 _MAX_ARRAY = 64
 
 
+@functools.cache
+def _gguf_constants() -> ModuleType:
+    """gguf-py's constants module (the names llama.cpp gives file and tensor types) on its own: `import gguf` runs
+    the package's __init__, which imports numpy and its reader and writer, 0.2 s of a server's first model load."""
+    import importlib.util
+
+    package = importlib.util.find_spec("gguf")  # finds, does not import
+    if package is None or package.origin is None:
+        raise ImportError("the gguf package is not installed")
+    constants = Path(package.origin).with_name("constants.py")
+    spec = importlib.util.spec_from_file_location("inferno_gguf_constants", constants)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def quantization_name(file_type: int | None, tensors: list[tuple[int, int, int]]) -> str | None:
-    from gguf import GGMLQuantizationType, LlamaFileType  # the names llama.cpp gives them
+    constants = _gguf_constants()
+    GGMLQuantizationType, LlamaFileType = constants.GGMLQuantizationType, constants.LlamaFileType
 
     if file_type is not None:
         try:

@@ -27,6 +27,8 @@ class Header:
     array_lengths: dict[str, int] = field(default_factory=dict)  # every array's length, kept or not
     tensors: list[tuple[int, int, int]] = field(default_factory=list)  # (n_elements, ggml type, n_dims)
     tokens: dict[int, str] = field(default_factory=dict)  # the token strings asked for, by id
+    tokens_at: int = 0  # the file offset of the first token string (0: no vocabulary)
+    order: str = "<"  # the byte order the file was written in
 
 
 class _Stream:
@@ -93,7 +95,7 @@ def _value(s: _Stream, vtype: int) -> Any:
     return s.unpack(code)
 
 
-def _array(s: _Stream, key: str, header: Header, max_array: int, want: set[int]) -> None:
+def _array(s: _Stream, key: str, header: Header, max_array: int) -> None:
     vtype = s.unpack("I")
     n = s.count(f"{key} array", 1)
     header.array_lengths[key] = n
@@ -108,28 +110,38 @@ def _array(s: _Stream, key: str, header: Header, max_array: int, want: set[int])
             raise ValueError(f"unknown GGUF value type {vtype}")
         s.skip(n * struct.calcsize(code))
         return
-    if key != "tokenizer.ggml.tokens" or not want:
-        s.skip_strings(n)
-        return
+    if key == "tokenizer.ggml.tokens":
+        header.tokens_at = s.base + s.pos
+    s.skip_strings(n)
+
+
+def _tokens(s: _Stream, n: int, want: set[int]) -> dict[int, str]:
+    """The token strings of these ids, the stream at the vocabulary's first string."""
+    out: dict[int, str] = {}
     done = 0
     for i in sorted(i for i in want if i < n):
         s.skip_strings(i - done)
-        header.tokens[i] = s.string().decode("utf-8", errors="replace")
+        out[i] = s.string().decode("utf-8", errors="replace")
         done = i + 1
-    s.skip_strings(n - done)
+    return out
 
 
 def read_header(path: Path, max_array: int, token_keys: tuple[str, ...] = ()) -> Header:
     """The header of the GGUF at `path`. The token strings whose ids the keys in `token_keys` hold
-    (tokenizer.ggml.bos_token_id…) are read too; the ids usually follow the vocabulary, so it is read twice."""
-    header = _read(path, max_array, set())
+    (tokenizer.ggml.bos_token_id…) are read too: the ids usually follow the vocabulary, so the vocabulary is read
+    again from where the first pass found it."""
+    header = _read(path, max_array)
     want = {v for k in token_keys if isinstance(v := header.kv.get(k), int)}
-    if want and header.array_lengths.get("tokenizer.ggml.tokens"):
-        header.tokens = _read(path, max_array, want).tokens
+    n = header.array_lengths.get("tokenizer.ggml.tokens", 0)
+    if want and n and header.tokens_at:
+        with Path(path).open("rb", buffering=_BUFFER) as f:
+            s = _Stream(f, Path(path).stat().st_size)
+            s.order, s.base = header.order, header.tokens_at
+            header.tokens = _tokens(s, n, want)
     return header
 
 
-def _read(path: Path, max_array: int, want: set[int]) -> Header:
+def _read(path: Path, max_array: int) -> Header:
     with Path(path).open("rb", buffering=_BUFFER) as f:
         s = _Stream(f, Path(path).stat().st_size)
         if s.take(4) != MAGIC:
@@ -141,16 +153,14 @@ def _read(path: Path, max_array: int, want: set[int]) -> Header:
         if version < 2:
             raise ValueError(f"GGUF version {version} is too old (llama.cpp reads 2 and 3)")
         n_tensors, n_kv = s.count("tensor", 24), s.count("key/value", 12)
-        header = Header()
+        header = Header(order=s.order)
         for _ in range(n_kv):
             key = s.string().decode("utf-8", errors="replace")
             vtype = s.unpack("I")
             if vtype == _ARRAY:
-                _array(s, key, header, max_array, want)
+                _array(s, key, header, max_array)
             else:
                 header.kv[key] = _value(s, vtype)
-        if want:
-            return header  # the second pass wants only the tokens
         for _ in range(n_tensors):
             s.skip_strings(1)
             n_dims = s.unpack("I")
