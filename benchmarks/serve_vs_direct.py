@@ -94,12 +94,14 @@ def direct_once(path: Path, threads: int, i: str, tokens: int) -> dict[str, floa
                                 verbose=False)
         _llama["load"] = time.perf_counter() - t
     llama: Any = _llama["llama"]
-    meta = read_metadata(path)
+    meta = read_metadata(path)  # what a Llama object holds once loaded (its chat template, special tokens)
+    # the clock starts where the served side's does, before the chat template and the tokenizer: as in
+    # Llama.create_chat_completion, which renders and tokenizes inside the call
+    t0 = time.perf_counter()
     text = render_chat(meta.chat_template, [Message.model_validate(m) for m in messages(i)], tools=None,
                        bos_token=meta.bos_token or "", eos_token=meta.eos_token or "")
     prompt = llama.tokenize(text.encode(), add_bos=True, special=True)
     llama.reset()  # no reuse of the previous prompt's first tokens (the template's own): the whole prompt, as served
-    t0 = time.perf_counter()
     first, n = 0.0, 0
     for tok in llama.generate(prompt, temp=0.0, top_k=40, top_p=0.9, min_p=0.0, repeat_penalty=1.1):
         llama.detokenize([tok])
