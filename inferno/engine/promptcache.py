@@ -15,11 +15,11 @@ read back on a match: a restart keeps the cache. Only the model's decode thread 
 from __future__ import annotations
 
 import collections
-import ctypes
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from inferno.engine.diskcache import state_buffer
 from inferno.engine.slots import Slot, common_prefix
 
 if TYPE_CHECKING:
@@ -59,7 +59,10 @@ class PromptCache:
         size = self.lib.llama_state_seq_get_size(self.ctx, slot.id)
         if size <= 0:
             return
-        data = (ctypes.c_uint8 * size)()
+        if size <= self.limit:  # room first: the new state is never held beside all the old ones (the bound)
+            while self.entries and self.bytes + size > self.limit:
+                self._drop(next(iter(self.entries)))
+        data = state_buffer(size)
         if self.lib.llama_state_seq_get_data(self.ctx, data, size, slot.id) != size:
             return
         entry = Entry(list(tokens), usable, data)
@@ -94,10 +97,10 @@ class PromptCache:
         slot.cache, slot.images, slot.exact = [], [], 0
         if entry.data is None:  # on disk only: read and checked (a bad entry is removed there)
             assert self.disk is not None and entry.disk is not None
-            raw = self.disk.load(entry.disk)
-            if raw is None:
+            data = self.disk.load(entry.disk)
+            if data is None:
                 return False
-            entry.data = (ctypes.c_uint8 * len(raw)).from_buffer_copy(raw)
+            entry.data = data
         size = len(entry.data)
         if self.lib.llama_state_seq_set_data(self.ctx, entry.data, size, slot.id) != size:
             log.warning("the prompt cache could not restore %d tokens into slot %d", len(entry.tokens), slot.id)
