@@ -6,6 +6,8 @@ two concurrent requests with the same seed give the same text as each alone.
 
 from __future__ import annotations
 
+import collections
+import ctypes
 import math
 import os
 from typing import Any
@@ -19,7 +21,15 @@ DEFAULT_SAMPLING: dict[str, Any] = {
 
 class Sampler:
     """A llama.cpp sampler chain: penalties, logit bias, grammar, then greedy or top-k/typical/top-p/min-p/temp/dist —
-    the order llama-cpp-python's own generate() uses, so a single stream samples as it did before."""
+    the order llama-cpp-python's own generate() uses, so a single stream samples as it did before.
+
+    A repeat penalty on its own (Ollama's default 1.1, no frequency or presence penalty) is applied here instead
+    of by llama.cpp's penalties sampler, which looks every token of the vocabulary up in its counts (49,152 hash
+    lookups, ~0.3-0.5 ms a token on two EPYC cores, where a token takes ~10 ms; llama.h itself warns that it is
+    slow on the whole vocabulary). Here only the logits of the tokens in the window (at most repeat_last_n) are
+    changed in the row, with llama.cpp's arithmetic (x penalty when <= 0, / penalty above, in float32: a product
+    or quotient of float32s computed in double and rounded once is the float32 result), the chain samples from
+    the row, and the row is put back (log-probabilities read it raw): the same token as llama.cpp's sampler."""
 
     def __init__(self, llama_cpp: Any, vocab: Any, n_vocab: int, n_ctx: int, s: dict[str, Any],
                  grammar: str | None) -> None:
@@ -30,11 +40,14 @@ class Sampler:
         add = llama_cpp.llama_sampler_chain_add
         last_n = int(s["repeat_last_n"])
         self.last_n = n_ctx if last_n < 0 else last_n
-        self.penalized = self.last_n > 0 and (float(s["repeat_penalty"]) != 1.0 or float(s["frequency_penalty"]) != 0
-                                              or float(s["presence_penalty"]) != 0)
-        add(self.chain, llama_cpp.llama_sampler_init_penalties(
-            n_vocab, self.last_n, float(s["repeat_penalty"]), float(s["frequency_penalty"]),
-            float(s["presence_penalty"])))
+        repeat, freq, present = float(s["repeat_penalty"]), float(s["frequency_penalty"]), float(s["presence_penalty"])
+        self.penalized = self.last_n > 0 and (repeat != 1.0 or freq != 0 or present != 0)
+        # the repeat penalty alone: applied by sample() (see the class), as float32 like llama.cpp's
+        self.repeat = ctypes.c_float(repeat).value if self.penalized and freq == 0 and present == 0 else None
+        self.window: collections.deque[int] = collections.deque()  # the last last_n tokens, and their counts
+        self.counts: dict[int, int] = {}
+        if self.repeat is None:
+            add(self.chain, llama_cpp.llama_sampler_init_penalties(n_vocab, self.last_n, repeat, freq, present))
         bias = s.get("logit_bias")
         if bias:
             add(self.chain, logit_bias_sampler(llama_cpp, n_vocab, bias))
@@ -62,6 +75,11 @@ class Sampler:
         grammar must not see them), so penalties count repeats of the prompt too."""
         if not self.penalized:
             return
+        if self.repeat is not None:
+            for tok in prompt[-self.last_n:]:
+                if tok >= 0:  # an image's placeholders are not tokens
+                    self._remember(tok)
+            return
         penalties = self._lib.llama_sampler_chain_get(self.chain, 0)
         accept = self._lib.llama_sampler_accept
         for tok in prompt[-self.last_n:]:
@@ -70,7 +88,38 @@ class Sampler:
 
     def sample(self, ctx: Any, index: int) -> int:
         """The next token from the logits row `index` of the last decode; the chain accepts it."""
-        return self._lib.llama_sampler_sample(self.chain, ctx, index)
+        if self.repeat is None:
+            return self._lib.llama_sampler_sample(self.chain, ctx, index)
+        row = self._lib.llama_get_logits_ith(ctx, index)
+        saved = self.penalize(row)
+        try:
+            token = self._lib.llama_sampler_sample(self.chain, ctx, index)
+        finally:
+            for tok, logit in saved:
+                row[tok] = logit
+        self._remember(token)
+        return token
+
+    def penalize(self, row: Any) -> list[tuple[int, float]]:
+        """The repeat penalty on the window's tokens in a logits row (a float pointer), as llama.cpp computes it;
+        their logits before, to put back."""
+        saved = [(tok, row[tok]) for tok in self.counts]
+        penalty = self.repeat
+        assert penalty is not None
+        for tok, logit in saved:
+            row[tok] = logit * penalty if logit <= 0 else logit / penalty
+        return saved
+
+    def _remember(self, tok: int) -> None:
+        """The penalty's window (llama.cpp's penalties accept): the last last_n tokens and how often each is in it."""
+        self.window.append(tok)
+        self.counts[tok] = self.counts.get(tok, 0) + 1
+        if len(self.window) > self.last_n:
+            old = self.window.popleft()
+            if self.counts[old] == 1:
+                del self.counts[old]
+            else:
+                self.counts[old] -= 1
 
     def close(self) -> None:
         if self.chain is not None:
