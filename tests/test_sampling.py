@@ -1,6 +1,6 @@
-"""The repeat penalty applied by Inferno's Sampler (inferno.engine.sampling) instead of llama.cpp's penalties sampler:
-the same tokens as llama.cpp's own chain, the logits row left as it was, and llama.cpp's sampler still used for
-frequency and presence penalties. Real llama.cpp on SmolLM2."""
+"""The repeat penalty and the greedy choice that Inferno's Sampler (inferno.engine.sampling) makes in place of
+llama.cpp's samplers: the same tokens as llama.cpp's own chain, the logits row left as it was, and llama.cpp's
+sampler still used for frequency and presence penalties. Real llama.cpp on SmolLM2."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def _ours_penalized(ours: Sampler, row: Any, n_vocab: int) -> list[float]:
             row[tok] = logit
 
 
-@pytest.mark.parametrize(("penalty", "last_n"), [(1.1, 64), (1.5, 16), (0.8, 64)])
+@pytest.mark.parametrize(("penalty", "last_n"), [(1.1, 64), (1.5, 16), (0.8, 64), (1.0, 64)])
 def test_the_same_tokens_as_llama_cpps_penalties_sampler(llama: tuple[Any, Any, Any, Any], penalty: float,
                                                          last_n: int) -> None:
     lib, model, ctx, batch = llama
@@ -83,7 +83,9 @@ def test_the_same_tokens_as_llama_cpps_penalties_sampler(llama: tuple[Any, Any, 
     prompt = list(prompt_buf[:n])
     settings = {**DEFAULT_SAMPLING, "temperature": 0, "repeat_penalty": penalty, "repeat_last_n": last_n}
     ours = Sampler(lib, vocab, n_vocab, 512, settings, None)
-    assert ours.repeat is not None and lib.llama_sampler_chain_n(ours.chain) == 1  # no llama.cpp penalties
+    assert ours.argmax  # greedy: the row's first largest logit, llama.cpp's greedy sampler's choice
+    if penalty != 1.0:
+        assert ours.repeat is not None and lib.llama_sampler_chain_n(ours.chain) == 1  # no llama.cpp penalties
     ours.prime(prompt)
     theirs = _reference(lib, model, penalty, last_n, prompt)
     lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
@@ -92,7 +94,7 @@ def test_the_same_tokens_as_llama_cpps_penalties_sampler(llama: tuple[Any, Any, 
     for step in range(48):
         row = lib.llama_get_logits_ith(ctx, -1)
         before = [row[i] for i in range(n_vocab)]
-        if step % 8 == 0:  # every logit as llama.cpp's penalties sampler leaves it, positive and negative ones
+        if step % 8 == 0 and penalty != 1.0:  # every logit as llama.cpp's penalties leave it, positive or negative
             assert _penalized(lib, theirs, before) == _ours_penalized(ours, row, n_vocab)
         tok = ours.sample(ctx, -1)
         assert [row[i] for i in range(n_vocab)] == before  # the row is put back: log-probabilities read it raw
@@ -113,4 +115,5 @@ def test_frequency_and_presence_penalties_stay_with_llama_cpp(llama: tuple[Any, 
     for extra in ({"frequency_penalty": 0.5}, {"presence_penalty": 0.5}):
         s = Sampler(lib, vocab, n_vocab, 512, {**DEFAULT_SAMPLING, "temperature": 0, **extra}, None)
         assert s.repeat is None and lib.llama_sampler_chain_n(s.chain) == 2  # llama.cpp's penalties, then greedy
+        assert not s.argmax  # its greedy choice comes after llama.cpp's penalties
         s.close()
